@@ -1,0 +1,180 @@
+"""The `racebench` command (DESIGN.md, CONTRACT: command line)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.database import DatabaseError
+
+app = typer.Typer(
+    name="racebench",
+    help="Force, detect and measure the payment-capture race.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="postgresql://... (default: $DATABASE_URL, else an embedded PostgreSQL)",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]racebench:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="lock strategy (default: $RACEBENCH_LOCK_STRATEGY, else for_update)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the reference service under uvicorn."""
+    from harness.serve import serve as run_serve
+
+    try:
+        run_serve(
+            strategy=strategy or os.environ.get("RACEBENCH_LOCK_STRATEGY") or "for_update",
+            host=host,
+            port=port,
+            workers=workers,
+            database_url=database_url,
+        )
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
+def race(
+    strategy: Annotated[str, typer.Option(help="a strategy name, a,b,c, or all")] = "all",
+    scenario: Annotated[str, typer.Option(help="a scenario name, a,b,c, or all")] = "all",
+    repeat: Annotated[int, typer.Option(min=1, help="runs of each cell")] = 1,
+    seed: Annotated[int | None, typer.Option(help="seed for the race-point jitter")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write results here")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
+    junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
+    timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
+    mode: Annotated[str, typer.Option(help="in_process, http, or auto")] = "auto",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run scenarios x strategies; exit 0 only if every safe strategy held and every unsafe one
+    was caught."""
+    from harness.matrix import run_race
+
+    try:
+        code = run_race(
+            strategies=strategy,
+            scenarios=scenario,
+            repeat=repeat,
+            seed=seed,
+            json_path=json_path,
+            out=out,
+            junit=junit,
+            show_timeline=timeline,
+            mode=mode,
+            database_url=database_url,
+        )
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    strategies: Annotated[str, typer.Option(help="comma-separated strategies")] = "none,for_update",
+    profile: Annotated[str, typer.Option(help="verify, webhook, contention, hot_row, mixed")] = (
+        "verify"
+    ),
+    users: Annotated[int, typer.Option(min=1, help="closed model: concurrent users")] = 32,
+    rate: Annotated[
+        float | None, typer.Option(help="open model: requests/s on a fixed schedule")
+    ] = None,
+    duration: Annotated[str, typer.Option(help="measured time per round, e.g. 30s, 2m")] = "30s",
+    rounds: Annotated[int, typer.Option(min=1, help="alternating rounds (A B A B ...)")] = 3,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn workers of the service")] = 1,
+    processes: Annotated[int, typer.Option(min=1, help="Locust processes")] = 1,
+    out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Benchmark strategies under load with Locust; count violations left behind."""
+    from loadtests.bench import run_bench
+
+    try:
+        code = run_bench(
+            strategies=strategies,
+            profile=profile,
+            users=users,
+            rate=rate,
+            duration=duration,
+            rounds=rounds,
+            workers=workers,
+            processes=processes,
+            out=out,
+            database_url=database_url,
+        )
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder holding results.json")],
+    baseline: Annotated[Path | None, typer.Option(help="compare against this run")] = None,
+    max_throughput_drop: Annotated[
+        float, typer.Option(help="gate: largest allowed throughput drop, percent")
+    ] = 10.0,
+    max_p99_increase: Annotated[
+        float, typer.Option(help="gate: largest allowed p99 increase, percent")
+    ] = 25.0,
+) -> None:
+    """Write table.md, matrix.md and report.html for a run (and compare with a baseline)."""
+    from reports.build import run_report
+
+    try:
+        code = run_report(
+            run_dir,
+            baseline=baseline,
+            max_throughput_drop=max_throughput_drop,
+            max_p99_increase=max_p99_increase,
+        )
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
+    duration: Annotated[str, typer.Option(help="benchmark time per round")] = "10s",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The main job: the race matrix, a short benchmark of none vs for_update, the report."""
+    from harness.demo import run_demo
+
+    try:
+        code = run_demo(out=out, duration=duration, database_url=database_url)
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()

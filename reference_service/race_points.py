@@ -1,0 +1,63 @@
+"""Named pause points in the capture path, for a harness to force interleavings.
+
+With no controller installed, `race_point()` returns a shared, already-finished awaitable: no
+task switch, no allocation, no lookup. The harness installs a controller to hold an actor at a
+point until the schedule releases it (see harness/schedule.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Generator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+AFTER_READ = "capture.after_read"
+"""The capture has read the payment and decided it is pending (its write has not happened)."""
+BEFORE_COMMIT = "capture.before_commit"
+"""The capture has made all its writes; its commit comes next."""
+
+POINTS = (AFTER_READ, BEFORE_COMMIT)
+
+current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
+"""Which harness actor the running request belongs to (set by the harness, None in service)."""
+
+
+class RaceController(Protocol):
+    """Something that decides when an actor that reached a point may go on."""
+
+    def reached(self, point: str, actor: str | None) -> Awaitable[None]: ...
+
+
+class _Done:
+    """An awaitable that finishes at once, without suspending."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+NOOP = _Done()
+_controller: RaceController | None = None
+
+
+def race_point(point: str) -> Awaitable[None]:
+    """Await this at a named point. Free unless a controller is installed."""
+    controller = _controller
+    if controller is None:
+        return NOOP
+    return controller.reached(point, current_actor.get())
+
+
+@contextmanager
+def installed(controller: RaceController) -> Iterator[RaceController]:
+    """Install `controller` for the duration of the block (one at a time)."""
+    global _controller
+    if _controller is not None:
+        raise RuntimeError("a race controller is already installed")
+    _controller = controller
+    try:
+        yield controller
+    finally:
+        _controller = None

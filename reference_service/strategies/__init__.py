@@ -1,0 +1,48 @@
+"""The lock strategies, by name (DESIGN.md, CONTRACT: lock strategies).
+
+Adding one: write a module with a LockStrategy subclass, and add it to STRATEGIES below.
+"""
+
+from __future__ import annotations
+
+from reference_service.strategies.advisory import Advisory
+from reference_service.strategies.app_lock import AppLock
+from reference_service.strategies.base import LockStrategy, PaymentRow, Safety, Transition
+from reference_service.strategies.conditional_update import ConditionalUpdate
+from reference_service.strategies.for_update import ForUpdate
+from reference_service.strategies.none import NoLock
+from reference_service.strategies.optimistic import Optimistic
+from reference_service.strategies.serializable import Serializable
+
+STRATEGIES: dict[str, type[LockStrategy]] = {
+    cls.name: cls
+    for cls in (NoLock, ForUpdate, ConditionalUpdate, Optimistic, Advisory, Serializable, AppLock)
+}
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+
+
+class UnknownStrategy(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"unknown lock strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
+        )
+
+
+def get_strategy(name: str) -> LockStrategy:
+    """A fresh instance of the strategy called `name`."""
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise UnknownStrategy(name) from None
+
+
+__all__ = [
+    "STRATEGIES",
+    "STRATEGY_NAMES",
+    "LockStrategy",
+    "PaymentRow",
+    "Safety",
+    "Transition",
+    "UnknownStrategy",
+    "get_strategy",
+]
