@@ -67,7 +67,9 @@ def race(
     scenario: Annotated[str, typer.Option(help="a scenario name, a,b,c, or all")] = "all",
     repeat: Annotated[int, typer.Option(min=1, help="runs of each cell")] = 1,
     seed: Annotated[int | None, typer.Option(help="seed for the race-point jitter")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write results here")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write results here")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
     junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
     timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
@@ -178,3 +180,7 @@ def demo(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -14,9 +14,7 @@ from reference_service.strategies import get_strategy
 console = Console()
 
 
-def serve(
-    *, strategy: str, host: str, port: int, workers: int, database_url: str | None
-) -> None:
+def serve(*, strategy: str, host: str, port: int, workers: int, database_url: str | None) -> None:
     get_strategy(strategy)  # an unknown name fails here, with the list of valid ones
     with server(database_url) as (url, embedded):
         os.environ["DATABASE_URL"] = render(url)
