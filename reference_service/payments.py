@@ -45,8 +45,8 @@ INSERT_PAYMENT_WITH_NEW_INVOICE = text(
 INSERT_PAYMENT_FOR_INVOICE = text(
     """
     INSERT INTO payments (invoice_id, amount, currency, razorpay_order_id)
-    SELECT id, :amount, :currency, :order_id FROM invoices
-    WHERE id = :invoice_id AND currency = :currency
+    SELECT id, CAST(:amount AS bigint), CAST(:currency AS varchar), :order_id FROM invoices
+    WHERE id = :invoice_id AND currency = CAST(:currency AS varchar)
     RETURNING id, invoice_id, status
     """
 )

@@ -16,7 +16,9 @@ MAX_AMOUNT = 10**12
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-RazorpayId = Annotated[str, Field(min_length=1, max_length=64)]
+# Razorpay ids are a prefix, an underscore and alphanumerics; nothing else reaches a column.
+RAZORPAY_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+RazorpayId = Annotated[str, Field(pattern=RAZORPAY_ID_PATTERN)]
 
 
 class _Request(BaseModel):

@@ -29,13 +29,13 @@ from reference_service.models import (
     PaymentStatus,
     WebhookOutcome,
 )
+from reference_service.schemas import RazorpayId
 from reference_service.signatures import SignatureVerifier
 from reference_service.strategies import LockStrategy
 
 # Event ids and types are stored; keep them to the sizes of their columns.
 MAX_EVENT_ID_LENGTH = 128
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
-RAZORPAY_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 
 
 class Action(StrEnum):
@@ -75,9 +75,6 @@ SET_OUTCOME = text("UPDATE webhook_events SET outcome = :outcome WHERE id = :id"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-RazorpayId = Annotated[str, Field(pattern=RAZORPAY_ID_PATTERN)]
 
 
 class PaymentEntity(_Model):

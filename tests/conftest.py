@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import httpx
 import pytest
 
-from harness.database import provision
+from harness.database import connect, parse_url, provision
 from harness.gateway import Gateway
 from reference_service.app import create_app
 from reference_service.config import Settings
@@ -54,3 +55,34 @@ async def client_for(database_url: str) -> AsyncIterator[ClientFactory]:
 async def client(request: pytest.FixtureRequest, client_for: ClientFactory) -> httpx.AsyncClient:
     """The in-process app, once for every lock strategy."""
     return await client_for(request.param)
+
+
+@pytest.fixture(scope="session")
+async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection for looking at what the service wrote."""
+    conn = await connect(parse_url(database_url))
+    yield conn
+    await conn.close()
+
+
+async def new_payment(
+    client: httpx.AsyncClient, amount: int = 100_000, **extra: object
+) -> dict[str, object]:
+    response = await client.post("/payments", json={"amount": amount, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def effects(sql: asyncpg.Connection, payment_id: int) -> dict[str, int]:
+    """How many allocations, receipts and captured events a payment has."""
+    row = await sql.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM payment_allocations WHERE payment_id = $1) AS allocations,
+               (SELECT count(*) FROM receipts WHERE payment_id = $1) AS receipts,
+               (SELECT count(*) FROM payment_events
+                 WHERE payment_id = $1 AND to_status = 'captured') AS captured_events
+        """,
+        payment_id,
+    )
+    return dict(row)

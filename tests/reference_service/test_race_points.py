@@ -1,0 +1,62 @@
+"""Race points cost nothing without a controller, and fire in order with one."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from harness.gateway import Gateway
+from reference_service import race_points
+from reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
+from tests.conftest import ClientFactory, new_payment
+
+
+def test_without_a_controller_a_race_point_is_a_shared_finished_awaitable() -> None:
+    assert race_points._controller is None
+    assert race_point(AFTER_READ) is race_points.NOOP
+    assert race_point(BEFORE_COMMIT) is race_points.NOOP
+
+    async def capture_step() -> str:
+        await race_point(AFTER_READ)
+        return "went on"
+
+    # Driven by hand, with no event loop: it finishes on the first step, so it never
+    # suspended, scheduled a callback or touched a loop.
+    with pytest.raises(StopIteration) as finished:
+        capture_step().send(None)
+    assert finished.value.value == "went on"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def reached(self, point: str, actor: str | None) -> None:
+        self.seen.append((point, actor))
+
+
+async def test_a_capture_reaches_both_points_in_order(
+    client_for: ClientFactory, gateway: Gateway
+) -> None:
+    client: httpx.AsyncClient = await client_for("for_update")
+    payment = await new_payment(client)
+    checkout = gateway.checkout(payment["id"], payment["razorpay_order_id"])
+    recorder = Recorder()
+    token = race_points.current_actor.set("client")
+    try:
+        with race_points.installed(recorder):
+            first = await client.post("/payments/verify", json=checkout.body())
+            replay = await client.post("/payments/verify", json=checkout.body())
+    finally:
+        race_points.current_actor.reset(token)
+    assert first.json()["replayed"] is False
+    assert replay.json()["replayed"] is True
+    # The replay found "captured" after its read, so it reached neither point.
+    assert recorder.seen == [(AFTER_READ, "client"), (BEFORE_COMMIT, "client")]
+    assert race_points._controller is None
+
+
+def test_only_one_controller_at_a_time() -> None:
+    with race_points.installed(Recorder()), pytest.raises(RuntimeError):
+        with race_points.installed(Recorder()):
+            pass

@@ -1,0 +1,125 @@
+"""Strategy registry, statements per capture, and timeouts that turn into 503s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import event
+
+from harness.gateway import Gateway
+from reference_service.app import create_app
+from reference_service.config import Settings
+from reference_service.service import Service
+from reference_service.strategies import STRATEGY_NAMES, UnknownStrategy, get_strategy
+from tests.conftest import ClientFactory, effects, new_payment
+
+# SQL statements one capture sends, BEGIN and COMMIT not counted (asyncpg sends those itself).
+# Keep these low: the capture path is benchmarked against pgbench's ceiling.
+STATEMENTS_PER_VERIFY = {
+    "none": 5,  # read payment, write payment, read invoice, write invoice, effects
+    "for_update": 5,  # the same reads, each FOR UPDATE
+    "conditional_update": 4,  # read, conditional UPDATE, in-place invoice increment, effects
+    "optimistic": 5,  # read, versioned UPDATE, read invoice, compare-and-set invoice, effects
+    "advisory": 7,  # two pg_advisory_xact_lock calls on top of `none`
+    "serializable": 5,
+    "app_lock": 5,
+}
+# The webhook path adds one: the statement that claims the event id and finds the payment.
+WEBHOOK_EXTRA_STATEMENTS = 1
+
+
+def test_the_registry_has_the_seven_contract_names() -> None:
+    assert tuple(STATEMENTS_PER_VERIFY) == STRATEGY_NAMES
+    for name in STRATEGY_NAMES:
+        assert get_strategy(name).name == name
+
+
+def test_an_unknown_strategy_lists_the_valid_ones() -> None:
+    with pytest.raises(UnknownStrategy) as error:
+        get_strategy("optimistc")
+    message = str(error.value)
+    assert "'optimistc'" in message
+    assert all(name in message for name in STRATEGY_NAMES)
+
+
+def test_an_unknown_strategy_fails_at_start_up(database_url: str) -> None:
+    with pytest.raises(UnknownStrategy):
+        create_app(Settings(database_url=database_url, lock_strategy="nope"))
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+async def test_statements_per_capture(
+    client_for: ClientFactory, gateway: Gateway, strategy: str
+) -> None:
+    client = await client_for(strategy)
+    service: Service = client._transport.app.state.service  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    engine = service.db.engine.sync_engine
+    payment = await new_payment(client)
+    checkout = gateway.checkout(payment["id"], payment["razorpay_order_id"])
+    other = await new_payment(client)
+    delivery = gateway.event(
+        "payment.captured", order_id=other["razorpay_order_id"], amount=other["amount"]
+    )
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert (await client.post("/payments/verify", json=checkout.body())).status_code == 200
+        verify_statements = len(sent)
+        sent.clear()
+        response = await client.post(
+            "/webhooks/razorpay", content=delivery.body, headers=delivery.headers()
+        )
+        assert response.json() == {"status": "processed"}
+        webhook_statements = len(sent)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert verify_statements == STATEMENTS_PER_VERIFY[strategy]
+    assert webhook_statements == STATEMENTS_PER_VERIFY[strategy] + WEBHOOK_EXTRA_STATEMENTS
+
+
+@pytest.fixture
+async def impatient(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """for_update with a 100 ms lock_timeout."""
+    settings = Settings(database_url=database_url, lock_strategy="for_update", lock_timeout_ms=100)
+    app = create_app(settings)
+    await app.state.service.start()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://racebench.test"
+    ) as client:
+        yield client
+    await app.state.service.stop()
+
+
+async def test_a_lock_timeout_answers_503_with_retry_after(
+    impatient: httpx.AsyncClient, gateway: Gateway, sql: asyncpg.Connection
+) -> None:
+    payment = await new_payment(impatient)
+    checkout = gateway.checkout(payment["id"], payment["razorpay_order_id"])
+    holder = sql
+    transaction = holder.transaction()
+    await transaction.start()
+    try:
+        # Somebody else holds the payment row: the capture cannot get its lock.
+        await holder.execute("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE", payment["id"])
+        response = await impatient.post("/payments/verify", json=checkout.body())
+    finally:
+        await transaction.rollback()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "busy"
+    assert await effects(sql, payment["id"]) == {
+        "allocations": 0,
+        "receipts": 0,
+        "captured_events": 0,
+    }
+    # Once the holder is gone, the retry captures.
+    retry = await impatient.post("/payments/verify", json=checkout.body())
+    assert retry.status_code == 200
+    assert retry.json()["replayed"] is False

@@ -1,0 +1,69 @@
+"""Duplicate deliveries apply once and are all kept; every handled event type captures once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+
+from harness.gateway import Gateway
+from tests.conftest import effects, new_payment
+
+ONCE = {"allocations": 1, "receipts": 1, "captured_events": 1}
+
+
+async def test_duplicate_deliveries_apply_once_and_are_all_kept(
+    client: httpx.AsyncClient, gateway: Gateway, sql: asyncpg.Connection
+) -> None:
+    payment = await new_payment(client)
+    event = gateway.event(
+        "payment.captured", order_id=payment["razorpay_order_id"], amount=payment["amount"]
+    )
+    responses = await asyncio.gather(
+        *(
+            client.post("/webhooks/razorpay", content=event.body, headers=event.headers())
+            for _ in range(5)
+        )
+    )
+    statuses = sorted(r.json()["status"] for r in responses)
+    assert statuses == ["duplicate"] * 4 + ["processed"]
+    kept = await sql.fetch(
+        "SELECT outcome, payload FROM webhook_events WHERE event_id = $1", event.event_id
+    )
+    assert len(kept) == 5
+    assert {row["payload"] for row in kept} == {event.body.decode()}
+    assert await effects(sql, payment["id"]) == ONCE
+
+
+@pytest.mark.parametrize("event_type", ["payment.authorized", "payment.captured", "order.paid"])
+async def test_each_capture_event_captures_once(
+    client_for, gateway: Gateway, sql: asyncpg.Connection, event_type: str
+) -> None:
+    client = await client_for("for_update")
+    payment = await new_payment(client)
+    event = gateway.event(event_type, order_id=payment["razorpay_order_id"], amount=100_000)
+    response = await client.post("/webhooks/razorpay", content=event.body, headers=event.headers())
+    assert response.json() == {"status": "processed"}
+    assert await effects(sql, payment["id"]) == ONCE
+    source = await sql.fetchval(
+        "SELECT source FROM payment_events WHERE payment_id = $1", payment["id"]
+    )
+    assert source == f"webhook:{event.event_id}"
+
+
+async def test_all_three_capture_events_in_every_order_capture_once(
+    client_for, gateway: Gateway, sql: asyncpg.Connection
+) -> None:
+    client = await client_for("for_update")
+    payment = await new_payment(client)
+    events = [
+        gateway.event(t, order_id=payment["razorpay_order_id"], amount=100_000)
+        for t in ("order.paid", "payment.captured", "payment.authorized")
+    ]
+    responses = [
+        await client.post("/webhooks/razorpay", content=e.body, headers=e.headers()) for e in events
+    ]
+    assert [r.json()["status"] for r in responses] == ["processed"] * 3
+    assert await effects(sql, payment["id"]) == ONCE
