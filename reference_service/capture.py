@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, text
-
 from reference_service.db import DatabaseBusy, Tx
 from reference_service.errors import PaymentNotFound
-from reference_service.models import CaptureSource, PaymentStatus, invoices
+from reference_service.models import CaptureSource, PaymentStatus
 from reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
 from reference_service.strategies import LockStrategy, PaymentRow, Transition
 
@@ -24,23 +22,20 @@ from reference_service.strategies import LockStrategy, PaymentRow, Transition
 MAX_CLAIM_ATTEMPTS = 5
 
 # Allocation, receipt and audit event in one round trip.
-RECORD_CAPTURE_EFFECTS = text(
-    """
+# $1 payment, $2 invoice, $3 amount, $4 the status captured from, $5 source.
+RECORD_CAPTURE_EFFECTS = """
     WITH allocation AS (
-        INSERT INTO payment_allocations (payment_id, invoice_id, amount)
-        VALUES (:payment_id, :invoice_id, :amount)
+        INSERT INTO payment_allocations (payment_id, invoice_id, amount) VALUES ($1, $2, $3)
     ), receipt AS (
-        INSERT INTO receipts (payment_id) VALUES (:payment_id)
+        INSERT INTO receipts (payment_id) VALUES ($1)
     )
     INSERT INTO payment_events (payment_id, from_status, to_status, source)
-    VALUES (:payment_id, :from_status, 'captured', :source)
-    """
-)
-RECORD_EVENT = text(
+    VALUES ($1, $4, 'captured', $5)"""
+RECORD_EVENT = (
     "INSERT INTO payment_events (payment_id, from_status, to_status, source) "
-    "VALUES (:payment_id, :from_status, :to_status, :source)"
+    "VALUES ($1, $2, $3, $4)"
 )
-SELECT_INVOICE_STATUS = select(invoices.c.status).where(invoices.c.id == bindparam("i_id"))
+SELECT_INVOICE_STATUS = "SELECT status FROM invoices WHERE id = $1"
 
 PaymentCheck = Callable[[PaymentRow], None]
 """Raises a ServiceError if this request may not touch the payment it read."""
@@ -60,7 +55,9 @@ class FailResult:
     applied: bool
 
 
-async def _read(tx: Tx, strategy: LockStrategy, payment_id: int, check: PaymentCheck | None):
+async def _read(
+    tx: Tx, strategy: LockStrategy, payment_id: int, check: PaymentCheck | None
+) -> PaymentRow:
     payment = await strategy.read_payment(tx, payment_id)
     if payment is None:
         raise PaymentNotFound(f"no payment with id {payment_id}", payment_id=payment_id)
@@ -83,8 +80,8 @@ async def capture(
     for _ in range(MAX_CLAIM_ATTEMPTS):
         payment = await _read(tx, strategy, payment_id, check)
         if payment.status == PaymentStatus.CAPTURED:
-            status = await tx.execute(SELECT_INVOICE_STATUS, {"i_id": payment.invoice_id})
-            return CaptureResult(payment.id, status.scalar_one(), replayed=True)
+            status = await tx.fetchval(SELECT_INVOICE_STATUS, payment.invoice_id)
+            return CaptureResult(payment.id, status, replayed=True)
         await race_point(AFTER_READ)
         change = Transition(PaymentStatus.CAPTURED, via.value, razorpay_payment_id)
         if await strategy.transition(tx, payment, change):
@@ -95,13 +92,11 @@ async def capture(
     invoice_status = await strategy.add_to_invoice(tx, payment.invoice_id, payment.amount)
     await tx.execute(
         RECORD_CAPTURE_EFFECTS,
-        {
-            "payment_id": payment.id,
-            "invoice_id": payment.invoice_id,
-            "amount": payment.amount,
-            "from_status": payment.status,
-            "source": source,
-        },
+        payment.id,
+        payment.invoice_id,
+        payment.amount,
+        payment.status,
+        source,
     )
     await race_point(BEFORE_COMMIT)
     return CaptureResult(payment.id, invoice_status.value, replayed=False)
@@ -125,14 +120,6 @@ async def fail(
             break
     else:
         raise DatabaseBusy(f"payment {payment_id} kept changing under the failure")
-    await tx.execute(
-        RECORD_EVENT,
-        {
-            "payment_id": payment.id,
-            "from_status": payment.status,
-            "to_status": PaymentStatus.FAILED.value,
-            "source": source,
-        },
-    )
+    await tx.execute(RECORD_EVENT, payment.id, payment.status, PaymentStatus.FAILED.value, source)
     await race_point(BEFORE_COMMIT)
     return FailResult(payment.id, PaymentStatus.FAILED.value, applied=True)

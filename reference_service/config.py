@@ -20,10 +20,11 @@ STATEMENT_TIMEOUT_MS = 10_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
 # Webhook bodies from Razorpay are a few KiB; anything this large is not one of ours.
 MAX_BODY_BYTES = 64 * 1024
+# How the service's connections show up in pg_stat_activity (the race harness looks for it).
+APPLICATION_NAME = "racebench-service"
 # Connections per worker process: enough to keep PostgreSQL busy on two cores without
 # queueing inside the pool (pgbench peaks at about 16 clients here).
 POOL_SIZE = 20
-POOL_OVERFLOW = 10
 # How long a request waits for a free pooled connection before it answers 503.
 POOL_TIMEOUT_S = 10.0
 # Retry-After (seconds) sent with a 503, so that Razorpay's retry comes back soon.

@@ -6,8 +6,6 @@ import secrets
 import string
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
-
 from reference_service.capture import capture
 from reference_service.db import Database, Tx
 from reference_service.errors import (
@@ -16,7 +14,7 @@ from reference_service.errors import (
     OrderMismatch,
     PaymentNotFound,
 )
-from reference_service.models import CaptureSource, invoices, payments
+from reference_service.models import CaptureSource
 from reference_service.schemas import (
     InvoicePublic,
     PaymentCreate,
@@ -32,31 +30,24 @@ _ORDER_ID_ALPHABET = string.ascii_letters + string.digits
 # Razorpay order ids are "order_" and 14 characters.
 ORDER_ID_LENGTH = 14
 
-INSERT_PAYMENT_WITH_NEW_INVOICE = text(
-    """
+# $1 amount, $2 currency, $3 order id.
+INSERT_PAYMENT_WITH_NEW_INVOICE = """
     WITH invoice AS (
-        INSERT INTO invoices (amount, currency) VALUES (:amount, :currency) RETURNING id
+        INSERT INTO invoices (amount, currency) VALUES ($1, $2) RETURNING id
     )
     INSERT INTO payments (invoice_id, amount, currency, razorpay_order_id)
-    SELECT id, :amount, :currency, :order_id FROM invoice
-    RETURNING id, invoice_id, status
-    """
-)
-INSERT_PAYMENT_FOR_INVOICE = text(
-    """
+    SELECT id, $1, $2, $3 FROM invoice
+    RETURNING id, invoice_id, status"""
+# $1 amount, $2 currency, $3 order id, $4 invoice id.
+INSERT_PAYMENT_FOR_INVOICE = """
     INSERT INTO payments (invoice_id, amount, currency, razorpay_order_id)
-    SELECT id, CAST(:amount AS bigint), CAST(:currency AS varchar), :order_id FROM invoices
-    WHERE id = :invoice_id AND currency = CAST(:currency AS varchar)
-    RETURNING id, invoice_id, status
-    """
+    SELECT id, $1::bigint, $2::varchar, $3 FROM invoices WHERE id = $4 AND currency = $2::varchar
+    RETURNING id, invoice_id, status"""
+SELECT_INVOICE_CURRENCY = "SELECT currency FROM invoices WHERE id = $1"
+SELECT_PAYMENT_DETAIL = (
+    f"SELECT {', '.join(PaymentDetail.model_fields)} FROM payments WHERE id = $1"
 )
-SELECT_INVOICE_CURRENCY = select(invoices.c.currency).where(invoices.c.id == bindparam("i_id"))
-SELECT_PAYMENT_DETAIL = select(*(getattr(payments.c, f) for f in PaymentDetail.model_fields)).where(
-    payments.c.id == bindparam("p_id")
-)
-SELECT_INVOICE = select(*(getattr(invoices.c, f) for f in InvoicePublic.model_fields)).where(
-    invoices.c.id == bindparam("i_id")
-)
+SELECT_INVOICE = f"SELECT {', '.join(InvoicePublic.model_fields)} FROM invoices WHERE id = $1"
 
 
 def new_order_id() -> str:
@@ -66,20 +57,14 @@ def new_order_id() -> str:
 async def create_payment(db: Database, body: PaymentCreate) -> PaymentPublic:
     """A pending payment with its Razorpay order, on a new invoice or an existing one."""
     order_id = new_order_id()
-    params: dict[str, Any] = {
-        "amount": body.amount,
-        "currency": body.currency,
-        "order_id": order_id,
-    }
+    args = (body.amount, body.currency, order_id)
 
     async def work(tx: Tx) -> Any:
         if body.invoice_id is None:
-            return (await tx.execute(INSERT_PAYMENT_WITH_NEW_INVOICE, params)).one()
-        params["invoice_id"] = body.invoice_id
-        row = (await tx.execute(INSERT_PAYMENT_FOR_INVOICE, params)).first()
+            return await tx.fetchrow(INSERT_PAYMENT_WITH_NEW_INVOICE, *args)
+        row = await tx.fetchrow(INSERT_PAYMENT_FOR_INVOICE, *args, body.invoice_id)
         if row is None:
-            currency = await tx.execute(SELECT_INVOICE_CURRENCY, {"i_id": body.invoice_id})
-            found = currency.scalar_one_or_none()
+            found = await tx.fetchval(SELECT_INVOICE_CURRENCY, body.invoice_id)
             if found is None:
                 raise InvoiceNotFound(f"no invoice with id {body.invoice_id}")
             raise CurrencyMismatch(f"invoice {body.invoice_id} is in {found}, not {body.currency}")
@@ -87,29 +72,29 @@ async def create_payment(db: Database, body: PaymentCreate) -> PaymentPublic:
 
     row = await db.run(work)
     return PaymentPublic(
-        id=row.id,
-        invoice_id=row.invoice_id,
+        id=row["id"],
+        invoice_id=row["invoice_id"],
         razorpay_order_id=order_id,
         amount=body.amount,
         currency=body.currency,
-        status=row.status,
+        status=row["status"],
     )
 
 
 async def get_payment(db: Database, payment_id: int) -> PaymentDetail:
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(SELECT_PAYMENT_DETAIL, {"p_id": payment_id})).first()
+    async with db.connection() as conn:
+        row = await conn.fetchrow(SELECT_PAYMENT_DETAIL, payment_id)
     if row is None:
         raise PaymentNotFound(f"no payment with id {payment_id}")
-    return PaymentDetail.model_validate(row._asdict())
+    return PaymentDetail.model_validate(dict(row))
 
 
 async def get_invoice(db: Database, invoice_id: int) -> InvoicePublic:
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(SELECT_INVOICE, {"i_id": invoice_id})).first()
+    async with db.connection() as conn:
+        row = await conn.fetchrow(SELECT_INVOICE, invoice_id)
     if row is None:
         raise InvoiceNotFound(f"no invoice with id {invoice_id}")
-    return InvoicePublic.model_validate(row._asdict())
+    return InvoicePublic.model_validate(dict(row))
 
 
 async def verify_checkout(

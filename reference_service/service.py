@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reference_service.config import Settings
-from reference_service.db import Database, create_engine
+from reference_service.db import Database
 from reference_service.signatures import SignatureVerifier
 from reference_service.strategies import LockStrategy, get_strategy
 
@@ -23,11 +23,9 @@ class Service:
         return cls(
             settings=settings,
             db=Database(
-                create_engine(
-                    settings.database_url,
-                    pool_size=settings.pool_size,
-                    lock_timeout_ms=settings.lock_timeout_ms,
-                )
+                settings.database_url,
+                pool_size=settings.pool_size,
+                lock_timeout_ms=settings.lock_timeout_ms,
             ),
             strategy=strategy or get_strategy(settings.lock_strategy),
             verifier=SignatureVerifier(
@@ -42,4 +40,4 @@ class Service:
             await self.db.create_tables()
 
     async def stop(self) -> None:
-        await self.db.dispose()
+        await self.db.close()

@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
-from sqlalchemy import text
 
 from reference_service.capture import capture, fail
 from reference_service.db import Database, Tx
@@ -54,23 +53,21 @@ EVENT_ACTIONS = {
 }
 
 _CLAIMING = ", ".join(f"'{o.value}'" for o in CLAIMING_OUTCOMES)
-CLAIM_EVENT = text(
-    f"""
+# $1 event id, $2 event type, $3 raw payload, $4 order id (NULL for unhandled types).
+CLAIM_EVENT = f"""
     WITH claim AS (
         INSERT INTO webhook_events (event_id, event_type, payload, outcome)
-        VALUES (:event_id, :event_type, :payload, 'processed')
+        VALUES ($1, $2, $3, 'processed')
         ON CONFLICT (event_id) WHERE outcome IN ({_CLAIMING}) DO NOTHING
         RETURNING id
     )
     SELECT (SELECT id FROM claim) AS claim_id, p.id AS payment_id, p.amount, p.currency
-    FROM (SELECT 1) AS one LEFT JOIN payments p ON p.razorpay_order_id = :order_id
-    """
-)
-KEEP_DUPLICATE = text(
+    FROM (SELECT 1) AS one LEFT JOIN payments p ON p.razorpay_order_id = $4"""
+KEEP_DUPLICATE = (
     "INSERT INTO webhook_events (event_id, event_type, payload, outcome) "
-    "VALUES (:event_id, :event_type, :payload, 'duplicate')"
+    "VALUES ($1, $2, $3, 'duplicate')"
 )
-SET_OUTCOME = text("UPDATE webhook_events SET outcome = :outcome WHERE id = :id")
+SET_OUTCOME = "UPDATE webhook_events SET outcome = $2 WHERE id = $1"
 
 
 class _Model(BaseModel):
@@ -165,40 +162,42 @@ async def receive_webhook(
             f"the X-Razorpay-Event-Id header must hold 1 to {MAX_EVENT_ID_LENGTH} characters"
         )
     event = parse_event(body)
-    row_params = {"event_id": event_id, "event_type": event.type, "payload": body}
+    delivery = (event_id, event.type, body)
 
     async def work(tx: Tx) -> WebhookOutcome | _Rejected:
-        claimed = (await tx.execute(CLAIM_EVENT, row_params | {"order_id": event.order_id})).one()
-        if claimed.claim_id is None:
-            await tx.execute(KEEP_DUPLICATE, row_params)
+        claimed = await tx.fetchrow(CLAIM_EVENT, *delivery, event.order_id)
+        assert claimed is not None  # the LEFT JOIN always yields one row
+        if claimed["claim_id"] is None:
+            await tx.execute(KEEP_DUPLICATE, *delivery)
             return WebhookOutcome.DUPLICATE
 
         async def settle(outcome: WebhookOutcome) -> WebhookOutcome:
-            await tx.execute(SET_OUTCOME, {"outcome": outcome.value, "id": claimed.claim_id})
+            await tx.execute(SET_OUTCOME, claimed["claim_id"], outcome.value)
             return outcome
 
         if event.action is Action.IGNORE:
             return await settle(WebhookOutcome.IGNORED)
-        if claimed.payment_id is None:
+        payment_id = claimed["payment_id"]
+        if payment_id is None:
             return await settle(WebhookOutcome.UNMATCHED)
-        if (event.amount, event.currency) != (claimed.amount, claimed.currency):
+        if (event.amount, event.currency) != (claimed["amount"], claimed["currency"]):
             await settle(WebhookOutcome.REJECTED)
             return _Rejected(
                 f"event says {event.amount} {event.currency}, "
-                f"payment {claimed.payment_id} is {claimed.amount} {claimed.currency}"
+                f"payment {payment_id} is {claimed['amount']} {claimed['currency']}"
             )
         source = f"webhook:{event_id}"
         if event.action is Action.CAPTURE:
             await capture(
                 tx,
                 strategy,
-                claimed.payment_id,
+                payment_id,
                 via=CaptureSource.WEBHOOK,
                 source=source,
                 razorpay_payment_id=event.razorpay_payment_id,
             )
             return WebhookOutcome.PROCESSED
-        failed = await fail(tx, strategy, claimed.payment_id, source=source)
+        failed = await fail(tx, strategy, payment_id, source=source)
         if not failed.applied and failed.status == PaymentStatus.CAPTURED:
             # A stale failure after the capture: kept, never applied (no status regression).
             return await settle(WebhookOutcome.IGNORED)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
-
 from reference_service.db import Tx
 from reference_service.models import InvoiceStatus
 from reference_service.strategies.base import LockStrategy, PaymentRow
@@ -13,7 +11,7 @@ from reference_service.strategies.base import LockStrategy, PaymentRow
 PAYMENT_NAMESPACE = 1 << 56
 INVOICE_NAMESPACE = 2 << 56
 
-ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("key")))
+ADVISORY_LOCK = "SELECT pg_advisory_xact_lock($1)"
 
 
 class Advisory(LockStrategy):
@@ -23,9 +21,9 @@ class Advisory(LockStrategy):
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
         # Lock first, then read in a new statement: a read in the same statement would use a
         # snapshot taken before the wait and could still see "pending".
-        await tx.execute(ADVISORY_LOCK, {"key": PAYMENT_NAMESPACE | payment_id})
+        await tx.execute(ADVISORY_LOCK, PAYMENT_NAMESPACE | payment_id)
         return await super().read_payment(tx, payment_id)
 
     async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
-        await tx.execute(ADVISORY_LOCK, {"key": INVOICE_NAMESPACE | invoice_id})
+        await tx.execute(ADVISORY_LOCK, INVOICE_NAMESPACE | invoice_id)
         return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=False)

@@ -11,13 +11,12 @@ which is exactly the `none` strategy. A safe strategy overrides the steps it gua
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar
-
-from sqlalchemy import bindparam, func, select, update
+from typing import Any, ClassVar, Literal
 
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus, PaymentStatus, invoices, payments
+from reference_service.models import InvoiceStatus, PaymentStatus
 
 
 class Safety(StrEnum):
@@ -47,34 +46,23 @@ def invoice_status(amount: int, amount_paid: int) -> InvoiceStatus:
     return InvoiceStatus.PARTIALLY_PAID if amount_paid > 0 else InvoiceStatus.UNPAID
 
 
-_PAYMENT_COLUMNS = [getattr(payments.c, f) for f in PaymentRow.__slots__]  # type: ignore[attr-defined]
-SELECT_PAYMENT = select(*_PAYMENT_COLUMNS).where(payments.c.id == bindparam("p_id"))
-SELECT_PAYMENT_FOR_UPDATE = SELECT_PAYMENT.with_for_update()
+SELECT_PAYMENT = f"SELECT {', '.join(PaymentRow.__slots__)} FROM payments WHERE id = $1"  # type: ignore[attr-defined]
+SELECT_PAYMENT_FOR_UPDATE = SELECT_PAYMENT + " FOR UPDATE"
 
 # One UPDATE makes either transition; the captured_* fields are only set on a capture.
-TRANSITION = (
-    update(payments)
-    .where(payments.c.id == bindparam("p_id"))
-    .values(
-        status=bindparam("p_to"),
-        razorpay_payment_id=func.coalesce(
-            bindparam("p_rzp_payment_id"), payments.c.razorpay_payment_id
-        ),
-        captured_via=func.coalesce(bindparam("p_via"), payments.c.captured_via),
-        captured_at=func.coalesce(bindparam("p_captured_at"), payments.c.captured_at),
-        version=payments.c.version + 1,
-    )
-)
+# Parameters: $1 id, $2 new status, $3 razorpay payment id, $4 captured_via, $5 captured_at.
+TRANSITION = """
+    UPDATE payments
+    SET status = $2,
+        razorpay_payment_id = coalesce($3, razorpay_payment_id),
+        captured_via = coalesce($4, captured_via),
+        captured_at = coalesce($5, captured_at),
+        version = version + 1
+    WHERE id = $1"""
 
-SELECT_INVOICE = select(invoices.c.amount, invoices.c.amount_paid).where(
-    invoices.c.id == bindparam("i_id")
-)
-SELECT_INVOICE_FOR_UPDATE = SELECT_INVOICE.with_for_update()
-SET_INVOICE = (
-    update(invoices)
-    .where(invoices.c.id == bindparam("i_id"))
-    .values(amount_paid=bindparam("i_paid"), status=bindparam("i_status"))
-)
+SELECT_INVOICE = "SELECT amount, amount_paid FROM invoices WHERE id = $1"
+SELECT_INVOICE_FOR_UPDATE = SELECT_INVOICE + " FOR UPDATE"
+SET_INVOICE = "UPDATE invoices SET amount_paid = $2, status = $3 WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +73,16 @@ class Transition:
     via: str | None = None
     razorpay_payment_id: str | None = None
 
-    def params(self, payment: PaymentRow) -> dict[str, object]:
+    def args(self, payment: PaymentRow) -> tuple[Any, ...]:
+        """The parameters $1..$5 of TRANSITION."""
         capturing = self.to_status is PaymentStatus.CAPTURED
-        return {
-            "p_id": payment.id,
-            "p_to": self.to_status.value,
-            "p_rzp_payment_id": self.razorpay_payment_id,
-            "p_via": self.via if capturing else None,
-            "p_captured_at": _now() if capturing else None,
-        }
-
-
-def _now() -> object:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
+        return (
+            payment.id,
+            self.to_status.value,
+            self.razorpay_payment_id,
+            self.via if capturing else None,
+            datetime.now(UTC) if capturing else None,
+        )
 
 
 class LockStrategy:
@@ -109,14 +92,13 @@ class LockStrategy:
     summary: ClassVar[str]
     safety: ClassVar[Safety] = Safety.SAFE
     # None: READ COMMITTED, PostgreSQL's default.
-    isolation_level: ClassVar[str | None] = None
+    isolation_level: ClassVar[Literal["serializable", "repeatable_read"] | None] = None
     # Re-run the whole transaction on SQLSTATE 40001/40P01 (see Database.run).
     retry_transaction: ClassVar[bool] = False
 
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
         """Read the payment, holding whatever lock the strategy takes on it."""
-        row = (await tx.execute(SELECT_PAYMENT, {"p_id": payment_id})).first()
-        return PaymentRow(*row) if row else None
+        return await self._select_payment(tx, SELECT_PAYMENT, payment_id)
 
     async def transition(self, tx: Tx, payment: PaymentRow, change: Transition) -> bool:
         """Move the payment read as `payment` to a new status.
@@ -124,20 +106,25 @@ class LockStrategy:
         Returns False when the strategy finds that another transaction got there first; the
         caller then reads the payment again and re-checks.
         """
-        await tx.execute(TRANSITION, change.params(payment))
+        await tx.execute(TRANSITION, *change.args(payment))
         return True
 
     async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
         """Add `amount` to the invoice's amount_paid; return its new status."""
         return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=False)
 
+    @staticmethod
+    async def _select_payment(tx: Tx, query: str, payment_id: int) -> PaymentRow | None:
+        row = await tx.fetchrow(query, payment_id)
+        return PaymentRow(*row) if row is not None else None
+
+    @staticmethod
     async def _read_modify_write_invoice(
-        self, tx: Tx, invoice_id: int, amount: int, *, lock: bool
+        tx: Tx, invoice_id: int, amount: int, *, lock: bool
     ) -> InvoiceStatus:
-        query = SELECT_INVOICE_FOR_UPDATE if lock else SELECT_INVOICE
-        total, paid = (await tx.execute(query, {"i_id": invoice_id})).one()
+        row = await tx.fetchrow(SELECT_INVOICE_FOR_UPDATE if lock else SELECT_INVOICE, invoice_id)
+        assert row is not None, f"payment points at missing invoice {invoice_id}"
+        total, paid = row
         status = invoice_status(total, paid + amount)
-        await tx.execute(
-            SET_INVOICE, {"i_id": invoice_id, "i_paid": paid + amount, "i_status": status.value}
-        )
+        await tx.execute(SET_INVOICE, invoice_id, paid + amount, status.value)
         return status

@@ -3,28 +3,22 @@ the side effects, and the invoice is incremented in place."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, case, update
-
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus, invoices, payments
+from reference_service.models import InvoiceStatus
 from reference_service.strategies.base import TRANSITION, LockStrategy, PaymentRow, Transition
 
-CONDITIONAL_TRANSITION = TRANSITION.where(payments.c.status == bindparam("p_from"))
+# $6: the status this transaction read. A concurrent winner has changed it, so we match 0 rows.
+CONDITIONAL_TRANSITION = TRANSITION + " AND status = $6 RETURNING id"
 
-_new_paid = invoices.c.amount_paid + bindparam("i_amount")
-INCREMENT_INVOICE = (
-    update(invoices)
-    .where(invoices.c.id == bindparam("i_id"))
-    .values(
-        amount_paid=_new_paid,
-        status=case(
-            (_new_paid >= invoices.c.amount, InvoiceStatus.PAID.value),
-            (_new_paid > 0, InvoiceStatus.PARTIALLY_PAID.value),
-            else_=InvoiceStatus.UNPAID.value,
-        ),
-    )
-    .returning(invoices.c.status)
-)
+# The row lock an UPDATE takes makes the increment atomic; status follows from the new sum.
+INCREMENT_INVOICE = """
+    UPDATE invoices
+    SET amount_paid = amount_paid + $2,
+        status = CASE WHEN amount_paid + $2 >= amount THEN 'paid'
+                      WHEN amount_paid + $2 > 0 THEN 'partially_paid'
+                      ELSE 'unpaid' END
+    WHERE id = $1
+    RETURNING status"""
 
 
 class ConditionalUpdate(LockStrategy):
@@ -32,9 +26,8 @@ class ConditionalUpdate(LockStrategy):
     summary = "UPDATE ... WHERE status = :read_status RETURNING; winner does the side effects"
 
     async def transition(self, tx: Tx, payment: PaymentRow, change: Transition) -> bool:
-        params = change.params(payment) | {"p_from": payment.status}
-        return (await tx.execute(CONDITIONAL_TRANSITION, params)).rowcount == 1
+        won = await tx.fetchval(CONDITIONAL_TRANSITION, *change.args(payment), payment.status)
+        return won is not None
 
     async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
-        status = await tx.execute(INCREMENT_INVOICE, {"i_id": invoice_id, "i_amount": amount})
-        return InvoiceStatus(status.scalar_one())
+        return InvoiceStatus(await tx.fetchval(INCREMENT_INVOICE, invoice_id, amount))

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from reference_service.db import Tx
 from reference_service.models import InvoiceStatus
-from reference_service.strategies.base import (
-    SELECT_PAYMENT_FOR_UPDATE,
-    LockStrategy,
-    PaymentRow,
-)
+from reference_service.strategies.base import SELECT_PAYMENT_FOR_UPDATE, LockStrategy, PaymentRow
 
 
 class ForUpdate(LockStrategy):
@@ -16,8 +12,7 @@ class ForUpdate(LockStrategy):
     summary = "SELECT ... FOR UPDATE on the payment, then on the invoice"
 
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
-        row = (await tx.execute(SELECT_PAYMENT_FOR_UPDATE, {"p_id": payment_id})).first()
-        return PaymentRow(*row) if row else None
+        return await self._select_payment(tx, SELECT_PAYMENT_FOR_UPDATE, payment_id)
 
     async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
         return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=True)

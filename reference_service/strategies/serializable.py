@@ -9,5 +9,5 @@ from reference_service.strategies.base import LockStrategy
 class Serializable(LockStrategy):
     name = "serializable"
     summary = "SERIALIZABLE isolation; retry on 40001 with jittered backoff"
-    isolation_level = "SERIALIZABLE"
+    isolation_level = "serializable"
     retry_transaction = True

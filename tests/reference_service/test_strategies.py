@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event
 
 from harness.gateway import Gateway
 from reference_service.app import create_app
@@ -16,16 +15,16 @@ from reference_service.service import Service
 from reference_service.strategies import STRATEGY_NAMES, UnknownStrategy, get_strategy
 from tests.conftest import ClientFactory, effects, new_payment
 
-# SQL statements one capture sends, BEGIN and COMMIT not counted (asyncpg sends those itself).
+# SQL statements one capture sends, BEGIN and COMMIT included.
 # Keep these low: the capture path is benchmarked against pgbench's ceiling.
 STATEMENTS_PER_VERIFY = {
-    "none": 5,  # read payment, write payment, read invoice, write invoice, effects
-    "for_update": 5,  # the same reads, each FOR UPDATE
-    "conditional_update": 4,  # read, conditional UPDATE, in-place invoice increment, effects
-    "optimistic": 5,  # read, versioned UPDATE, read invoice, compare-and-set invoice, effects
-    "advisory": 7,  # two pg_advisory_xact_lock calls on top of `none`
-    "serializable": 5,
-    "app_lock": 5,
+    "none": 7,  # BEGIN, read payment, write payment, read invoice, write invoice, effects, COMMIT
+    "for_update": 7,  # the same, each read FOR UPDATE
+    "conditional_update": 6,  # BEGIN, read, conditional UPDATE, invoice increment, effects, COMMIT
+    "optimistic": 7,  # versioned UPDATE, compare-and-set on the invoice
+    "advisory": 9,  # two pg_advisory_xact_lock calls on top of `none`
+    "serializable": 7,  # as `none`, under BEGIN ISOLATION LEVEL SERIALIZABLE
+    "app_lock": 7,  # as `none`; its locks live in the process
 }
 # The webhook path adds one: the statement that claims the event id and finds the payment.
 WEBHOOK_EXTRA_STATEMENTS = 1
@@ -58,17 +57,13 @@ async def test_statements_per_capture(
     service: Service = client._transport.app.state.service  # type: ignore[attr-defined]
     sent: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        sent.append(statement)
-
-    engine = service.db.engine.sync_engine
     payment = await new_payment(client)
     checkout = gateway.checkout(payment["id"], payment["razorpay_order_id"])
     other = await new_payment(client)
     delivery = gateway.event(
         "payment.captured", order_id=other["razorpay_order_id"], amount=other["amount"]
     )
-    event.listen(engine, "before_cursor_execute", count)
+    service.db.query_logger = lambda query: sent.append(query.query)
     try:
         assert (await client.post("/payments/verify", json=checkout.body())).status_code == 200
         verify_statements = len(sent)
@@ -79,7 +74,7 @@ async def test_statements_per_capture(
         assert response.json() == {"status": "processed"}
         webhook_statements = len(sent)
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        service.db.query_logger = None
     assert verify_statements == STATEMENTS_PER_VERIFY[strategy]
     assert webhook_statements == STATEMENTS_PER_VERIFY[strategy] + WEBHOOK_EXTRA_STATEMENTS
 
