@@ -14,6 +14,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,12 +152,15 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> URL:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset (normal for root in a container).
+            warnings.simplefilter("ignore")
+            import pgserver
 
-        try:
-            self._server = pgserver.get_server(self._dir / "pgdata", cleanup_mode="stop")
-        except Exception as error:
-            raise DatabaseError(f"could not start the embedded PostgreSQL: {error}") from None
+            try:
+                self._server = pgserver.get_server(self._dir / "pgdata", cleanup_mode="stop")
+            except Exception as error:
+                raise DatabaseError(f"could not start the embedded PostgreSQL: {error}") from None
         atexit.register(self.stop)
         return make_url(self._server.get_uri())
 

@@ -29,6 +29,7 @@ def serve(*, strategy: str, host: str, port: int, workers: int, database_url: st
             f"  RAZORPAY_KEY_SECRET={settings.razorpay_key_secret}\n"
             f"  RAZORPAY_WEBHOOK_SECRET={settings.razorpay_webhook_secret}",
             highlight=False,
+            soft_wrap=True,
         )
         uvicorn.run(
             "reference_service.app:create_app",
