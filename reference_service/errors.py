@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -91,6 +92,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DatabaseBusy)
     async def _busy(_: Request, exc: DatabaseBusy) -> JSONResponse:
         return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(503, "database_unavailable", f"the database is unreachable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # Reached only by a bug: still JSON, still in the one error shape.
+        return error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -118,3 +118,17 @@ async def test_a_lock_timeout_answers_503_with_retry_after(
     retry = await impatient.post("/payments/verify", json=checkout.body())
     assert retry.status_code == 200
     assert retry.json()["replayed"] is False
+
+
+async def test_an_unreachable_database_answers_503_json() -> None:
+    # Port 1 on loopback: nothing listens there, so every connection is refused at once.
+    settings = Settings(database_url="postgresql://postgres@127.0.0.1:1/postgres")
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://racebench.test") as client:
+        created = await client.post("/payments", json={"amount": 100})
+        health = await client.get("/healthz")
+    assert created.status_code == 503
+    assert created.json()["error"]["code"] == "database_unavailable"
+    assert health.status_code == 503
+    assert health.json()["database"] == "unavailable"
