@@ -7,6 +7,9 @@ point until the schedule releases it (see harness/schedule.py).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 from collections.abc import Awaitable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,7 +42,49 @@ class _Done:
 
 
 NOOP = _Done()
-_controller: RaceController | None = None
+
+GATE_ENV = "RACEBENCH_RACE_GATE"
+"""host:port of a harness's race gate; set only by the harness when it starts the service."""
+# A worker never waits longer than this for the gate's answer: the harness answers within its
+# own schedule timeout (10 s), so this only matters if the harness has gone away.
+REMOTE_GATE_TIMEOUT_S = 60.0
+
+
+class RemoteGate:
+    """A controller in another process (the harness's http mode): report, then wait for go.
+
+    Each hit opens one local connection, sends {"point", "actor", "pid"} as a JSON line and
+    waits for a line back. If the gate is unreachable or silent, the worker simply goes on.
+    """
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host, int(port)
+
+    def reached(self, point: str, actor: str | None) -> Awaitable[None]:
+        return self._report(point, actor)
+
+    async def _report(self, point: str, actor: str | None) -> None:
+        try:
+            async with asyncio.timeout(REMOTE_GATE_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    message = {"point": point, "actor": actor, "pid": os.getpid()}
+                    writer.write(json.dumps(message).encode() + b"\n")
+                    await writer.drain()
+                    await reader.readline()
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError):
+            pass
+
+
+def _from_environment() -> RaceController | None:
+    address = os.environ.get(GATE_ENV)
+    return RemoteGate(address) if address else None
+
+
+_controller: RaceController | None = _from_environment()
 
 
 def race_point(point: str) -> Awaitable[None]:

@@ -1,0 +1,642 @@
+"""Runs one scenario against one service: barrier-synchronised launches, schedules, a verdict.
+
+A scenario script drives a `Race`: it creates payments, builds requests (a checkout callback,
+a webhook delivery) tagged with their actor, and launches them `together()` behind a barrier,
+optionally under a schedule. The `Race` records the timeline, the webhook deliveries answered
+2xx (for WEBHOOK_LOST), and the errors; `run_once()` cleans the tables first and checks the
+invariants after.
+
+Two targets serve the requests:
+- `InProcessTarget`: the FastAPI app through httpx.ASGITransport, in this event loop. Race
+  points are controlled directly, and an actor stuck in an asyncio.Lock (app_lock) is seen in
+  its task's chain of awaits.
+- `HttpTarget`: `racebench serve --workers N` in a child process. Its workers call back to a
+  small gate server in the harness at every race point (RACEBENCH_RACE_GATE), and each actor
+  gets its own connection, routed to a different worker, so the worker's pid names the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import httpx
+import psutil
+
+from harness.database import connect, parse_url
+from harness.gateway import Gateway, WebhookDelivery
+from harness.invariants import CheckResult, check_connection
+from harness.results import Mode
+from harness.schedule import Jitter, Schedule, ScheduleController
+from harness.service_process import running_service
+from harness.timeline import LockWait, Timeline
+from reference_service import race_points
+from reference_service.app import create_app
+from reference_service.config import Settings
+from reference_service.service import Service
+from reference_service.strategies import LockStrategy
+
+# One request of a scenario: milliseconds normally; a schedule can hold one for up to its stall
+# timeout (10 s), and the service's lock_timeout is 5 s. Past this, the run is an error.
+REQUEST_TIMEOUT_S = 30.0
+# One whole scenario run (all its launches); a bound so that a bug cannot hang a CI job.
+RUN_TIMEOUT_S = 60.0
+# Lock waits shorter than this may be missed by the timeline; shorter sampling would load the
+# 2-core machine with pg_stat_activity queries.
+LOCK_SAMPLE_INTERVAL_S = 0.005
+# Worker processes of the service in http mode: two are enough to split app_lock's locks.
+HTTP_WORKERS = 2
+# Connections opened to land one actor on each worker (the kernel picks the worker).
+MAX_ROUTING_ATTEMPTS = 64
+# The service's pooled connections carry this application_name (reference_service/db.py).
+SERVICE_APPLICATION_NAME = "racebench-service"
+
+LOCK_WAITERS = f"""
+SELECT pid, wait_event_type || '/' || wait_event AS wait_event, query,
+       pg_blocking_pids(pid) AS blocked_by
+FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = '{SERVICE_APPLICATION_NAME}'
+  AND wait_event_type = 'Lock'
+"""
+# Children before parents; no TRUNCATE, whose ACCESS EXCLUSIVE lock and file churn cost more
+# than deleting a few rows.
+CLEAN_TABLES = """
+DELETE FROM payment_allocations; DELETE FROM receipts; DELETE FROM payment_events;
+DELETE FROM webhook_events; DELETE FROM payments; DELETE FROM invoices;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: int
+    invoice_id: int
+    order_id: str
+    amount: int
+    currency: str = "INR"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request of one actor."""
+
+    actor: str
+    method: str
+    path: str
+    json_body: dict[str, Any] | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    event_id: str | None = None  # a webhook delivery's X-Razorpay-Event-Id
+    words: str = ""  # how the timeline names it
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    actor: str
+    status: int
+    body: Any
+
+
+class Monitor:
+    """The harness's own connection to the run database: clean, sample lock waits, check."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, database_url: str) -> AsyncIterator[Monitor]:
+        conn = await connect(parse_url(database_url))
+        try:
+            yield cls(conn)
+        finally:
+            await conn.close()
+
+    async def lock_waiters(self) -> list[asyncpg.Record]:
+        async with self._lock:
+            return list(await self.conn.fetch(LOCK_WAITERS))
+
+    async def clean(self) -> None:
+        async with self._lock:
+            await self.conn.execute(CLEAN_TABLES)
+
+    async def check(self, acknowledged_event_ids: Sequence[str]) -> CheckResult:
+        async with self._lock:
+            return await check_connection(self.conn, acknowledged_event_ids=acknowledged_event_ids)
+
+
+class Target(Protocol):
+    """Where a run's requests go, and how its race points are controlled."""
+
+    mode: Mode
+
+    def client(self, actor: str) -> httpx.AsyncClient: ...
+    async def prepare(self, actors: Sequence[str]) -> None: ...
+    def installed(
+        self, controller: ScheduleController
+    ) -> contextlib.AbstractContextManager[Any]: ...
+    def lock_waiting_task(self, actor: str) -> bool: ...
+    def register_task(self, actor: str, task: asyncio.Task[Any]) -> None: ...
+
+
+class _Probe:
+    """BlockProbe over pg_stat_activity (and, in-process, the actors' asyncio tasks).
+
+    PostgreSQL does not say which backend serves which actor, so the probe counts: the actors
+    held at race points are idle in their transactions, so they cannot be lock waiters. If
+    more backends wait on a lock than there are other actors in flight, the actor asked about
+    is one of them. The count never blames an actor that is merely slow.
+    """
+
+    def __init__(self, target: Target, sampler: LockSampler) -> None:
+        self.target, self.sampler = target, sampler
+
+    async def blocked(self, actor: str, others_in_flight: int) -> str | None:
+        if self.target.lock_waiting_task(actor):
+            return "on an asyncio.Lock (app_lock)"
+        waiters = await self.sampler.sample()
+        if len(waiters) > others_in_flight:
+            return _evidence(waiters[0])
+        return None
+
+    async def anyone_blocked(self) -> str | None:
+        waiters = await self.sampler.sample()
+        if waiters:
+            return _evidence(waiters[0])
+        if self.target.lock_waiting_task(""):
+            return "on an asyncio.Lock (app_lock)"
+        return None
+
+
+def _evidence(row: asyncpg.Record) -> str:
+    return f"on {row['wait_event']} (held by pid {', '.join(map(str, row['blocked_by']))})"
+
+
+class LockSampler:
+    """Samples lock waits while a launch runs, and turns them into the timeline's intervals."""
+
+    def __init__(self, monitor: Monitor, timeline: Timeline) -> None:
+        self.monitor, self.timeline = monitor, timeline
+        self._open: dict[int, LockWait] = {}
+        self.in_flight: Callable[[], list[str]] = list
+        """The actors running and not held; a lone one with a lone wait is its owner."""
+
+    async def sample(self) -> list[asyncpg.Record]:
+        rows = await self.monitor.lock_waiters()
+        now = round(self.timeline.now_ms(), 3)
+        seen = set()
+        for row in rows:
+            pid = row["pid"]
+            seen.add(pid)
+            wait = self._open.get(pid)
+            if wait is None:
+                running = self.in_flight()
+                actor = running[0] if len(running) == 1 and len(rows) == 1 else f"pid {pid}"
+                wait = LockWait(actor, pid, now, now, row["wait_event"], str(row["query"]), [])
+                self._open[pid] = wait
+                self.timeline.lock_waits.append(wait)
+            wait.end_ms = now
+            wait.blocked_by = sorted(set(wait.blocked_by) | set(row["blocked_by"]))
+        for pid in list(self._open):
+            if pid not in seen:
+                del self._open[pid]
+        return rows
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LOCK_SAMPLE_INTERVAL_S)
+
+
+class Race:
+    """The API a scenario script uses: payments, requests with actor tags, launches."""
+
+    def __init__(
+        self,
+        target: Target,
+        monitor: Monitor,
+        gateway: Gateway,
+        *,
+        use_schedules: bool = True,
+        jitter_seed: str | None = None,
+    ) -> None:
+        self.target = target
+        self.monitor = monitor
+        self.gateway = gateway
+        self.use_schedules = use_schedules
+        self.jitter_seed = jitter_seed
+        self.timeline = Timeline()
+        self.acknowledged: list[str] = []
+        self.errors: list[str] = []
+        self._launches = 0
+
+    # -- building blocks -------------------------------------------------------------------
+
+    async def payment(self, amount: int = 100_000, invoice_id: int | None = None) -> Payment:
+        """A new pending payment (on a new invoice, or on `invoice_id`)."""
+        body: dict[str, Any] = {"amount": amount, "currency": "INR"}
+        if invoice_id is not None:
+            body["invoice_id"] = invoice_id
+        response = await self.target.client("setup").post("/payments", json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /payments answered {response.status_code}: {response.text}")
+        data = response.json()
+        return Payment(data["id"], data["invoice_id"], data["razorpay_order_id"], amount)
+
+    def verify(self, actor: str, payment: Payment) -> Request:
+        """The customer's checkout callback for `payment` (POST /payments/verify)."""
+        checkout = self.gateway.checkout(
+            payment.id, payment.order_id, payment_id=f"pay_{payment.order_id[6:]}"
+        )
+        return Request(
+            actor, "POST", "/payments/verify", json_body=checkout.body(), words="POST /verify"
+        )
+
+    def event(
+        self, payment: Payment, event_type: str = "payment.captured", event_id: str | None = None
+    ) -> WebhookDelivery:
+        """A signed Razorpay event about `payment`."""
+        return self.gateway.event(
+            event_type,
+            order_id=payment.order_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            payment_id=f"pay_{payment.order_id[6:]}",
+            event_id=event_id,
+        )
+
+    def webhook(
+        self, actor: str, payment: Payment, event_type: str = "payment.captured"
+    ) -> Request:
+        """Razorpay's webhook delivery of `event_type` for `payment`."""
+        return self.deliver(actor, self.event(payment, event_type))
+
+    def deliver(self, actor: str, delivery: WebhookDelivery) -> Request:
+        """One HTTP delivery of a prepared event (deliver the same one twice: a duplicate)."""
+        return Request(
+            actor,
+            "POST",
+            "/webhooks/razorpay",
+            content=delivery.body,
+            headers=delivery.headers(),
+            event_id=delivery.event_id,
+            words=f"webhook {delivery.event_type}",
+        )
+
+    def fail(self, message: str) -> None:
+        """A scenario's own expectation did not hold (an error, not a race)."""
+        self.errors.append(message)
+        self.timeline.add("-", message, "error")
+
+    # -- launches --------------------------------------------------------------------------
+
+    async def then(self, request: Request) -> Answer:
+        """Send one request and wait for its answer (no concurrency)."""
+        return (await self.together(request))[0]
+
+    async def together(self, *requests: Request, schedule: Schedule | None = None) -> list[Answer]:
+        """Send `requests` at the same instant (a barrier), under `schedule` if given."""
+        self._launches += 1
+        actors = [r.actor for r in requests]
+        if len(set(actors)) != len(actors):
+            raise ValueError(f"actor names must be unique in one launch: {actors}")
+        await self.target.prepare(actors)
+        sampler = LockSampler(self.monitor, self.timeline)
+        jitter = (
+            Jitter(f"{self.jitter_seed}|{self._launches}") if self.jitter_seed is not None else None
+        )
+        controller = ScheduleController(
+            actors,
+            schedule if self.use_schedules else None,
+            self.timeline,
+            _Probe(self.target, sampler),
+            jitter,
+        )
+        sampler.in_flight = controller.in_flight
+        barrier = asyncio.Barrier(len(requests) + 1)
+        stop = asyncio.Event()
+
+        async def drive() -> None:
+            await barrier.wait()
+            await controller.drive()
+
+        with self.target.installed(controller):
+            sampling = asyncio.create_task(sampler.run(stop))
+            driving = asyncio.create_task(drive())
+            acting = [asyncio.create_task(self._act(r, controller, barrier)) for r in requests]
+            try:
+                async with asyncio.timeout(RUN_TIMEOUT_S):
+                    answers = await asyncio.gather(*acting)
+                    await driving
+            finally:
+                for task in (*acting, driving):
+                    task.cancel()
+                stop.set()
+                await asyncio.gather(sampling, driving, *acting, return_exceptions=True)
+        if controller.stalled:
+            self.errors.append(f"schedule stalled: {controller.stalled}")
+        return answers
+
+    async def _act(
+        self, request: Request, controller: ScheduleController, barrier: asyncio.Barrier
+    ) -> Answer:
+        # This task's context is its own: the actor tag reaches the service's race points.
+        race_points.current_actor.set(request.actor)
+        task = asyncio.current_task()
+        assert task is not None
+        self.target.register_task(request.actor, task)
+        await barrier.wait()
+        await controller.may_start(request.actor)
+        self.timeline.add(request.actor, f"sends {request.words}", "send")
+        try:
+            response = await self.target.client(request.actor).request(
+                request.method,
+                request.path,
+                json=request.json_body,
+                content=request.content,
+                headers=request.headers,
+            )
+        except httpx.HTTPError as error:
+            message = f"{request.words}: {type(error).__name__}: {error}"
+            self.fail(f"{request.actor} {message}")
+            return Answer(request.actor, 0, str(error))
+        finally:
+            controller.finished(request.actor)
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        self.timeline.add(request.actor, f"answers {response.status_code} {_brief(body)}", "answer")
+        if request.event_id is not None and 200 <= response.status_code < 300:
+            self.acknowledged.append(request.event_id)
+        if response.status_code >= 500:
+            self.fail(f"{request.actor}: {request.words} answered {response.status_code} {body}")
+        return Answer(request.actor, response.status_code, body)
+
+
+def _brief(body: Any) -> str:
+    if isinstance(body, dict):
+        if "error" in body and isinstance(body["error"], dict):
+            return str(body["error"].get("code"))
+        keys = ("status", "invoice_status", "replayed")
+        return " ".join(f"{k}={body[k]}" for k in keys if k in body)
+    return str(body)[:40]
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+class InProcessTarget:
+    """The app in this event loop, through httpx.ASGITransport."""
+
+    mode: Mode = "in_process"
+
+    def __init__(self, service: Service, client: httpx.AsyncClient) -> None:
+        self.service = service
+        self._client = client
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, database_url: str, strategy: str | LockStrategy
+    ) -> AsyncIterator[InProcessTarget]:
+        """The app under `strategy` (a name, or an instance such as a test's broken one)."""
+        name = strategy if isinstance(strategy, str) else "for_update"
+        instance = None if isinstance(strategy, str) else strategy
+        app = create_app(Settings(database_url=database_url, lock_strategy=name), instance)
+        service: Service = app.state.service
+        await service.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://racebench.test", timeout=REQUEST_TIMEOUT_S
+        ) as client:
+            try:
+                yield cls(service, client)
+            finally:
+                await service.stop()
+
+    def client(self, actor: str) -> httpx.AsyncClient:
+        return self._client
+
+    async def prepare(self, actors: Sequence[str]) -> None:
+        self._tasks.clear()
+
+    @contextmanager
+    def installed(self, controller: ScheduleController) -> Iterator[None]:
+        with race_points.installed(controller):
+            yield
+
+    def register_task(self, actor: str, task: asyncio.Task[Any]) -> None:
+        self._tasks[actor] = task
+
+    def lock_waiting_task(self, actor: str) -> bool:
+        """Is the actor's task (any actor's, for "") suspended in asyncio.Lock.acquire?"""
+        tasks = self._tasks.values() if actor == "" else [self._tasks.get(actor)]
+        return any(t is not None and _awaits_asyncio_lock(t) for t in tasks)
+
+
+_LOCK_ACQUIRE = asyncio.Lock.acquire.__code__
+
+
+def _awaits_asyncio_lock(task: asyncio.Task[Any]) -> bool:
+    """Follow the task's chain of awaited coroutines down to the innermost one."""
+    if task.done():
+        return False
+    coro: Any = task.get_coro()
+    while True:
+        inner = getattr(coro, "cr_await", None)
+        if inner is None or not hasattr(inner, "cr_code"):
+            return getattr(coro, "cr_code", None) is _LOCK_ACQUIRE and inner is not None
+        coro = inner
+
+
+class RaceGate:
+    """The harness end of RACEBENCH_RACE_GATE: service workers report race points here."""
+
+    def __init__(self) -> None:
+        self.controller: ScheduleController | None = None
+        self.actor_by_worker: dict[int, str] = {}
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            message = json.loads(await reader.readline())
+            controller = self.controller
+            if controller is not None:
+                actor = self.actor_by_worker.get(message["pid"])
+                await controller.reached(message["point"], actor or f"worker {message['pid']}")
+            writer.write(b"go\n")
+            await writer.drain()
+        except (OSError, ValueError, KeyError):
+            pass  # the worker goes on by itself when the gate drops
+        finally:
+            writer.close()
+
+
+class HttpTarget:
+    """`racebench serve --workers N` in a child process, with a race gate."""
+
+    mode: Mode = "http"
+
+    def __init__(self, base_url: str, service_pid: int, gate: RaceGate, workers: int) -> None:
+        self.base_url = base_url
+        self.service_pid = service_pid
+        self.gate = gate
+        self.workers = workers
+        self._setup = self._new_client(max_connections=200)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._port = int(base_url.rsplit(":", 1)[1])
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, database_url: str, strategy: str, workers: int = HTTP_WORKERS
+    ) -> AsyncIterator[HttpTarget]:
+        gate = RaceGate()
+        await gate.start()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(gate.stop)
+            env = {race_points.GATE_ENV: f"127.0.0.1:{gate.port}"}
+            service_cm = running_service(
+                strategy=strategy, database_url=database_url, workers=workers, extra_env=env
+            )
+            service = await asyncio.to_thread(service_cm.__enter__)
+            stack.push_async_callback(asyncio.to_thread, service_cm.__exit__, None, None, None)
+            target = cls(service.base_url, service.pid, gate, workers)
+            stack.push_async_callback(target.aclose)
+            yield target
+
+    def _new_client(self, max_connections: int = 1) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=REQUEST_TIMEOUT_S,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    async def aclose(self) -> None:
+        for client in (self._setup, *self._clients.values()):
+            await client.aclose()
+
+    def client(self, actor: str) -> httpx.AsyncClient:
+        return self._clients.get(actor, self._setup)
+
+    async def _worker_of(self, client: httpx.AsyncClient) -> int | None:
+        """Which worker process serves the client's (kept-alive) connection."""
+        response = await client.get("/healthz")
+        stream = response.extensions.get("network_stream")
+        if stream is None:
+            return None
+        local_port = stream.get_extra_info("client_addr")[1]
+        return await asyncio.to_thread(self._find_worker, local_port)
+
+    def _find_worker(self, local_port: int) -> int | None:
+        for child in psutil.Process(self.service_pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                for conn in child.net_connections(kind="tcp"):
+                    if conn.raddr and conn.raddr.port == local_port:
+                        return child.pid
+        return None
+
+    async def prepare(self, actors: Sequence[str]) -> None:
+        """Give each actor its own connection on its own worker, while workers last."""
+        self.gate.actor_by_worker = {}
+        if len(actors) > self.workers:
+            return  # more actors than workers: they share the pool; race points are anonymous
+        spare: list[httpx.AsyncClient] = []
+        try:
+            for actor in actors:
+                client = self._clients.get(actor) or self._new_client()
+                self._clients[actor] = client
+                for _ in range(MAX_ROUTING_ATTEMPTS):
+                    pid = await self._worker_of(client)
+                    if pid is not None and pid not in self.gate.actor_by_worker:
+                        self.gate.actor_by_worker[pid] = actor
+                        break
+                    # Keep the connection open, so that the next one lands elsewhere.
+                    spare.append(client)
+                    client = self._clients[actor] = self._new_client()
+                else:
+                    raise RuntimeError(f"could not route {actor} to a worker of its own")
+        finally:
+            for client in spare:
+                await client.aclose()
+
+    @contextmanager
+    def installed(self, controller: ScheduleController) -> Iterator[None]:
+        self.gate.controller = controller
+        try:
+            yield
+        finally:
+            self.gate.controller = None
+
+    def register_task(self, actor: str, task: asyncio.Task[Any]) -> None:
+        pass
+
+    def lock_waiting_task(self, actor: str) -> bool:
+        return False  # another process's asyncio.Lock cannot be seen from here
+
+
+# -- one run -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """What one scenario run left behind."""
+
+    check: CheckResult
+    timeline: list[dict[str, Any]]
+    errors: list[str]
+
+    @property
+    def violations(self) -> dict[str, int]:
+        return dict(self.check.counts)
+
+    @property
+    def caught(self) -> bool:
+        return not self.check.valid
+
+
+async def run_once(
+    script: Any,
+    target: Target,
+    monitor: Monitor,
+    *,
+    gateway: Gateway | None = None,
+    use_schedules: bool = True,
+    jitter_seed: str | None = None,
+) -> RunOutcome:
+    """Clean the tables, run `script(race)`, check every invariant."""
+    await monitor.clean()
+    race = Race(
+        target,
+        monitor,
+        gateway or Gateway(),
+        use_schedules=use_schedules,
+        jitter_seed=jitter_seed,
+    )
+    try:
+        await script(race)
+    except Exception as error:  # a broken run is reported as an error, never hidden
+        race.fail(f"{type(error).__name__}: {error}")
+    check = await monitor.check(race.acknowledged)
+    return RunOutcome(check, race.timeline.to_json(), race.errors)

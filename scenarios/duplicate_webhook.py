@@ -1,0 +1,33 @@
+"""duplicate_webhook: Razorpay delivers one event (one event id) five times at once.
+
+    d1..d5   POST /webhooks/razorpay, the same bytes and X-Razorpay-Event-Id
+    d1       claims the event id (partial unique index), captures, COMMIT
+    d2..d5   BLOCK on the index until d1 commits, then find the claim taken: "duplicate"
+    every delivery is kept in webhook_events; the event is applied once
+
+Expected: safe for every strategy, `none` included: deduplication is the claim index's job,
+not the lock strategy's.
+"""
+
+from __future__ import annotations
+
+from harness.runner import Race
+from harness.schedule import Schedule, rendezvous
+from scenarios.base import Scenario
+
+DELIVERIES = 5
+CLAIM_RACE = Schedule.of("deliveries race for the claim", rendezvous("T1"))
+
+
+async def script(race: Race) -> None:
+    payment = await race.payment()
+    event = race.event(payment, "payment.captured")
+    answers = await race.together(
+        *(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)), schedule=CLAIM_RACE
+    )
+    outcomes = sorted(str(a.body.get("status")) for a in answers if isinstance(a.body, dict))
+    if outcomes != ["duplicate"] * (DELIVERIES - 1) + ["processed"]:
+        race.fail(f"expected one processed and {DELIVERIES - 1} duplicates, got {outcomes}")
+
+
+SCENARIO = Scenario("duplicate_webhook", "one event id delivered 5 times at once", script)
