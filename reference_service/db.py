@@ -92,6 +92,17 @@ def connect_kwargs(url: str | URL, *, lock_timeout_ms: int) -> dict[str, Any]:
     }
 
 
+async def _end_open_transaction(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: no open transaction.
+
+    asyncpg's default reset also runs `RESET ALL; CLOSE ALL; UNLISTEN *; ...`, one more round
+    trip per request. The service keeps no session state (its advisory locks are
+    transaction-scoped and its settings are connection defaults), so that trip buys nothing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 @dataclass(slots=True)
 class Tx:
     """An open transaction: its connection, and a stack that unwinds after commit or rollback."""
@@ -136,7 +147,10 @@ class Database:
             async with self._pool_lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        min_size=1, max_size=self.pool_size, **self._connect
+                        min_size=1,
+                        max_size=self.pool_size,
+                        reset=_end_open_transaction,
+                        **self._connect,
                     )
         return self._pool
 
