@@ -116,10 +116,10 @@ class Tally:
             pool_wrapped=int(data["pool_wrapped"]),
         )
 
-    def write(self, folder: Path) -> Path:
-        """Write this process's tally as `tally-<pid>.json` (atomically: rename at the end)."""
+    def write(self, folder: Path, name: str | None = None) -> Path:
+        """Write this tally as `tally-<name, default this pid>.json` (atomically: a rename)."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"tally-{os.getpid()}.json"
+        path = folder / f"tally-{name or os.getpid()}.json"
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(self.to_json()))
         partial.replace(path)

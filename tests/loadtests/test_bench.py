@@ -1,0 +1,149 @@
+"""The bench orchestrator end to end on a short run: real PostgreSQL, service, Locust.
+
+Each cell provisions its own database (harness.database.provision), so these tests share
+nothing with the rest of the suite but the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.database import connect, parse_url, server
+from harness.results import Results
+from loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
+from loadtests.profiles import Profile
+from loadtests.summary import AGGREGATE_ROUND
+
+# Short but real: a few seconds of load, a few users.
+SHORT_DURATION = "3s"
+FEW_USERS = 4
+
+
+def _children() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+async def _racebench_databases(admin_url: str) -> set[str]:
+    conn = await connect(parse_url(admin_url))
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'racebench_%'")
+    finally:
+        await conn.close()
+    return {r["datname"] for r in rows}
+
+
+@pytest.fixture
+def admin_url() -> str:
+    with server() as (url, _embedded):
+        return url.render_as_string(hide_password=False)
+
+
+def test_contention_bench_catches_none_and_clears_for_update(
+    tmp_path: Path, admin_url: str
+) -> None:
+    """Two strategies, alternating, with two Locust processes; then nothing is left running."""
+    code = run_bench(
+        strategies="none,for_update",
+        profile="contention",
+        users=FEW_USERS,
+        rate=None,
+        duration=SHORT_DURATION,
+        rounds=1,
+        workers=1,
+        processes=2,
+        out=tmp_path,
+        database_url=admin_url,
+        observer=QuietObserver(),
+    )
+
+    results = Results.read(tmp_path)
+    rounds = [r for r in results.bench if r.round != AGGREGATE_ROUND]
+    medians = [r for r in results.bench if r.round == AGGREGATE_ROUND]
+    assert code == 0
+    assert [(r.strategy, r.round) for r in rounds] == [("none", 1), ("for_update", 1)]
+    assert [r.strategy for r in medians] == ["none", "for_update"]
+    none, for_update = rounds
+    assert sum(none.violations.values()) > 0, "the canary must be caught"
+    assert for_update.violations == {}
+    for row in rounds:
+        assert row.requests > 0 and row.failures == 0
+        assert row.extra["locust_processes"] == 2
+        assert row.extra["acked_webhooks"] > 0
+        assert row.extra["outcomes"].get("verify:captured", 0) > 0
+        assert row.latency_ms.p50 <= row.latency_ms.p99 <= row.latency_ms.max
+        assert row.extra["locust"]["requests"] > 0  # Locust's own figures, kept beside
+    assert medians[1].extra["vs_baseline"]["strategy"] == "none"
+    assert _children() == []
+
+
+def test_open_model_never_runs_ahead_of_its_schedule(tmp_path: Path, admin_url: str) -> None:
+    rate = 50.0
+    code = run_bench(
+        strategies="for_update",
+        profile="verify",
+        users=FEW_USERS,
+        rate=rate,
+        duration=SHORT_DURATION,
+        rounds=1,
+        workers=1,
+        processes=1,
+        out=tmp_path,
+        database_url=admin_url,
+        observer=QuietObserver(),
+    )
+
+    (row, _median) = Results.read(tmp_path).bench
+    assert code == 0
+    assert row.extra["model"] == "open" and row.rate == rate
+    # Slots start at 0, 1/rate, 2/rate, ...: a run of d seconds can start at most rate*d + 1.
+    assert 0 < row.requests <= rate * 3 + 1
+    assert _children() == []
+
+
+class InterruptDuringLoad(QuietObserver):
+    """Plays Ctrl-C as soon as Locust is running."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.databases: set[str] = set()
+
+    def load_progress(self, elapsed_s: float, duration_s: float) -> None:
+        children = _children()
+        self.pids = [p.pid for p in children]
+        for child in children:
+            url = child.environ().get("DATABASE_URL")
+            if url and "serve" in child.cmdline():
+                self.databases.add(parse_url(url).database or "")
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
+    tmp_path: Path, admin_url: str
+) -> None:
+    observer = InterruptDuringLoad()
+    config = BenchConfig(
+        strategies=["for_update"],
+        profile=Profile.VERIFY,
+        users=FEW_USERS,
+        rate=None,
+        duration_s=30.0,
+        rounds=1,
+        workers=1,
+        processes=2,
+        run_dir=tmp_path,
+        database_url=admin_url,
+        warmup_requests=10,
+    )
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(config, observer)
+
+    assert len(observer.pids) >= 2, "the service and Locust were running when interrupted"
+    assert _children() == []
+    assert not any(psutil.pid_exists(pid) for pid in observer.pids)
+    assert len(observer.databases) == 1, "the service ran on the cell's own database"
+    assert not observer.databases & asyncio.run(_racebench_databases(admin_url))
