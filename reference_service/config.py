@@ -31,38 +31,26 @@ POOL_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 1
 
 
+def _racebench(name: str) -> AliasChoices:
+    """A setting read from RACEBENCH_<NAME>, or passed by its field name."""
+    return AliasChoices(f"RACEBENCH_{name.upper()}", name)
+
+
 class Settings(BaseSettings):
-    """What the service needs to run; every field can come from the environment."""
+    """What the service needs to run; every field can come from the environment.
+
+    DATABASE_URL and the RAZORPAY_* variables match their fields by name; the service's own
+    knobs are RACEBENCH_LOCK_STRATEGY, RACEBENCH_POOL_SIZE, RACEBENCH_LOCK_TIMEOUT_MS and
+    RACEBENCH_CREATE_TABLES.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
-    )
-    razorpay_key_id: str = Field(
-        default=DEFAULT_KEY_ID, validation_alias=AliasChoices("RAZORPAY_KEY_ID", "razorpay_key_id")
-    )
-    razorpay_key_secret: str = Field(
-        default=DEFAULT_KEY_SECRET,
-        validation_alias=AliasChoices("RAZORPAY_KEY_SECRET", "razorpay_key_secret"),
-    )
-    razorpay_webhook_secret: str = Field(
-        default=DEFAULT_WEBHOOK_SECRET,
-        validation_alias=AliasChoices("RAZORPAY_WEBHOOK_SECRET", "razorpay_webhook_secret"),
-    )
-    lock_strategy: str = Field(
-        default="for_update",
-        validation_alias=AliasChoices("RACEBENCH_LOCK_STRATEGY", "lock_strategy"),
-    )
-    pool_size: int = Field(
-        default=POOL_SIZE, validation_alias=AliasChoices("RACEBENCH_POOL_SIZE", "pool_size")
-    )
-    lock_timeout_ms: int = Field(
-        default=LOCK_TIMEOUT_MS,
-        validation_alias=AliasChoices("RACEBENCH_LOCK_TIMEOUT_MS", "lock_timeout_ms"),
-    )
-    create_tables: bool = Field(
-        default=True,
-        validation_alias=AliasChoices("RACEBENCH_CREATE_TABLES", "create_tables"),
-    )
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    razorpay_key_id: str = DEFAULT_KEY_ID
+    razorpay_key_secret: str = DEFAULT_KEY_SECRET
+    razorpay_webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    lock_strategy: str = Field("for_update", validation_alias=_racebench("lock_strategy"))
+    pool_size: int = Field(POOL_SIZE, validation_alias=_racebench("pool_size"))
+    lock_timeout_ms: int = Field(LOCK_TIMEOUT_MS, validation_alias=_racebench("lock_timeout_ms"))
+    create_tables: bool = Field(True, validation_alias=_racebench("create_tables"))
