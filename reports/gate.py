@@ -1,0 +1,171 @@
+"""The CI gates: the race gate (no safe strategy broke, every unsafe one was caught) and the
+performance gate (throughput and p99 against a baseline run, within named thresholds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.results import BenchResult
+from reference_service.strategies import Safety
+from reports import formatting as fmt
+from reports.matrix import Matrix, Outcome
+from reports.summary import BenchSummary, RunSummary, is_errored, promised_safety
+from reports.thresholds import (
+    DEFAULT_MAX_P99_INCREASE_PCT,
+    DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    DEFAULT_MIN_P99_INCREASE_MS,
+)
+
+# Processes the service must have run with before app_lock's per-process lock is expected to
+# leak: with one process it is a real mutex.
+APP_LOCK_SAFE_WORKERS = 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_throughput_drop_pct: float = DEFAULT_MAX_THROUGHPUT_DROP_PCT
+    max_p99_increase_pct: float = DEFAULT_MAX_P99_INCREASE_PCT
+    min_p99_increase_ms: float = DEFAULT_MIN_P99_INCREASE_MS
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One strategy on one profile, in the baseline and in the new run."""
+
+    profile: str
+    strategy: str
+    old: BenchSummary
+    new: BenchSummary
+
+    @property
+    def throughput_change_pct(self) -> float | None:
+        return fmt.percent_change(self.new.throughput_rps.median, self.old.throughput_rps.median)
+
+    @property
+    def p99_change_pct(self) -> float | None:
+        return fmt.percent_change(self.new.p99_ms.median, self.old.p99_ms.median)
+
+    @property
+    def p99_change_ms(self) -> float:
+        return self.new.p99_ms.median - self.old.p99_ms.median
+
+
+@dataclass(frozen=True)
+class GateResult:
+    checks: list[Check] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+def may_race_under_load(bench: BenchResult) -> bool:
+    """Whether violations are expected of this benchmark round (the canary, or app_lock across
+    several service processes). A strategy the registry does not know must be safe."""
+    promised = bench.extra.get("expected_safe")
+    if isinstance(promised, bool):  # racebench bench says what it expected of this round
+        return not promised
+    safety = promised_safety(bench.strategy)
+    if safety is Safety.UNSAFE:
+        return True
+    workers = bench.extra.get("workers", APP_LOCK_SAFE_WORKERS)
+    multi = isinstance(workers, int) and workers > APP_LOCK_SAFE_WORKERS
+    return safety is Safety.SINGLE_PROCESS and multi
+
+
+def race_checks(summary: RunSummary, matrix: Matrix) -> list[Check]:
+    """The race gate: every matrix cell as expected, no violation left by a safe strategy."""
+    checks = []
+    unexpected = [
+        f"{row} x {s}: {matrix.cell(row, s).detail}"
+        for row in matrix.rows
+        for s in matrix.strategies
+        if matrix.cell(row, s).outcome is Outcome.UNEXPECTED
+    ]
+    if matrix.cells:
+        detail = "; ".join(unexpected) if unexpected else f"{len(matrix.cells)} cells as expected"
+        checks.append(Check("race matrix", not unexpected, detail))
+    broken = [
+        f"{b.strategy} round {b.round} ({b.profile}): {fmt.counts(b.violations)}"
+        for b in summary.rounds
+        if any(b.violations.values()) and not may_race_under_load(b)
+    ]
+    errored = [
+        f"{b.strategy} round {b.round} ({b.profile}): {b.extra['error']}"
+        for b in summary.rounds
+        if is_errored(b)
+    ]
+    if summary.rounds:
+        detail = "; ".join(broken) if broken else "no safe strategy left a violation"
+        checks.append(Check("benchmark integrity", not broken, detail))
+    if errored:
+        checks.append(Check("benchmark rounds", False, "; ".join(errored)))
+    return checks
+
+
+def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateResult:
+    """The performance gate: each strategy benchmarked in both runs, profile by profile."""
+    comparisons = [
+        Comparison(profile, strategy, old.bench[profile][strategy], summary)
+        for profile, by_strategy in new.bench.items()
+        for strategy, summary in by_strategy.items()
+        if strategy in old.bench.get(profile, {})
+    ]
+    if not comparisons:
+        return GateResult(
+            [Check("baseline", False, "no strategy/profile benchmarked in both runs to compare")]
+        )
+    checks = []
+    for c in comparisons:
+        name = f"{c.strategy} ({c.profile})"
+        old_rps, new_rps = c.old.throughput_rps.median, c.new.throughput_rps.median
+        change = c.throughput_change_pct
+        drop_ok = change is None or -change <= thresholds.max_throughput_drop_pct
+        checks.append(
+            Check(
+                f"throughput {name}",
+                drop_ok,
+                f"{fmt.rps(old_rps)} -> {fmt.rps(new_rps)} ({fmt.delta_percent(new_rps, old_rps)}; "
+                f"allowed drop {thresholds.max_throughput_drop_pct:g}%)",
+            )
+        )
+        old_p99, new_p99 = c.old.p99_ms.median, c.new.p99_ms.median
+        p99_change = c.p99_change_pct
+        p99_ok = (
+            p99_change is None
+            or p99_change <= thresholds.max_p99_increase_pct
+            or c.p99_change_ms < thresholds.min_p99_increase_ms
+        )
+        checks.append(
+            Check(
+                f"p99 {name}",
+                p99_ok,
+                f"{fmt.ms(old_p99)} -> {fmt.ms(new_p99)} ({fmt.delta_percent(new_p99, old_p99)}; "
+                f"allowed +{thresholds.max_p99_increase_pct:g}% or "
+                f"+{thresholds.min_p99_increase_ms:g} ms)",
+            )
+        )
+        new_violations = sum(c.new.violations.values()) - sum(c.old.violations.values())
+        expected = any(may_race_under_load(r) for r in c.new.rounds)
+        if new_violations > 0 and not expected:
+            checks.append(
+                Check(
+                    f"new violations {name}",
+                    False,
+                    f"{sum(c.old.violations.values())} -> {sum(c.new.violations.values())}: "
+                    f"{fmt.counts(c.new.violations)}",
+                )
+            )
+    return GateResult(checks, comparisons)
