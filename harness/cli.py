@@ -74,6 +74,9 @@ def race(
     junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
     timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
     mode: Annotated[str, typer.Option(help="in_process, http, or auto")] = "auto",
+    schedule: Annotated[
+        bool, typer.Option(help="force the scenarios' interleavings at the race points")
+    ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run scenarios x strategies; exit 0 only if every safe strategy held and every unsafe one
@@ -92,6 +95,7 @@ def race(
             show_timeline=timeline,
             mode=mode,
             database_url=database_url,
+            schedules=schedule,
         )
     except (DatabaseError, ValueError) as error:
         raise _fail(str(error)) from None

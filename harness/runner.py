@@ -142,6 +142,7 @@ class Target(Protocol):
         self, controller: ScheduleController
     ) -> contextlib.AbstractContextManager[Any]: ...
     def lock_waiting_task(self, actor: str) -> bool: ...
+    def anonymous(self, actors: Sequence[str]) -> bool: ...
     def register_task(self, actor: str, task: asyncio.Task[Any]) -> None: ...
 
 
@@ -318,6 +319,7 @@ class Race:
             self.timeline,
             _Probe(self.target, sampler),
             jitter,
+            hold_strangers=self.target.anonymous(actors),
         )
         sampler.in_flight = controller.in_flight
         barrier = asyncio.Barrier(len(requests) + 1)
@@ -436,6 +438,9 @@ class InProcessTarget:
 
     def register_task(self, actor: str, task: asyncio.Task[Any]) -> None:
         self._tasks[actor] = task
+
+    def anonymous(self, actors: Sequence[str]) -> bool:
+        return False  # the actor tag travels in the task's context
 
     def lock_waiting_task(self, actor: str) -> bool:
         """Is the actor's task (any actor's, for "") suspended in asyncio.Lock.acquire?"""
@@ -591,6 +596,9 @@ class HttpTarget:
 
     def register_task(self, actor: str, task: asyncio.Task[Any]) -> None:
         pass
+
+    def anonymous(self, actors: Sequence[str]) -> bool:
+        return len(actors) > self.workers  # only one actor per worker can be named
 
     def lock_waiting_task(self, actor: str) -> bool:
         return False  # another process's asyncio.Lock cannot be seen from here

@@ -138,13 +138,16 @@ class _Actor:
     release: asyncio.Future[None] | None = None
     finished: bool = False
     hits: dict[str, int] = field(default_factory=dict)
+    stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
 
 
 class ScheduleController:
     """The race-point controller of one run: holds actors where the schedule says.
 
     Without a schedule it holds nobody (only jitter applies). Actors that the harness did not
-    register (or that reach a point after the schedule is over) pass straight through.
+    register (or that reach a point after the schedule is over) pass straight through, unless
+    `hold_strangers` is set: then each such arrival is held as an anonymous actor, which a
+    rendezvous counts (http mode with more actors than workers cannot name them).
     """
 
     def __init__(
@@ -154,8 +157,11 @@ class ScheduleController:
         recorder: Recorder,
         probe: BlockProbe,
         jitter: Jitter | None = None,
+        *,
+        hold_strangers: bool = False,
     ) -> None:
         self.schedule = schedule
+        self.hold_strangers = hold_strangers
         self.recorder = recorder
         self.probe = probe
         self.jitter = jitter
@@ -184,6 +190,10 @@ class ScheduleController:
         """RaceController: called by the service at a race point."""
         name = actor or "?"
         state = self._actors.get(name)
+        if state is None and self.hold_strangers and not self._done:
+            name = f"{name}#{len(self._actors)}"
+            state = self._actors[name] = _Actor(name, stranger=True)
+            state.started.set()
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
@@ -250,6 +260,8 @@ class ScheduleController:
         if state.release is not None and not state.release.done():
             state.release.set_result(None)
             state.held_at = None
+            # Nothing tells the harness when an anonymous actor's request returns.
+            state.finished = state.finished or state.stranger
 
     def in_flight(self) -> list[str]:
         """Actors started, not held at a point and not finished (running, or blocked)."""

@@ -17,6 +17,8 @@ EventKind = Literal["send", "arrive", "blocked", "release", "answer", "note", "e
 COLUMN_WIDTH = 44
 # A lock wait's query is shown up to this many characters (SQL is long, the gist is early).
 QUERY_PREVIEW_CHARS = 60
+# Lock waits listed under a diagram; hundred_way has dozens, and the first ones tell the story.
+MAX_LOCK_WAIT_LINES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +115,15 @@ def render(rows: list[dict[str, Any]], title: str, max_actors: int = 4) -> str:
     if waits:
         lines.append("")
         lines.append("lock waits (pg_stat_activity, wait_event_type = 'Lock'):")
-        for w in waits:
+        for w in waits[:MAX_LOCK_WAIT_LINES]:
+            blockers = w["blocked_by"][:4] + (["..."] if len(w["blocked_by"]) > 4 else [])
             query = " ".join(w["query"].split())[:QUERY_PREVIEW_CHARS]
             lines.append(
                 f"  {w['actor']:<12} {w['start_ms']:7.1f} .. {w['end_ms']:7.1f} ms  "
-                f"{w['wait_event']:<22} blocked by {w['blocked_by']}  {query}"
+                f"{w['wait_event']:<22} blocked by {blockers}  {query}"
             )
+        if len(waits) > MAX_LOCK_WAIT_LINES:
+            lines.append(f"  ... {len(waits) - MAX_LOCK_WAIT_LINES} more")
     return "\n".join(lines)
 
 

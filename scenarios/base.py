@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 Script = Callable[["Race"], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a scenario is one module's singleton
 class Scenario:
     """One scenario: its script, the modes it runs in, and the strategies it must catch.
 
