@@ -28,8 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.database import provision
+from harness.invariants import CheckResult
 from harness.results import DEFAULT_RUNS_DIR, Mode, RaceResult, Results, new_run_id
 from harness.runner import HttpTarget, InProcessTarget, Monitor, RunOutcome, Target, run_once
+from harness.service_process import ServiceStartError
 from harness.timeline import render
 from reference_service.strategies import STRATEGY_NAMES
 from scenarios import SCENARIO_NAMES, SCENARIOS, Scenario
@@ -122,9 +124,9 @@ def plan(strategies: str, scenarios: str, mode: str) -> list[Cell]:
     chosen_scenarios = [SCENARIOS[n] for n in _pick(scenarios, SCENARIO_NAMES, "scenario")]
     if mode not in ("auto", *MODES):
         raise ValueError(f"unknown mode {mode!r}; choose from: auto, in_process, http")
-    cells = []
+    cells: list[Cell] = []
     for scenario in chosen_scenarios:
-        modes = scenario.modes if mode == "auto" else (mode,)
+        modes: tuple[Mode, ...] = scenario.modes if mode == "auto" else (mode,)  # type: ignore[assignment]
         if mode == "http" and "http" not in scenario.modes:
             raise ValueError(f"scenario {scenario.name} runs in-process only")
         for m in modes:
@@ -160,10 +162,21 @@ async def run_cells(
                     async with InProcessTarget.open(database_url, strategy) as target:
                         await _run_group(group, target, *args)
                 else:
-                    await _run_group(group, await services.next(), *args)
+                    try:
+                        target = await services.next()
+                    except (ServiceStartError, OSError) as error:
+                        _record_error(group, runs, f"racebench serve did not start: {error}")
+                        continue
+                    await _run_group(group, target, *args)
         finally:
             await services.aclose()
     return [runs[cell] for cell in cells]
+
+
+def _record_error(group: Sequence[Cell], runs: dict[Cell, CellRuns], message: str) -> None:
+    for cell in group:
+        runs[cell].outcomes.append(RunOutcome(CheckResult(True, []), [], [message]))
+        runs[cell].seeds.append(None)
 
 
 def _http_opener(

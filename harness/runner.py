@@ -291,6 +291,10 @@ class Race:
             words=f"webhook {delivery.event_type}",
         )
 
+    async def check(self) -> CheckResult:
+        """Every invariant, on what this race has left in the database so far."""
+        return await self.monitor.check(self.acknowledged)
+
     def fail(self, message: str) -> None:
         """A scenario's own expectation did not hold (an error, not a race)."""
         self.errors.append(message)
@@ -634,17 +638,31 @@ async def run_once(
     jitter_seed: str | None = None,
 ) -> RunOutcome:
     """Clean the tables, run `script(race)`, check every invariant."""
+    race = await new_race(
+        target, monitor, gateway=gateway, use_schedules=use_schedules, jitter_seed=jitter_seed
+    )
+    try:
+        await script(race)
+    except Exception as error:  # a broken run is reported as an error, never hidden
+        race.fail(f"{type(error).__name__}: {error}")
+    check = await race.check()
+    return RunOutcome(check, race.timeline.to_json(), race.errors)
+
+
+async def new_race(
+    target: Target,
+    monitor: Monitor,
+    *,
+    gateway: Gateway | None = None,
+    use_schedules: bool = True,
+    jitter_seed: str | None = None,
+) -> Race:
+    """A Race on clean tables: what each run (and each plugin test) starts from."""
     await monitor.clean()
-    race = Race(
+    return Race(
         target,
         monitor,
         gateway or Gateway(),
         use_schedules=use_schedules,
         jitter_seed=jitter_seed,
     )
-    try:
-        await script(race)
-    except Exception as error:  # a broken run is reported as an error, never hidden
-        race.fail(f"{type(error).__name__}: {error}")
-    check = await monitor.check(race.acknowledged)
-    return RunOutcome(check, race.timeline.to_json(), race.errors)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from harness.timeline import EventKind
 from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
 
 # How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
@@ -112,7 +113,7 @@ class BlockProbe(Protocol):
 
 
 class Recorder(Protocol):
-    def add(self, actor: str, what: str, kind: str, label: str = "") -> None: ...
+    def add(self, actor: str, what: str, kind: EventKind, label: str = "") -> None: ...
     def note(self, what: str, label: str = "") -> None: ...
 
 
