@@ -117,9 +117,13 @@ def bench(
     workers: Annotated[int, typer.Option(min=1, help="uvicorn workers of the service")] = 1,
     processes: Annotated[int, typer.Option(min=1, help="Locust processes")] = 1,
     out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
+    ceiling: Annotated[
+        bool, typer.Option(help="also run pgbench on the capture transaction, in the same run")
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Benchmark strategies under load with Locust; count violations left behind."""
+    from harness.service_process import ServiceStartError
     from loadtests.bench import run_bench
 
     try:
@@ -134,9 +138,12 @@ def bench(
             processes=processes,
             out=out,
             database_url=database_url,
+            ceiling=ceiling,
         )
-    except (DatabaseError, ValueError) as error:
+    except (DatabaseError, ValueError, ServiceStartError) as error:
         raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the service and Locust are stopped", code=130) from None
     raise typer.Exit(code)
 
 

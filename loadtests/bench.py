@@ -34,6 +34,7 @@ from harness.database import provision, run_sync
 from harness.invariants import check
 from harness.results import DEFAULT_RUNS_DIR, BenchResult, Results, new_run_id
 from harness.service_process import running_service, stop_process_group
+from loadtests.ceiling import Ceiling, run_pgbench
 from loadtests.cpu import CpuSampler
 from loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
 from loadtests.pool import Pool, seed
@@ -44,8 +45,8 @@ from loadtests.profiles import (
     pool_size_for,
     requests_per_item,
 )
-from loadtests.summary import summarize
-from loadtests.tally import merge_tallies, read_tallies
+from loadtests.summary import AGGREGATE_ROUND, summarize
+from loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from reference_service.strategies import STRATEGIES, Safety
 
 # The most work items per second we size a pool for. The service on this 2-core machine does
@@ -174,6 +175,8 @@ class CellRun:
     def run(self) -> BenchResult:
         config = self.config
         self.cell_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (*self.cell_dir.glob(TALLY_GLOB), self.cell_dir / f"{JSON_STEM}.json"):
+            stale.unlink(missing_ok=True)  # a reused --out folder must not add old requests
         pool, warmup_pool = config.pools()
         self.observer.phase("database")
         with provision(config.database_url) as database:
@@ -318,6 +321,28 @@ def run_cells(
     return results
 
 
+def measure_ceiling(config: BenchConfig, observer: BenchObserver) -> Ceiling:
+    """pgbench's rate for the capture transaction, on a fresh database seeded like a cell's."""
+    observer.cell_started("pgbench", 1, 1)
+    pool, _ = config.pools()
+    with provision(config.database_url) as database:
+        observer.phase("tables")
+        with running_service(strategy="for_update", database_url=database.url):
+            pass  # the service creates its tables at start; pgbench needs nothing else of it
+        observer.phase("seeding")
+        seed(database.url, pool)
+        observer.phase("pgbench")
+        return run_pgbench(database.url, pool, config.duration_s)
+
+
+def with_ceiling(results: Results, ceiling: Ceiling) -> None:
+    """Record pgbench's rate, and each strategy's median throughput as a share of it."""
+    results.environment["ceiling"] = {"pgbench": ceiling.to_json()}
+    for row in results.bench:
+        if row.round == AGGREGATE_ROUND and ceiling.tps > 0:
+            row.extra["share_of_pgbench"] = round(row.throughput_rps / ceiling.tps, 4)
+
+
 def exit_code(rows: Sequence[BenchResult], workers: int) -> int:
     """1 if a cell failed or a strategy that promises safety left a violation, else 0."""
     for row in rows:
@@ -358,10 +383,12 @@ def run_bench(
     processes: int,
     out: Path | None,
     database_url: str | None,
+    ceiling: bool = False,
     observer: BenchObserver | None = None,
 ) -> int:
     """Run the benchmark, write results.json into the run folder, show the summary; return
-    the exit code (see `exit_code`)."""
+    the exit code (see `exit_code`). With `ceiling`, pgbench runs the capture transaction
+    after the rounds, in the same run, and each strategy's throughput is set against it."""
     from loadtests.display import RichObserver, print_summary
 
     run_id = new_run_id("bench")
@@ -386,13 +413,23 @@ def run_bench(
         rows.append(result)
         build_results(config, rows, run_id).write(config.run_dir)  # partial results survive
 
+    measured: list[Ceiling] = []
+
+    def run_all(shown: BenchObserver) -> None:
+        run_cells(config, shown, keep)
+        if ceiling:
+            measured.append(measure_ceiling(config, shown))
+
     if observer is not None:
-        run_cells(config, observer, keep)
+        run_all(observer)
     else:
-        with RichObserver(len(config.strategies) * config.rounds) as shown:
-            run_cells(config, shown, keep)
+        cells = len(config.strategies) * config.rounds
+        with RichObserver(cells) as shown:
+            run_all(shown)
     results = build_results(config, rows, run_id)
     results.environment["bench"]["load_average_at_start"] = list(load_at_start)
+    if measured:
+        with_ceiling(results, measured[0])
     path = results.write(config.run_dir)
     print_summary(results, path)
     return exit_code(rows, workers)

@@ -107,7 +107,28 @@ def summary_table(results: Results) -> Table:
     return table
 
 
+def ceiling_lines(results: Results) -> list[str]:
+    """pgbench's rate and each strategy's share of it, if the run measured the ceiling."""
+    ceiling = results.environment.get("ceiling")
+    if not ceiling:
+        return []
+    pgbench = ceiling["pgbench"]
+    lines = [
+        f"ceiling: pgbench {pgbench['tps']:.0f} tps for the capture transaction "
+        f"({pgbench['clients']} clients, {pgbench['duration_s']} s)"
+    ]
+    for row in results.bench:
+        if row.round == AGGREGATE_ROUND and "share_of_pgbench" in row.extra:
+            lines.append(
+                f"  {row.strategy}: {row.throughput_rps:.0f} req/s = "
+                f"{100 * row.extra['share_of_pgbench']:.1f}% of pgbench"
+            )
+    return lines
+
+
 def print_summary(results: Results, path: Path) -> None:
     wide = console if console.is_terminal else Console(stderr=True, width=SUMMARY_WIDTH)
     wide.print(summary_table(results))
+    for line in ceiling_lines(results):
+        console.print(line, highlight=False)
     console.print(f"results: {path}", highlight=False)
