@@ -1,0 +1,90 @@
+"""`racebench report NEW --baseline OLD`: the performance gate and the race gate, through the
+real command line on real results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from harness.cli import app
+from reports.build import COMPARISON_FILE
+from tests.reports.synthetic import bench_results, race_results, write_run
+
+WIDE = {"COLUMNS": "200"}
+
+
+def report(new: Path, baseline: Path, *options: str) -> int:
+    result = CliRunner().invoke(
+        app, ["report", str(new), "--baseline", str(baseline), *options], env=WIDE
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code
+
+
+def test_the_same_numbers_pass(tmp_path: Path) -> None:
+    # `none` leaves violations in every round of both runs: the canary, not a failure.
+    old = write_run(tmp_path / "old")
+    new = write_run(tmp_path / "new")
+    assert report(new, old) == 0
+    comparison = (new / COMPARISON_FILE).read_text()
+    assert "## Gate: PASSED" in comparison
+    assert "| throughput for_update (contention) | ok | 98.0 req/s -> 98.0 req/s (+0.0%;" in (
+        comparison
+    )
+
+
+def test_a_large_throughput_drop_fails(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    new = write_run(tmp_path / "new", bench=bench_results({"for_update": (0.8, 1.0)}))
+    assert report(new, old) == 1
+    assert "| throughput for_update (contention) | FAIL | 98.0 req/s -> 78.4 req/s (-20.0%;" in (
+        (new / COMPARISON_FILE).read_text()
+    )
+    # The threshold is configurable: allowing a 25% drop lets the same run through.
+    assert report(new, old, "--max-throughput-drop", "25") == 0
+
+
+def test_a_p99_increase_fails_past_its_threshold(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    new = write_run(tmp_path / "new", bench=bench_results({"for_update": (1.0, 1.5)}))
+    assert report(new, old) == 1
+    assert report(new, old, "--max-p99-increase", "60") == 0
+
+
+def test_a_tiny_p99_increase_is_noise(tmp_path: Path) -> None:
+    # +50% of a 300 ms p99 is 150 ms, far past --min-p99-increase-ms: that fails ...
+    old = write_run(tmp_path / "old")
+    new = write_run(tmp_path / "new", bench=bench_results({"none": (1.0, 1.5)}))
+    assert report(new, old) == 1
+    # ... but with a floor above 150 ms, the same change counts as noise.
+    assert report(new, old, "--min-p99-increase-ms", "200") == 0
+
+
+def test_new_violations_on_a_safe_strategy_fail(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    bench = bench_results()
+    bench[1].violations = {"DOUBLE_CAPTURE": 1}  # for_update, round 1
+    new = write_run(tmp_path / "new", bench=bench)
+    assert report(new, old) == 1
+    comparison = (new / COMPARISON_FILE).read_text()
+    assert "| new violations for_update (contention) | FAIL | 0 -> 1: DOUBLE_CAPTURE 1 |" in (
+        comparison
+    )
+
+
+def test_race_violations_fail_even_when_performance_holds(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    race = race_results()
+    broken = next(r for r in race if r.strategy == "optimistic")
+    broken.verdict = "race_detected"
+    broken.violations = {"INVOICE_DRIFT": 1}
+    new = write_run(tmp_path / "new", race=race)
+    assert report(new, old) == 1
+
+
+def test_a_baseline_with_nothing_in_common_fails(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old", bench=[])
+    new = write_run(tmp_path / "new")
+    assert report(new, old) == 1
+    assert "no strategy/profile benchmarked in both runs" in (new / COMPARISON_FILE).read_text()

@@ -1,0 +1,172 @@
+"""`racebench report RUN_DIR`: table.md, matrix.md and report.html hold the run's numbers, and
+the page is self-contained: every image embedded and decodable, nothing fetched."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.results import RaceResult
+from reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
+from reports.tables import ROW_INTEGRITY, ROW_MEAN, ROW_P99, ROW_RISK, ROW_THROUGHPUT
+from tests.reports.synthetic import bench_results, write_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA_PNG = "data:image/png;base64,"
+# Three benchmark charts, the violations chart, two swimlane timelines.
+IMAGES_IN_FULL_RUN = 6
+# The documents' table, as the synthetic rounds reproduce it (medians of three rounds).
+DOCUMENT_FIGURES = [
+    "150 ms",
+    "160 ms (+10 ms)",
+    "300 ms",
+    "350 ms (+50 ms)",
+    "100 req/s",
+    "98.0 req/s (-2.0%)",
+]
+
+
+class PageParser(HTMLParser):
+    """Collects images, anything that could fetch, and the text of every table cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.fetches: list[str] = []
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append(values.get("src") or "")
+        if tag in ("script", "link", "iframe", "object", "embed", "video", "audio", "source"):
+            self.fetches.append(tag)
+        for name in ("src", "href", "srcset", "poster"):
+            value = values.get(name) or ""
+            if tag != "img" and value and not value.startswith("#"):
+                self.fetches.append(f"{tag} {name}={value[:40]}")
+        if tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append(" ".join(" ".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse_page(path: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_report_writes_the_documents_table(run_dir: Path) -> None:
+    assert run_report(run_dir) == 0
+    table = (run_dir / TABLE_FILE).read_text()
+    for row in (ROW_MEAN, ROW_P99, ROW_THROUGHPUT, ROW_RISK, ROW_INTEGRITY):
+        assert f"| {row} |" in table
+    assert "| Metric | Before (none) | After (for_update) | optimistic | app_lock |" in table
+    for figure in DOCUMENT_FIGURES:
+        assert figure in table
+    assert "range 97.0..99.0" in table  # the spread of for_update's throughput rounds
+    # none: 3 race cells x 2 violations + 3 rounds x 8; the median rows are not counted again.
+    assert "⚠ HIGH: 30; DOUBLE_CAPTURE 15, DUPLICATE_RECEIPT 12, DUPLICATE_ALLOCATION 3" in table
+    assert "✅ NONE: 0; in 3 scenario runs + 2,940 requests" in table
+
+
+def test_matrix_is_generated_from_race_results(run_dir: Path) -> None:
+    run_report(run_dir)
+    matrix = (run_dir / MATRIX_FILE).read_text()
+    assert "| Scenario | none | for_update | optimistic | app_lock |" in matrix
+    assert (
+        "| simultaneous | caught; DOUBLE_CAPTURE 1, DUPLICATE_ALLOCATION 1 | safe | safe | — |"
+        in (matrix)
+    )
+    # A scenario that ran in two modes gets a row per mode, in-process first.
+    assert matrix.index("interleaved [in_process]") < matrix.index("interleaved [http]")
+    assert "| interleaved [http] | — | — | — | caught; DOUBLE_CAPTURE 1 |" in matrix
+    assert "10 cells: 6 safe, 4 caught, 0 unexpected." in matrix
+
+
+def test_html_is_self_contained_and_every_image_decodes(run_dir: Path) -> None:
+    run_report(run_dir)
+    page = parse_page(run_dir / HTML_FILE)
+    assert page.fetches == []
+    assert len(page.images) == IMAGES_IN_FULL_RUN
+    for src in page.images:
+        assert src.startswith(DATA_PNG)
+        data = base64.b64decode(src.removeprefix(DATA_PNG), validate=True)
+        assert data.startswith(PNG_MAGIC)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # decodes every pixel, not just the header
+            assert image.width > 100 and image.height > 100
+    text = (run_dir / HTML_FILE).read_text(encoding="utf-8")
+    assert not re.search(r"url\(|@import|https?://", text)
+
+
+def test_html_tables_hold_the_numbers_from_results_json(run_dir: Path) -> None:
+    run_report(run_dir)
+    cells = parse_page(run_dir / HTML_FILE).cells
+    for figure in DOCUMENT_FIGURES:
+        assert any(cell.startswith(figure) for cell in cells), figure
+    assert "⚠ HIGH: 30 DOUBLE_CAPTURE 15, DUPLICATE_RECEIPT 12, DUPLICATE_ALLOCATION 3" in cells
+    assert cells.count("caught DOUBLE_CAPTURE 1, DUPLICATE_ALLOCATION 1") == 3
+
+
+def test_a_race_only_run_says_what_is_missing(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "race-only", bench=[])
+    assert run_report(run_dir) == 0
+    assert "not benchmarked" in (run_dir / TABLE_FILE).read_text()
+    page = parse_page(run_dir / HTML_FILE)
+    assert page.fetches == []
+    assert len(page.images) == 3  # violations, and the two timelines
+    assert "no benchmark in this run" in (run_dir / HTML_FILE).read_text()
+
+
+def test_a_bench_only_run_has_no_matrix_and_no_timelines(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "bench-only", race=[])
+    assert run_report(run_dir) == 0
+    html = (run_dir / HTML_FILE).read_text()
+    assert "interleaved x none: not run in this run" in html
+    assert "No race results." in (run_dir / MATRIX_FILE).read_text()
+
+
+def test_an_unexpected_cell_fails_the_report(tmp_path: Path) -> None:
+    broken = RaceResult(
+        scenario="simultaneous",
+        strategy="for_update",
+        mode="in_process",
+        runs=1,
+        expected="safe",
+        verdict="race_detected",
+        violations={"DOUBLE_CAPTURE": 1},
+    )
+    run_dir = write_run(tmp_path / "broken", race=[broken], bench=bench_results())
+    assert run_report(run_dir) == 1
+    assert "| simultaneous | unexpected; DOUBLE_CAPTURE 1 |" in (run_dir / MATRIX_FILE).read_text()
+
+
+def test_the_cli_prints_the_tables_and_the_path(run_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(run_dir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Average Response Time" in result.output
+    assert "Safety matrix" in result.output
+    assert str((run_dir / HTML_FILE).resolve()) in result.output.replace("\n", "")
+
+
+def test_the_cli_explains_a_missing_results_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "results.json does not exist" in " ".join(result.output.split())
