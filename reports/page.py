@@ -40,7 +40,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; }
 table { border-collapse: collapse; margin: .6rem 0; }
 th, td { border: 1px solid #d5d8dc; padding: .35rem .6rem; text-align: left; vertical-align: top; }
 th { background: #eef2f7; }
-td .delta { color: #1f618d; margin-left: .3rem; }
+td .delta { color: #1f618d; }
 td .note { color: #7f8c8d; font-size: .82rem; }
 .good { color: #1e8449; } .bad { color: #c0392b; font-weight: 600; } .warn { color: #b9770e; }
 .notes { color: #566573; font-size: .85rem; margin: .2rem 0; }
@@ -60,7 +60,7 @@ def data_uri(png: bytes) -> str:
 def _cell(cell: Cell) -> str:
     parts = [f'<span class="{cell.tone}">{escape(cell.text)}</span>']
     if cell.delta:
-        parts.append(f'<span class="delta">({escape(cell.delta)})</span>')
+        parts.append(f' <span class="delta">({escape(cell.delta)})</span>')
     if cell.note:
         parts.append(f'<div class="note">{escape(cell.note)}</div>')
     return f"<td>{''.join(parts)}</td>"
