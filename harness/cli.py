@@ -10,6 +10,11 @@ import typer
 from rich.console import Console
 
 from harness.database import DatabaseError
+from reports.thresholds import (
+    DEFAULT_MAX_P99_INCREASE_PCT,
+    DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    DEFAULT_MIN_P99_INCREASE_MS,
+)
 
 app = typer.Typer(
     name="racebench",
@@ -153,12 +158,18 @@ def report(
     baseline: Annotated[Path | None, typer.Option(help="compare against this run")] = None,
     max_throughput_drop: Annotated[
         float, typer.Option(help="gate: largest allowed throughput drop, percent")
-    ] = 10.0,
+    ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     max_p99_increase: Annotated[
         float, typer.Option(help="gate: largest allowed p99 increase, percent")
-    ] = 25.0,
+    ] = DEFAULT_MAX_P99_INCREASE_PCT,
+    min_p99_increase_ms: Annotated[
+        float, typer.Option(help="gate: p99 increases below this many ms are noise")
+    ] = DEFAULT_MIN_P99_INCREASE_MS,
 ) -> None:
-    """Write table.md, matrix.md and report.html for a run (and compare with a baseline)."""
+    """Write table.md, matrix.md and report.html for a run (and compare with a baseline).
+
+    Exits 1 when the run broke the race gate (a safe strategy left violations, or an unsafe one
+    went uncaught) or, with --baseline, when throughput or p99 moved past the thresholds."""
     from reports.build import run_report
 
     try:
@@ -167,6 +178,7 @@ def report(
             baseline=baseline,
             max_throughput_drop=max_throughput_drop,
             max_p99_increase=max_p99_increase,
+            min_p99_increase_ms=min_p99_increase_ms,
         )
     except ValueError as error:
         raise _fail(str(error)) from None
