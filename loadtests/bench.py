@@ -203,11 +203,13 @@ class CellRun:
                     rate=config.item_rate,
                     hot_epoch=time.time(),
                 )
-                returncode, cpu = self._run_locust(plan, service.pid)
+                returncode, cpu = self._run_locust(plan, service.pid, database.name)
             # The service is stopped: what is in the database now is all it will ever write.
             return self._result(database.url, pool, returncode, cpu)
 
-    def _run_locust(self, plan: LocustPlan, service_pid: int) -> tuple[int, dict[str, Any]]:
+    def _run_locust(
+        self, plan: LocustPlan, service_pid: int, database_name: str
+    ) -> tuple[int, dict[str, Any]]:
         log = (self.cell_dir / "locust.log").open("wb")
         process = subprocess.Popen(
             plan.command(),
@@ -216,7 +218,10 @@ class CellRun:
             start_new_session=True,  # its own group: Ctrl-C here reaches it only through us
             cwd=Path(__file__).resolve().parent.parent,
         )
-        sampler = CpuSampler({"locust": process.pid, "service": service_pid}).start()
+        sampler = CpuSampler(
+            {"locust": process.pid, "service": service_pid},
+            matching={"postgres": f" {database_name} "},  # its backends' process titles
+        ).start()
         started = time.monotonic()
         deadline = started + plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
         try:

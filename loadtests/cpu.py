@@ -36,6 +36,9 @@ class CpuSampler:
     """Samples the CPU of named process trees, and of the whole machine, until stopped."""
 
     roots: dict[str, int]  # group name -> root pid (its children are included)
+    # group name -> text in the command line: PostgreSQL names each backend's database in its
+    # process title, so this finds the backends that serve one cell's database and no others.
+    matching: dict[str, str] = field(default_factory=dict)
     interval_s: float = CPU_SAMPLE_INTERVAL_S
     _seen: dict[str, dict[int, _Seen]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -54,15 +57,26 @@ class CpuSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
-    def _sample(self) -> None:
-        now = time.monotonic()
+    def _groups(self) -> dict[str, list[psutil.Process]]:
+        groups: dict[str, list[psutil.Process]] = {}
         for group, root_pid in self.roots.items():
-            seen = self._seen.setdefault(group, {})
             try:
                 root = psutil.Process(root_pid)
-                processes = [root, *root.children(recursive=True)]
+                groups[group] = [root, *root.children(recursive=True)]
             except psutil.Error:
-                continue
+                groups[group] = []
+        if self.matching:
+            for process in psutil.process_iter(["cmdline"]):
+                cmdline = " ".join(process.info["cmdline"] or ())
+                for group, text in self.matching.items():
+                    if text in cmdline:
+                        groups.setdefault(group, []).append(process)
+        return groups
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        for group, processes in self._groups().items():
+            seen = self._seen.setdefault(group, {})
             for process in processes:
                 try:
                     cpu = _cpu_s(process)
@@ -96,9 +110,14 @@ class CpuSampler:
                 "busiest_cores": round(max(uses, default=0.0), 3),
                 "total_cores": round(sum(uses), 3),
             }
+        cpus = psutil.cpu_count() or 1
+        result["cpus"] = cpus
         if self._machine_start is not None and self._machine_end is not None:
-            result["machine_busy"] = round(_busy_share(self._machine_start, self._machine_end), 3)
-        result["cpus"] = psutil.cpu_count()
+            busy = _busy_share(self._machine_start, self._machine_end)
+            result["machine_busy"] = round(busy, 3)
+            # Busy cores that none of the watched groups used: everyone else on the machine.
+            ours = sum(g["total_cores"] for g in result.values() if isinstance(g, dict))
+            result["other_cores"] = round(max(0.0, busy * cpus - ours), 3)
         return result
 
 
