@@ -161,6 +161,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return  # the master sends no requests
     options = environment.parsed_options
+    if options is None:
+        raise RuntimeError("racebench's locustfile runs under the locust command, with options")
     index, count = _process_position(environment)
     pool = Pool(options.pool_first, options.pool_size, options.pool_amount)
     source = ItemSource(
@@ -232,7 +234,7 @@ class PaymentTraffic(FastHttpUser):
             "POST",
             call.path,
             name=call.kind,
-            data=call.body,
+            data=call.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
             headers=call.headers,
             context={"racebench_call": call, "racebench_intended": intended},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,22 @@ def test_process_tallies_merge_from_their_files(tmp_path: Path) -> None:
         "webhook:processed": 1,
         "verify:500": 1,
     }
+
+
+def test_collect_merges_the_tallies_of_a_hand_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loadtests.__main__ import app
+
+    for name, latency in (("w1", 2.0), ("w2", 6.0)):
+        tally = Tally()
+        tally.record(outcome="verify:captured", latency_ms=latency, start=10.0, end=12.0)
+        tally.write(tmp_path, name)
+
+    result = CliRunner().invoke(app, ["collect", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["processes"] == 2 and figures["requests"] == 2
+    assert figures["throughput_rps"] == 1.0
+    assert figures["latency_ms"]["mean"] == 4.0 and figures["latency_ms"]["max"] == 6.0
