@@ -223,35 +223,41 @@ class _Services:
         self, openers: Sequence[Callable[[], AbstractAsyncContextManager[HttpTarget]]]
     ) -> None:
         self._openers = list(openers)
-        self._ahead: asyncio.Task[HttpTarget] | None = None
-        self._open: list[AbstractAsyncContextManager[HttpTarget]] = []
+        self._starting: list[
+            tuple[AbstractAsyncContextManager[HttpTarget], asyncio.Task[HttpTarget]]
+        ] = []
+        self._current: AbstractAsyncContextManager[HttpTarget] | None = None
         self._closing: list[asyncio.Task[Any]] = []
-        self._prefetch()
+        self._start_next()
 
-    def _prefetch(self) -> None:
-        if self._ahead is None and self._openers:
+    def _start_next(self) -> None:
+        if self._openers:
             manager = self._openers.pop(0)()
-            self._open.append(manager)
-            self._ahead = asyncio.create_task(manager.__aenter__())
+            self._starting.append((manager, asyncio.create_task(manager.__aenter__())))
+
+    def _close(self, manager: AbstractAsyncContextManager[HttpTarget]) -> None:
+        self._closing.append(asyncio.create_task(manager.__aexit__(None, None, None)))
 
     async def next(self) -> HttpTarget:
-        for manager in self._open[:-1]:  # the ones before the one starting now are done
-            self._open.remove(manager)
-            self._closing.append(asyncio.create_task(manager.__aexit__(None, None, None)))
-        assert self._ahead is not None, "more http groups than services"
-        ahead, self._ahead = self._ahead, None
-        target = await ahead
-        self._prefetch()
+        """The next target; raises if it failed to start (the ones after it still come)."""
+        if self._current is not None:
+            self._close(self._current)
+            self._current = None
+        manager, starting = self._starting.pop(0)
+        self._start_next()
+        target = await starting  # if this raises, the manager cleaned up after itself
+        self._current = manager
         return target
 
     async def aclose(self) -> None:
-        if self._ahead is not None:
+        if self._current is not None:
+            self._close(self._current)
+        for manager, starting in self._starting:
             try:
-                await self._ahead
+                await starting
             except Exception:
-                self._open.pop()  # it never started: nothing to stop
-        for manager in self._open:
-            self._closing.append(asyncio.create_task(manager.__aexit__(None, None, None)))
+                continue  # it never started: nothing to stop
+            self._close(manager)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
