@@ -16,7 +16,7 @@ from reports.page import Image, Page, render_page
 from reports.summary import RunSummary, summarize
 from reports.swimlanes import draw_swimlanes
 from reports.tables import Table, matrix_table, performance_table
-from reports.terminal import print_gate, print_table
+from reports.terminal import print_gate, print_table, terminal_console
 from reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
@@ -120,10 +120,12 @@ def run_report(
     max_p99_increase: float = DEFAULT_MAX_P99_INCREASE_PCT,
     min_p99_increase_ms: float = DEFAULT_MIN_P99_INCREASE_MS,
     console: Console | None = None,
+    announce: bool = True,
 ) -> int:
     """Write the report files into `run_dir`; print the tables. 0 when the race gate holds (and,
-    with a baseline, the performance gate too); 1 otherwise. ValueError on an unreadable file."""
-    console = console or Console()
+    with a baseline, the performance gate too); 1 otherwise. ValueError on an unreadable file.
+    `announce`: end with the report's path (a caller that prints it itself passes False)."""
+    console = console or terminal_console()
     run_dir = run_dir if run_dir.is_dir() else run_dir.parent
     results = Results.read(run_dir)
     summary = summarize(results)
@@ -169,6 +171,7 @@ def run_report(
     if gate is not None:
         console.print(f"[bold]performance gate against {baseline}[/]")
         print_gate(console, gate)
-    console.print(f"report: {html_path.resolve()}", highlight=False, soft_wrap=True)
+    if announce:
+        console.print(f"report: {html_path.resolve()}", highlight=False, soft_wrap=True)
     ok = race_gate.passed and (gate is None or gate.passed)
     return 0 if ok else 1

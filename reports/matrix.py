@@ -28,7 +28,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Matrix:
-    rows: list[str]  # scenario, or "scenario [mode]" when a scenario ran in several modes
+    rows: list[str]  # scenario; "scenario (http)" for the http row of a scenario run in both
     strategies: list[str]
     cells: dict[tuple[str, str], Cell]
 
@@ -70,7 +70,8 @@ def build_matrix(race: list[RaceResult]) -> Matrix:
         modes.setdefault(r.scenario, set()).add(r.mode)
 
     def row_of(r: RaceResult) -> str:
-        return r.scenario if len(modes[r.scenario]) == 1 else f"{r.scenario} [{r.mode}]"
+        in_both = len(modes[r.scenario]) > 1 and r.mode != "in_process"
+        return f"{r.scenario} ({r.mode})" if in_both else r.scenario
 
     grouped: dict[tuple[str, str], list[RaceResult]] = {}
     for r in race:

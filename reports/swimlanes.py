@@ -14,12 +14,12 @@ from reports.timeline import Swimlanes
 MAX_LANES = 4
 # Inches: the time column, one lane, the harness-notes column, one event row.
 TIME_WIDTH = 1.5
-LANE_WIDTH = 3.9
+LANE_WIDTH = 4.3
 NOTES_WIDTH = 3.0
 ROW_HEIGHT = 0.3
 HEADER_HEIGHT = 1.1
 # Longer event texts are cut so they stay inside their lane.
-MAX_TEXT_CHARS = 56
+MAX_TEXT_CHARS = 62
 TONES = {"blocked": BAD, "error": BAD, "lock_wait": BAD, "lock_granted": GOOD, "answer": GOOD}
 
 
@@ -61,7 +61,7 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
         return None
     actors = lanes.actors[:MAX_LANES]
     rows = _rows(lanes, actors)
-    width = TIME_WIDTH + LANE_WIDTH * len(actors) + NOTES_WIDTH
+    width = TIME_WIDTH + LANE_WIDTH * len(actors) + (NOTES_WIDTH if lanes.notes else 0.3)
     height = HEADER_HEIGHT + ROW_HEIGHT * (len(rows) + 2)
     figure = new_figure(width, height, constrained=False)
     ax = figure.add_axes((0, 0, 1, 1))

@@ -115,7 +115,8 @@ def integrity_cell(safety: SafetySummary) -> Cell:
 def performance_table(summary: RunSummary, profile: str | None) -> Table:
     """The documents' table for one benchmark profile (None: the run has no benchmark)."""
     bench = summary.bench.get(profile, {}) if profile else {}
-    strategies = summary.strategies
+    # The strategies this profile measured; with no benchmark, every strategy the race ran.
+    strategies = list(bench) or summary.strategies
     rounds = sorted({s.throughput_rps.rounds for s in bench.values()})
     title = f"Performance impact: {profile} profile" if profile else "Performance impact"
     notes = []

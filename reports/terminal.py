@@ -10,7 +10,14 @@ from rich.text import Text
 from reports.gate import GateResult
 from reports.tables import Cell, Table
 
+# Width when stdout is a file or a pipe (CI logs): wide enough for the tables, not unbounded.
+LOG_WIDTH = 140
 STYLES = {"good": "green", "bad": "bold red", "warn": "yellow", "neutral": ""}
+
+
+def terminal_console() -> Console:
+    """stdout; a fixed, wide layout when it is not a terminal."""
+    return Console(width=None if Console().is_terminal else LOG_WIDTH)
 
 
 def _cell(cell: Cell, compact: bool) -> Text:

@@ -15,6 +15,7 @@ from harness.results import BenchResult, LatencyMs, RaceResult, Results
 ROUNDS: dict[str, list[tuple[float, float, float]]] = {
     "none": [(150.0, 300.0, 100.0), (149.0, 290.0, 102.0), (152.0, 310.0, 98.0)],
     "for_update": [(160.0, 350.0, 98.0), (158.0, 340.0, 97.0), (161.0, 355.0, 99.0)],
+    "optimistic": [(155.0, 320.0, 99.0), (156.0, 322.0, 99.5), (154.0, 318.0, 98.5)],
 }
 NONE_VIOLATIONS_PER_ROUND = {"DOUBLE_CAPTURE": 4, "DUPLICATE_RECEIPT": 4}
 

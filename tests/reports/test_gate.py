@@ -8,10 +8,18 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.results import Results
 from reports.build import COMPARISON_FILE
+from reports.gate import GateResult, Thresholds, compare
+from reports.summary import summarize
 from tests.reports.synthetic import bench_results, race_results, write_run
 
 WIDE = {"COLUMNS": "200"}
+
+
+def gate(new: Path, old: Path, thresholds: Thresholds) -> GateResult:
+    """The performance gate on two results files, without drawing the report."""
+    return compare(summarize(Results.read(new)), summarize(Results.read(old)), thresholds)
 
 
 def report(new: Path, baseline: Path, *options: str) -> int:
@@ -42,23 +50,25 @@ def test_a_large_throughput_drop_fails(tmp_path: Path) -> None:
         (new / COMPARISON_FILE).read_text()
     )
     # The threshold is configurable: allowing a 25% drop lets the same run through.
-    assert report(new, old, "--max-throughput-drop", "25") == 0
+    assert gate(new, old, Thresholds(max_throughput_drop_pct=25)).passed
 
 
 def test_a_p99_increase_fails_past_its_threshold(tmp_path: Path) -> None:
     old = write_run(tmp_path / "old")
     new = write_run(tmp_path / "new", bench=bench_results({"for_update": (1.0, 1.5)}))
-    assert report(new, old) == 1
-    assert report(new, old, "--max-p99-increase", "60") == 0
+    result = gate(new, old, Thresholds())
+    assert [c.name for c in result.failures] == ["p99 for_update (contention)"]
+    assert result.failures[0].detail.startswith("350 ms -> 525 ms (+50.0%;")
+    assert gate(new, old, Thresholds(max_p99_increase_pct=60)).passed
 
 
 def test_a_tiny_p99_increase_is_noise(tmp_path: Path) -> None:
-    # +50% of a 300 ms p99 is 150 ms, far past --min-p99-increase-ms: that fails ...
+    # +50% of a 300 ms p99 is 150 ms, far past the default floor: that fails ...
     old = write_run(tmp_path / "old")
     new = write_run(tmp_path / "new", bench=bench_results({"none": (1.0, 1.5)}))
-    assert report(new, old) == 1
+    assert not gate(new, old, Thresholds()).passed
     # ... but with a floor above 150 ms, the same change counts as noise.
-    assert report(new, old, "--min-p99-increase-ms", "200") == 0
+    assert gate(new, old, Thresholds(min_p99_increase_ms=200)).passed
 
 
 def test_new_violations_on_a_safe_strategy_fail(tmp_path: Path) -> None:

@@ -77,7 +77,12 @@ def test_report_writes_the_documents_table(run_dir: Path) -> None:
     table = (run_dir / TABLE_FILE).read_text()
     for row in (ROW_MEAN, ROW_P99, ROW_THROUGHPUT, ROW_RISK, ROW_INTEGRITY):
         assert f"| {row} |" in table
-    assert "| Metric | Before (none) | After (for_update) | optimistic | app_lock |" in table
+    # Before, After, then every other strategy benchmarked (app_lock only raced: not a column).
+    assert "| Metric | Before (none) | After (for_update) | optimistic |\n" in table
+    assert (
+        "| Concurrent Throughput | 100 req/s; range 98.0..102 | 98.0 req/s (-2.0%); range " in table
+    )
+    assert "| 155 ms (+5 ms); range 154..156 |" in table
     for figure in DOCUMENT_FIGURES:
         assert figure in table
     assert "range 97.0..99.0" in table  # the spread of for_update's throughput rounds
@@ -95,8 +100,8 @@ def test_matrix_is_generated_from_race_results(run_dir: Path) -> None:
         in (matrix)
     )
     # A scenario that ran in two modes gets a row per mode, in-process first.
-    assert matrix.index("interleaved [in_process]") < matrix.index("interleaved [http]")
-    assert "| interleaved [http] | — | — | — | caught; DOUBLE_CAPTURE 1 |" in matrix
+    assert matrix.index("| interleaved |") < matrix.index("| interleaved (http) |")
+    assert "| interleaved (http) | — | — | — | caught; DOUBLE_CAPTURE 1 |" in matrix
     assert "10 cells: 6 safe, 4 caught, 0 unexpected." in matrix
 
 
