@@ -37,7 +37,7 @@ HTML_FILE = "report.html"
 
 
 def performance_tables(summary: RunSummary) -> list[Table]:
-    profiles = summary.profiles or [None]
+    profiles: list[str | None] = [*summary.profiles] or [None]
     return [performance_table(summary, p) for p in profiles]
 
 

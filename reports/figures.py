@@ -33,8 +33,7 @@ def colour(strategy: str, index: int = 0) -> str:
 
 def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
     """`constrained`: let matplotlib fit axes and labels (off for hand-placed drawings)."""
-    layout = "constrained" if constrained else None
-    return Figure(figsize=(width, height), dpi=DPI, layout=layout)
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
 
 
 def png(figure: Figure) -> bytes:
