@@ -101,8 +101,8 @@ def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> in
         )
         _stage(
             2,
-            f"benchmark: {DEMO_STRATEGIES.replace(',', ' vs ')} on the {DEMO_PROFILE} profile, "
-            f"{DEMO_ROUNDS} alternating rounds of {duration}",
+            f"benchmark: {DEMO_STRATEGIES.replace(',', ' vs ')}, {DEMO_PROFILE}, "
+            f"{DEMO_ROUNDS} x {duration} rounds",
             started,
         )
         bench_code = _guarded(
