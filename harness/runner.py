@@ -54,6 +54,10 @@ LOCK_SAMPLE_INTERVAL_S = 0.005
 HTTP_WORKERS = 2
 # Connections opened to land one actor on each worker (the kernel picks the worker).
 MAX_ROUTING_ATTEMPTS = 64
+# Connections per service pool (in-process app, or each http worker). PostgreSQL allows 100
+# here, shared with every other test and job on the machine; 100-way contention on one row
+# gains nothing from more than a few connections, the rest queue in the pool either way.
+HARNESS_POOL_SIZE = 8
 # The service's pooled connections carry this application_name (reference_service/db.py).
 SERVICE_APPLICATION_NAME = "racebench-service"
 
@@ -417,7 +421,10 @@ class InProcessTarget:
         """The app under `strategy` (a name, or an instance such as a test's broken one)."""
         name = strategy if isinstance(strategy, str) else "for_update"
         instance = None if isinstance(strategy, str) else strategy
-        app = create_app(Settings(database_url=database_url, lock_strategy=name), instance)
+        settings = Settings(
+            database_url=database_url, lock_strategy=name, pool_size=HARNESS_POOL_SIZE
+        )
+        app = create_app(settings, instance)
         service: Service = app.state.service
         await service.start()
         transport = httpx.ASGITransport(app=app)
@@ -523,7 +530,10 @@ class HttpTarget:
         await gate.start()
         async with AsyncExitStack() as stack:
             stack.push_async_callback(gate.stop)
-            env = {race_points.GATE_ENV: f"127.0.0.1:{gate.port}"}
+            env = {
+                race_points.GATE_ENV: f"127.0.0.1:{gate.port}",
+                "RACEBENCH_POOL_SIZE": str(HARNESS_POOL_SIZE),
+            }
             service_cm = running_service(
                 strategy=strategy, database_url=database_url, workers=workers, extra_env=env
             )
