@@ -39,7 +39,12 @@ def signed(value: float, precision_of: float | None = None) -> str:
 
 
 def delta_ms(value: float, before: float) -> str:
-    return f"{signed(value - before, before)} ms"
+    """In Before's precision (`+10 ms` on 150 ms), finer when that would round a change to 0."""
+    change = value - before
+    text = signed(change, before)
+    if change != 0 and float(text.replace(",", "")) == 0:
+        text = signed(change)
+    return f"{text} ms"
 
 
 def percent_change(value: float, before: float) -> float | None:
