@@ -35,7 +35,6 @@ def latency_percentiles(bench: Mapping[str, BenchSummary], profile: str) -> byte
         ax.bar_label(bars, labels=[f"{h:.3g}" for h in heights], fontsize=7, padding=2)
     ax.set_xticks(range(len(PERCENTILES)), [name for _, name in PERCENTILES])
     ax.set_ylabel("latency, ms (median of rounds; bars: range)")
-    ax.set_yscale("log")
     ax.set_title(f"Latency percentiles per strategy ({profile})")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
