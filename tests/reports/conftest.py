@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reports.build import run_report
 from tests.reports.synthetic import write_run
 
 
@@ -13,3 +14,11 @@ from tests.reports.synthetic import write_run
 def run_dir(tmp_path: Path) -> Path:
     """A run folder with race and benchmark results (the documents' numbers)."""
     return write_run(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with the documents' numbers, reported once for the module's readers."""
+    run_dir = write_run(tmp_path_factory.mktemp("reported") / "run")
+    assert run_report(run_dir) == 0
+    return run_dir

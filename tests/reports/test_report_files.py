@@ -72,8 +72,8 @@ def parse_page(path: Path) -> PageParser:
     return parser
 
 
-def test_report_writes_the_documents_table(run_dir: Path) -> None:
-    assert run_report(run_dir) == 0
+def test_report_writes_the_documents_table(reported: Path) -> None:
+    run_dir = reported
     table = (run_dir / TABLE_FILE).read_text()
     for row in (ROW_MEAN, ROW_P99, ROW_THROUGHPUT, ROW_RISK, ROW_INTEGRITY):
         assert f"| {row} |" in table
@@ -91,8 +91,8 @@ def test_report_writes_the_documents_table(run_dir: Path) -> None:
     assert "✅ NONE: 0; in 3 scenario runs + 2,940 requests" in table
 
 
-def test_matrix_is_generated_from_race_results(run_dir: Path) -> None:
-    run_report(run_dir)
+def test_matrix_is_generated_from_race_results(reported: Path) -> None:
+    run_dir = reported
     matrix = (run_dir / MATRIX_FILE).read_text()
     assert "| Scenario | none | for_update | optimistic | app_lock |" in matrix
     assert (
@@ -105,8 +105,8 @@ def test_matrix_is_generated_from_race_results(run_dir: Path) -> None:
     assert "10 cells: 6 safe, 4 caught, 0 unexpected." in matrix
 
 
-def test_html_is_self_contained_and_every_image_decodes(run_dir: Path) -> None:
-    run_report(run_dir)
+def test_html_is_self_contained_and_every_image_decodes(reported: Path) -> None:
+    run_dir = reported
     page = parse_page(run_dir / HTML_FILE)
     assert page.fetches == []
     assert len(page.images) == IMAGES_IN_FULL_RUN
@@ -121,8 +121,8 @@ def test_html_is_self_contained_and_every_image_decodes(run_dir: Path) -> None:
     assert not re.search(r"url\(|@import|https?://", text)
 
 
-def test_html_tables_hold_the_numbers_from_results_json(run_dir: Path) -> None:
-    run_report(run_dir)
+def test_html_tables_hold_the_numbers_from_results_json(reported: Path) -> None:
+    run_dir = reported
     cells = parse_page(run_dir / HTML_FILE).cells
     for figure in DOCUMENT_FIGURES:
         assert any(cell.startswith(figure) for cell in cells), figure
