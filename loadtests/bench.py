@@ -58,6 +58,8 @@ LOCUST_STARTUP_ALLOWANCE_S = 10.0
 # Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
 # if it is still running this long after, something is wrong and we stop it.
 LOCUST_EXIT_GRACE_S = 60.0
+# What Locust logs when one of its processes is CPU-bound.
+CPU_WARNING = "CPU usage above"
 # How often the progress display hears from a running Locust.
 PROGRESS_TICK_S = 0.5
 # Warm-up: enough requests to open the service's pooled connections and warm its code paths,
@@ -259,6 +261,9 @@ class CellRun:
             "acked_webhooks": len(tally.acked_event_ids),
             "cpu": cpu,
             "locust": locust_figures(self.cell_dir / f"{JSON_STEM}.json"),
+            # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
+            "locust_cpu_warning": CPU_WARNING
+            in (self.cell_dir / "locust.log").read_text(errors="replace"),
             "workers": config.workers,
             "expected_safe": expects_safety(self.strategy, config.workers),
             "model": "closed" if config.rate is None else "open",

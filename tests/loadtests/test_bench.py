@@ -7,11 +7,14 @@ nothing with the rest of the suite but the server.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from typer.testing import CliRunner
 
+from harness import cli
 from harness.database import connect, parse_url, server
 from harness.results import Results
 from loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
@@ -36,41 +39,39 @@ async def _racebench_databases(admin_url: str) -> set[str]:
     return {r["datname"] for r in rows}
 
 
-@pytest.fixture
-def admin_url() -> str:
+@pytest.fixture(scope="module")
+def admin_url() -> Iterator[str]:
+    """$DATABASE_URL's server, or an embedded one kept up for this module's tests."""
     with server() as (url, _embedded):
-        return url.render_as_string(hide_password=False)
+        yield url.render_as_string(hide_password=False)
 
 
 def test_contention_bench_catches_none_and_clears_for_update(
     tmp_path: Path, admin_url: str
 ) -> None:
     """Two strategies, alternating, with two Locust processes; then nothing is left running."""
-    code = run_bench(
-        strategies="none,for_update",
-        profile="contention",
-        users=FEW_USERS,
-        rate=None,
-        duration=SHORT_DURATION,
-        rounds=1,
-        workers=1,
-        processes=2,
-        out=tmp_path,
-        database_url=admin_url,
-        observer=QuietObserver(),
-    )
+    # Through the CLI, with the contract's options.
+    outcome = CliRunner().invoke(
+        cli.app,
+        [
+            "bench", "--strategies", "none,for_update", "--profile", "contention",
+            "--users", str(FEW_USERS), "--duration", SHORT_DURATION, "--rounds", "1",
+            "--workers", "1", "--processes", "2", "--out", str(tmp_path),
+            "--database-url", admin_url,
+        ],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
 
     results = Results.read(tmp_path)
     rounds = [r for r in results.bench if r.round != AGGREGATE_ROUND]
     medians = [r for r in results.bench if r.round == AGGREGATE_ROUND]
-    assert code == 0
     assert [(r.strategy, r.round) for r in rounds] == [("none", 1), ("for_update", 1)]
     assert [r.strategy for r in medians] == ["none", "for_update"]
     none, for_update = rounds
-    assert sum(none.violations.values()) > 0, "the canary must be caught"
-    assert for_update.violations == {}
+    assert sum(none.violations.values()) > 0, ("the canary must be caught", none.extra)
+    assert for_update.violations == {}, for_update.extra
     for row in rounds:
-        assert row.requests > 0 and row.failures == 0
+        assert row.requests > 0 and row.failures == 0, (row.strategy, row.extra["outcomes"])
         assert row.extra["locust_processes"] == 2
         assert row.extra["acked_webhooks"] > 0
         assert row.extra["outcomes"].get("verify:captured", 0) > 0
