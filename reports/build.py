@@ -14,7 +14,7 @@ from reports.markdown import document, gate_markdown
 from reports.matrix import build_matrix
 from reports.page import Image, Page, render_page
 from reports.summary import RunSummary, summarize
-from reports.swimlanes import draw_swimlanes
+from reports.swimlanes import draw_swimlanes, timeline_text
 from reports.tables import Table, matrix_table, performance_table
 from reports.terminal import print_gate, print_table, terminal_console
 from reports.thresholds import (
@@ -25,7 +25,6 @@ from reports.thresholds import (
 from reports.timeline import (
     TIMELINE_SCENARIO,
     TIMELINE_STRATEGIES,
-    Swimlanes,
     pick_timeline,
     read_timeline,
 )
@@ -60,18 +59,6 @@ def chart_images(summary: RunSummary) -> list[Image]:
         Image("Violations per strategy", plots.violations(summary.safety), missing="nothing tested")
     )
     return images
-
-
-def timeline_text(lanes: Swimlanes) -> str:
-    rows = [(m.t_ms, m.label, m.actor, m.text) for m in (*lanes.marks, *lanes.notes)]
-    rows += [
-        (w.start_ms, "", w.actor, f"waits for lock {w.duration_ms:.1f} ms: {w.text}")
-        for w in lanes.waits
-    ]
-    rows.sort(key=lambda r: r[0])
-    return "\n".join(
-        f"{t:9.1f} ms  {label:<4} {actor:<12} {text}" for t, label, actor, text in rows
-    )
 
 
 def timeline_images(results: Results) -> list[Image]:

@@ -132,3 +132,16 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
     if footer:
         ax.text(0.1, bottom + 0.25, "; ".join(footer), fontsize=7.5, color=MUTED, va="center")
     return png(figure)
+
+
+def timeline_text(lanes: Swimlanes) -> str:
+    """The same timeline as plain text, one line per event (for the page's folded view)."""
+    rows = [(m.t_ms, m.label, m.actor, m.text) for m in (*lanes.marks, *lanes.notes)]
+    rows += [
+        (w.start_ms, "", w.actor, f"waits for lock {w.duration_ms:.1f} ms: {w.text}")
+        for w in lanes.waits
+    ]
+    rows.sort(key=lambda r: r[0])
+    return "\n".join(
+        f"{t:9.1f} ms  {label:<4} {actor:<12} {text}" for t, label, actor, text in rows
+    )
