@@ -4,7 +4,7 @@ is no script, font or stylesheet to fetch, so it opens offline exactly as it was
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 
 from reports.gate import GateResult
@@ -30,7 +30,6 @@ class Page:
     timelines: list[Image]
     gate: GateResult | None = None
     race_gate: GateResult | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 STYLE = """
@@ -121,7 +120,6 @@ def render_page(page: Page) -> str:
         f"<h1>{escape(page.title)}</h1>",
         f'<table class="facts"><tbody>{facts}</tbody></table>',
     ]
-    parts += [f'<p class="warn">{escape(w)}</p>' for w in page.warnings]
     if page.race_gate is not None:
         parts.append(gate_html("Race gate", page.race_gate))
     if page.gate is not None:
