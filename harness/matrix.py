@@ -159,15 +159,15 @@ async def run_cells(
             for (mode, strategy), group in by_target.items():
                 args = (monitor, runs, repeat, seed, use_schedules, on_run)
                 if mode == "in_process":
-                    async with InProcessTarget.open(database_url, strategy) as target:
-                        await _run_group(group, target, *args)
+                    async with InProcessTarget.open(database_url, strategy) as in_process:
+                        await _run_group(group, in_process, *args)
                 else:
                     try:
-                        target = await services.next()
+                        http = await services.next()
                     except (ServiceStartError, OSError) as error:
                         _record_error(group, runs, f"racebench serve did not start: {error}")
                         continue
-                    await _run_group(group, target, *args)
+                    await _run_group(group, http, *args)
         finally:
             await services.aclose()
     return [runs[cell] for cell in cells]
@@ -313,7 +313,8 @@ def run_race(
     if show_timeline:
         for c in cell_runs:
             result = c.result()
-            stdout.print(render(result.timeline, c.cell.title), highlight=False, markup=False)
+            text = render(result.timeline, c.cell.title)
+            stdout.print(text, highlight=False, markup=False, soft_wrap=True)
             stdout.print()
     stdout.print(matrix_table(cell_runs))
     failed = [c for c in cell_runs if not c.result().passed]
@@ -359,10 +360,13 @@ def _cell_text(c: CellRuns) -> str:
     if result.verdict == "error" or (result.error and not c.caught):
         return "[yellow]ERROR[/]"
     if result.expected == "race":
-        return f"[green]caught{count}[/]" if c.caught == n else f"[red]MISSED{count}[/]"
+        if c.caught == n:
+            return f"[green]caught{count}[/]"
+        # Caught at least once passes the cell; anything short of every run is worth a look.
+        return f"[yellow]caught{count}[/]" if c.caught else f"[red]MISSED{count}[/]"
     if c.caught:
         return f"[bold red]RACE{count}[/]"
-    return "[green]safe[/]"
+    return f"[green]safe{count}[/]"
 
 
 def matrix_table(cell_runs: Sequence[CellRuns]) -> Table:

@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 import asyncpg
@@ -165,18 +166,23 @@ class _Probe:
     async def blocked(self, actor: str, others_in_flight: int) -> str | None:
         if self.target.lock_waiting_task(actor):
             return "on an asyncio.Lock (app_lock)"
-        waiters = await self.sampler.sample()
+        waiters = _held_up(await self.sampler.sample())
         if len(waiters) > others_in_flight:
             return _evidence(waiters[0])
         return None
 
     async def anyone_blocked(self) -> str | None:
-        waiters = await self.sampler.sample()
+        waiters = _held_up(await self.sampler.sample())
         if waiters:
             return _evidence(waiters[0])
         if self.target.lock_waiting_task(""):
             return "on an asyncio.Lock (app_lock)"
         return None
+
+
+def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Waiters that someone still blocks (no blocker: the lock is being granted right now)."""
+    return [row for row in rows if row["blocked_by"]]
 
 
 def _evidence(row: asyncpg.Record) -> str:
@@ -317,6 +323,8 @@ class Race:
         if len(set(actors)) != len(actors):
             raise ValueError(f"actor names must be unique in one launch: {actors}")
         await self.target.prepare(actors)
+        if self._launches == 1:
+            self.timeline.restart()  # time 0 is the first launch, not the setup before it
         sampler = LockSampler(self.monitor, self.timeline)
         jitter = (
             Jitter(f"{self.jitter_seed}|{self._launches}") if self.jitter_seed is not None else None
@@ -392,11 +400,12 @@ class Race:
 
 
 def _brief(body: Any) -> str:
+    """An answer in a few words: `captured (replay)`, `processed`, `signature_invalid`."""
     if isinstance(body, dict):
         if "error" in body and isinstance(body["error"], dict):
             return str(body["error"].get("code"))
-        keys = ("status", "invoice_status", "replayed")
-        return " ".join(f"{k}={body[k]}" for k in keys if k in body)
+        replay = " (replay)" if body.get("replayed") else ""
+        return f"{body.get('status', '?')}{replay}"
     return str(body)[:40]
 
 
@@ -656,7 +665,27 @@ async def run_once(
     except Exception as error:  # a broken run is reported as an error, never hidden
         race.fail(f"{type(error).__name__}: {error}")
     check = await race.check()
+    race.timeline.note(_verdict_line(check))
     return RunOutcome(check, race.timeline.to_json(), race.errors)
+
+
+def _plain(value: Any) -> Any:
+    """sum() over bigints comes back as a Decimal; show 200000, not 2.0E+5."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+def _verdict_line(check: CheckResult) -> str:
+    """The RESULT line under a timeline, with the first piece of evidence."""
+    if check.valid:
+        return "RESULT: exactly once, every invariant holds"
+    parts = []
+    for code in check.anomaly_types:
+        first = check.anomalies[code][0]
+        evidence = ", ".join(f"{k}={_plain(v)}" for k, v in first.items())
+        parts.append(f"{code} x{check.counts[code]} ({evidence})")
+    return "RESULT: " + "; ".join(parts)
 
 
 async def new_race(

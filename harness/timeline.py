@@ -51,6 +51,10 @@ class Timeline:
         self.events: list[Event] = []
         self.lock_waits: list[LockWait] = []
 
+    def restart(self) -> None:
+        """Make now time 0 (events so far keep their times)."""
+        self._start = time.perf_counter()
+
     def now_ms(self) -> float:
         return (time.perf_counter() - self._start) * 1000.0
 
