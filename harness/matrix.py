@@ -30,8 +30,9 @@ from rich.table import Table
 from harness.database import provision
 from harness.invariants import CheckResult
 from harness.results import DEFAULT_RUNS_DIR, Mode, RaceResult, Results, new_run_id
-from harness.runner import HttpTarget, InProcessTarget, Monitor, RunOutcome, Target, run_once
+from harness.runner import Monitor, RunOutcome, run_once
 from harness.service_process import ServiceStartError
+from harness.targets import HttpTarget, InProcessTarget, Target
 from harness.timeline import render
 from reference_service.strategies import STRATEGY_NAMES
 from scenarios import SCENARIO_NAMES, SCENARIOS, Scenario

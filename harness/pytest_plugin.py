@@ -38,7 +38,8 @@ import pytest_asyncio
 if TYPE_CHECKING:
     from harness.gateway import Gateway
     from harness.invariants import CheckResult
-    from harness.runner import InProcessTarget, Monitor, Race
+    from harness.runner import Monitor, Race
+    from harness.targets import InProcessTarget
     from reference_service.strategies import LockStrategy
 
 AppFactory = Callable[["str | LockStrategy"], Awaitable["InProcessTarget"]]
@@ -93,7 +94,7 @@ async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monito
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def racebench_app(racebench_database_url: str) -> AsyncIterator[AppFactory]:
     """`await racebench_app(strategy)`: the in-process service under `strategy` (cached)."""
-    from harness.runner import InProcessTarget
+    from harness.targets import InProcessTarget
 
     opened: dict[Any, InProcessTarget] = {}
     async with AsyncExitStack() as stack:
