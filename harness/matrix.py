@@ -70,6 +70,7 @@ class CellRuns:
     outcomes: list[RunOutcome] = field(default_factory=list)
     seeds: list[int | None] = field(default_factory=list)
     duration_ms: float = 0.0
+    schedules: bool = True  # were the scenarios' schedules played (--no-schedule: False)
 
     @property
     def caught(self) -> int:
@@ -148,7 +149,7 @@ async def run_cells(
     on_run: RunHook | None = None,
 ) -> list[CellRuns]:
     """Run every cell `repeat` times; jitter at the race points when `seed` is given."""
-    runs = {cell: CellRuns(cell) for cell in cells}
+    runs = {cell: CellRuns(cell, schedules=use_schedules) for cell in cells}
     by_target: dict[tuple[Mode, str], list[Cell]] = {}
     for cell in cells:
         by_target.setdefault((cell.mode, cell.strategy), []).append(cell)
@@ -330,26 +331,30 @@ def run_race(
 
 
 def _explain(c: CellRuns) -> str:
+    """Why a cell failed: the evidence of its first wrong run, and how to run that run again."""
     result = c.result()
     lines = [f"{c.cell.title}: expected {result.expected}, got {result.verdict}"]
-    if result.expected == "safe" and c.caught:
-        for outcome, run_seed in zip(c.outcomes, c.seeds, strict=True):
+    if result.expected == "race":
+        lines.append(f"caught in {c.caught}/{len(c.outcomes)} runs")
+    for outcome, run_seed in zip(c.outcomes, c.seeds, strict=True):
+        wrong = outcome.caught if result.expected == "safe" else not outcome.caught
+        if wrong or outcome.errors:
             if outcome.caught:
                 lines.append(outcome.check.message())
-                if run_seed is not None:
-                    lines.append(_reproduce(c.cell, run_seed))
-                break
-    elif result.expected == "race":
-        lines.append(f"caught in {c.caught}/{len(c.outcomes)} runs")
-    if result.error:
-        lines.append(f"errors: {result.error}")
+            lines.extend(outcome.errors[:3])
+            if run_seed is not None:
+                lines.append(_reproduce(c, run_seed))
+            break
     return "\n    ".join(lines)
 
 
-def _reproduce(cell: Cell, run_seed: int) -> str:
+def _reproduce(c: CellRuns, run_seed: int) -> str:
+    """The command that replays one run: same cell, same jitter (the seed is per run)."""
+    cell = c.cell
     return (
-        f"reproduce: racebench race --scenario {cell.scenario.name} --strategy {cell.strategy} "
-        f"--mode {cell.mode} --seed {run_seed}"
+        f"reproduce (seed {run_seed}): racebench race --scenario {cell.scenario.name} "
+        f"--strategy {cell.strategy} --mode {cell.mode} --seed {run_seed}"
+        f"{'' if c.schedules else ' --no-schedule'}"
     )
 
 

@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from harness.invariants import CheckResult
-from harness.matrix import Cell, CellRuns, write_junit
+from harness.matrix import Cell, CellRuns, run_race, write_junit
 from harness.results import Results
 from harness.runner import RunOutcome
 from scenarios import SCENARIOS
@@ -56,6 +59,7 @@ def test_a_safe_cell_with_a_violation_fails_with_its_seed_and_evidence(tmp_path:
     evidence = {"DOUBLE_CAPTURE": [{"payment_id": 1, "captures": 2}]}
     broken = CheckResult(False, ["DOUBLE_CAPTURE"], evidence, {"DOUBLE_CAPTURE": 1})
     runs = CellRuns(cell, [RunOutcome(CheckResult(True, []), [], []), RunOutcome(broken, [], [])])
+    runs.schedules = False
     runs.seeds = [7, 8]
     result = runs.result()
     assert (result.verdict, result.passed, result.seed) == ("race_detected", False, 8)
@@ -64,7 +68,7 @@ def test_a_safe_cell_with_a_violation_fails_with_its_seed_and_evidence(tmp_path:
     write_junit([runs], path)
     failure = ET.parse(path).getroot().find("testcase/failure")
     assert failure is not None and failure.text is not None
-    assert "payment_id" in failure.text and "--seed 8" in failure.text
+    assert "payment_id" in failure.text and "--seed 8 --no-schedule" in failure.text
 
 
 def test_a_race_cell_that_is_not_caught_fails() -> None:
@@ -72,3 +76,19 @@ def test_a_race_cell_that_is_not_caught_fails() -> None:
     runs = CellRuns(cell, [RunOutcome(CheckResult(True, []), [], [])], seeds=[None])
     assert runs.result().verdict == "safe"
     assert not runs.result().passed
+
+
+def test_race_exits_1_when_a_cell_is_not_as_expected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Claim that client_first catches for_update: it cannot (nothing runs concurrently).
+    wrong = replace(SCENARIOS["client_first"], races={"in_process": frozenset({"for_update"})})
+    monkeypatch.setitem(SCENARIOS, "client_first", wrong)
+    code = run_race(
+        strategies="for_update", scenarios="client_first", out=tmp_path, repeat=2, seed=5
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "FAIL" in err and "caught in 0/2 runs" in err
+    assert "--seed 5" in err  # the first run that missed, replayable
+    assert Results.read(tmp_path).race[0].verdict == "safe"
