@@ -96,10 +96,12 @@ def render(rows: list[dict[str, Any]], title: str, max_actors: int = 4) -> str:
             actors.append(row["actor"])
     shown = actors[:max_actors]
     lines = [title, ""]
+    if len(actors) > len(shown):
+        hidden = sum(1 for row in events if row["actor"] not in shown and row["actor"] != "-")
+        lines.append(f"(showing {len(shown)} of {len(actors)} actors; {hidden} events hidden)")
     header = " " * 14 + "".join(f"{a:<{COLUMN_WIDTH}}" for a in shown)
     lines.append(header.rstrip())
     lines.append(" " * 14 + "".join(f"{'|':<{COLUMN_WIDTH}}" for _ in shown).rstrip())
-    hidden = 0
     for row in events:
         label = f"{row['label']:>4}" if row["label"] else "    "
         stamp = f"{row['t_ms']:7.1f}ms "
@@ -107,15 +109,12 @@ def render(rows: list[dict[str, Any]], title: str, max_actors: int = 4) -> str:
             lines.append(f"{label} {stamp} -- {row['what']}")
             continue
         if row["actor"] not in shown:
-            hidden += 1
             continue
         column = shown.index(row["actor"])
         mark = _MARKS.get(row["kind"], "")
         cells = [f"{'|':<{COLUMN_WIDTH}}"] * len(shown)
         cells[column] = f"{mark}{row['what']}"[: COLUMN_WIDTH - 1].ljust(COLUMN_WIDTH)
         lines.append((f"{label} {stamp}" + "".join(cells)).rstrip())
-    if hidden:
-        lines.append(f"          ... {hidden} events of {len(actors) - len(shown)} more actors")
     if waits:
         lines.append("")
         lines.append("lock waits (pg_stat_activity, wait_event_type = 'Lock'):")

@@ -4,6 +4,7 @@
     d1       claims the event id (partial unique index), captures, COMMIT
     d2..d5   BLOCK on the index until d1 commits, then find the claim taken: "duplicate"
     every delivery is kept in webhook_events; the event is applied once
+    forged   the same event id with a bad signature: 400, nothing kept, nothing applied
 
 Expected: safe for every strategy, `none` included: deduplication is the claim index's job,
 not the lock strategy's.
@@ -28,6 +29,9 @@ async def script(race: Race) -> None:
     outcomes = sorted(str(a.body.get("status")) for a in answers if isinstance(a.body, dict))
     if outcomes != ["duplicate"] * (DELIVERIES - 1) + ["processed"]:
         race.fail(f"expected one processed and {DELIVERIES - 1} duplicates, got {outcomes}")
+    forged = await race.then(race.deliver("forged", event.with_bad_signature()))
+    if forged.status != 400:
+        race.fail(f"a delivery with a bad signature must be refused with 400: {forged}")
 
 
 SCENARIO = Scenario("duplicate_webhook", "one event id delivered 5 times at once", script)
