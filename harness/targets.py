@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT_S = 30.0
 # Worker processes of the service in http mode: two are enough to split app_lock's locks.
 HTTP_WORKERS = 2
+# A worker sends its one JSON line right after connecting; a silent connection is not ours.
+GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).
 MAX_ROUTING_ATTEMPTS = 64
 # Connections per service pool (in-process app, or each http worker). PostgreSQL allows 100
@@ -150,14 +152,15 @@ class RaceGate:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            message = json.loads(await reader.readline())
+            async with asyncio.timeout(GATE_READ_TIMEOUT_S):
+                message = json.loads(await reader.readline())
             controller = self.controller
             if controller is not None:
                 actor = self.actor_by_worker.get(message["pid"])
                 await controller.reached(message["point"], actor or f"worker {message['pid']}")
             writer.write(b"go\n")
             await writer.drain()
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TimeoutError):
             pass  # the worker goes on by itself when the gate drops
         finally:
             writer.close()
