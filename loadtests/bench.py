@@ -268,6 +268,7 @@ class CellRun:
             "expected_safe": expects_safety(self.strategy, config.workers),
             "model": "closed" if config.rate is None else "open",
         }
+        extra["cpu_ms_per_request"] = cpu_ms_per_request(cpu, tally.throughput_rps)
         if tally.requests == 0:
             extra["error"] = f"Locust sent no requests (exit {returncode}); see locust.log"
         result = BenchResult(
@@ -286,6 +287,18 @@ class CellRun:
         )
         (self.cell_dir / "result.json").write_text(json.dumps(result.__dict__, default=_plain))
         return result
+
+
+def cpu_ms_per_request(cpu: dict[str, Any], throughput_rps: float) -> float | None:
+    """CPU time the system under test (service + its PostgreSQL backends) spent per request.
+
+    On a machine shared with other work, throughput follows whatever CPU is left over; the CPU
+    each request costs does much less, so it compares strategies more steadily.
+    """
+    if throughput_rps <= 0 or "service" not in cpu or "postgres" not in cpu:
+        return None
+    cores = cpu["service"]["total_cores"] + cpu["postgres"]["total_cores"]
+    return round(1_000.0 * cores / throughput_rps, 4)
 
 
 def _plain(value: Any) -> Any:

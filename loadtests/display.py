@@ -82,7 +82,7 @@ def summary_table(results: Results) -> Table:
     """Medians of the rounds per strategy, with the spread and the change against the first."""
     table = Table(title="racebench bench: medians of alternating rounds", title_justify="left")
     columns = ("strategy", "req/s", "range", "vs base", "mean", "p50", "p99", "p99 vs base")
-    for column in (*columns, "p99.9", "max", "busy", "failed", "violations"):
+    for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "violations"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for row in results.bench:
         if row.round != AGGREGATE_ROUND:
@@ -99,12 +99,24 @@ def summary_table(results: Results) -> Table:
             f"{versus['p99_delta_ms']:+.2f}" if versus else "base",
             f"{row.latency_ms.p999:.2f}",
             f"{row.latency_ms.max:.1f}",
+            _cost(row),
             str(row.extra.get("busy", 0)),
             str(row.failures),
             str(sum(row.violations.values())),
         )
-    table.caption = "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s"
+    table.caption = (
+        "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s; "
+        "cpu ms/req: service + its PostgreSQL backends"
+    )
     return table
+
+
+def _cost(row: BenchResult) -> str:
+    cost = row.extra.get("cpu_ms_per_request")
+    if not cost:
+        return "-"
+    versus = row.extra.get("vs_baseline", {}).get("cpu_per_request_change_pct")
+    return f"{cost['median']:.3f}" + (f" ({versus:+.1f}%)" if versus is not None else "")
 
 
 def ceiling_lines(results: Results) -> list[str]:

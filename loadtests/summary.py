@@ -39,13 +39,14 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 def paired_change(
     rows: Sequence[BenchResult], baseline: Sequence[BenchResult]
 ) -> dict[str, float] | None:
-    """Median over rounds of (this / baseline - 1) in throughput and (this - baseline) in p99."""
+    """Median over rounds of (this / baseline - 1) in throughput and CPU per request, and of
+    (this - baseline) in p99 and mean latency."""
     by_round = {b.round: b for b in baseline}
     pairs = [(r, by_round[r.round]) for r in rows if r.round in by_round]
     pairs = [(r, b) for r, b in pairs if b.throughput_rps > 0]
     if not pairs:
         return None
-    return {
+    change: dict[str, float] = {
         "throughput_change_pct": round(
             statistics.median(100.0 * (r.throughput_rps / b.throughput_rps - 1) for r, b in pairs),
             2,
@@ -58,6 +59,16 @@ def paired_change(
         ),
         "rounds": len(pairs),
     }
+    costs = [
+        (r.extra["cpu_ms_per_request"], b.extra["cpu_ms_per_request"])
+        for r, b in pairs
+        if r.extra.get("cpu_ms_per_request") and b.extra.get("cpu_ms_per_request")
+    ]
+    if costs:
+        change["cpu_per_request_change_pct"] = round(
+            statistics.median(100.0 * (r / b - 1) for r, b in costs), 2
+        )
+    return change
 
 
 def median_row(rows: Sequence[BenchResult], baseline: Sequence[BenchResult] | None) -> BenchResult:
@@ -81,6 +92,9 @@ def median_row(rows: Sequence[BenchResult], baseline: Sequence[BenchResult] | No
         "busy": sum(int(r.extra.get("busy", 0)) for r in rows),
         "requests_per_round": [r.requests for r in rows],
     }
+    costs = [r.extra["cpu_ms_per_request"] for r in rows if r.extra.get("cpu_ms_per_request")]
+    if costs:
+        extra["cpu_ms_per_request"] = spread(costs)
     if baseline is not None:
         change = paired_change(rows, baseline)
         if change is not None:

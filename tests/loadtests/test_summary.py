@@ -9,7 +9,9 @@ from loadtests.bench import exit_code, parse_duration, parse_strategies
 from loadtests.summary import AGGREGATE_ROUND, summarize
 
 
-def _row(strategy: str, round_no: int, rps: float, p99: float, **violations: int) -> BenchResult:
+def _row(
+    strategy: str, round_no: int, rps: float, p99: float, cost: float = 1.0, **violations: int
+) -> BenchResult:
     return BenchResult(
         strategy=strategy,
         profile="verify",
@@ -22,18 +24,18 @@ def _row(strategy: str, round_no: int, rps: float, p99: float, **violations: int
         throughput_rps=rps,
         latency_ms=LatencyMs(mean=p99 / 3, p50=p99 / 4, p90=p99 / 2, p99=p99, p999=p99, max=p99),
         violations=violations,
-        extra={"busy": 1},
+        extra={"busy": 1, "cpu_ms_per_request": cost},
     )
 
 
 def test_medians_spread_and_paired_change_against_the_first_strategy() -> None:
     rows = [
-        _row("none", 1, 100.0, 10.0, DOUBLE_CAPTURE=2),
-        _row("for_update", 1, 98.0, 11.0),
-        _row("none", 2, 200.0, 20.0),
-        _row("for_update", 2, 190.0, 20.5),
-        _row("none", 3, 150.0, 15.0, DOUBLE_CAPTURE=1),
-        _row("for_update", 3, 150.0, 17.0),
+        _row("none", 1, 100.0, 10.0, 1.0, DOUBLE_CAPTURE=2),
+        _row("for_update", 1, 98.0, 11.0, 1.01),
+        _row("none", 2, 200.0, 20.0, 2.0),
+        _row("for_update", 2, 190.0, 20.5, 2.2),
+        _row("none", 3, 150.0, 15.0, 1.0, DOUBLE_CAPTURE=1),
+        _row("for_update", 3, 150.0, 17.0, 1.05),
     ]
 
     none, for_update = summarize(rows)
@@ -48,11 +50,13 @@ def test_medians_spread_and_paired_change_against_the_first_strategy() -> None:
     assert "vs_baseline" not in none.extra
     assert for_update.throughput_rps == 150.0
     assert for_update.latency_ms.p99 == 17.0
-    # Per round: -2 %, -5 %, 0 % -> median -2 %; p99: +1, +0.5, +2 -> median +1.
+    # Per round: -2 %, -5 %, 0 % -> median -2 %; p99: +1, +0.5, +2 -> median +1;
+    # CPU per request: +1 %, +10 %, +5 % -> median +5 %.
     assert for_update.extra["vs_baseline"] == {
         "strategy": "none", "throughput_change_pct": -2.0, "p99_delta_ms": 1.0,
-        "mean_delta_ms": 0.333, "rounds": 3,
+        "mean_delta_ms": 0.333, "rounds": 3, "cpu_per_request_change_pct": 5.0,
     }  # fmt: skip
+    assert for_update.extra["cpu_ms_per_request"]["median"] == 1.05
 
 
 def test_only_a_strategy_that_promises_safety_fails_the_run_with_violations() -> None:
