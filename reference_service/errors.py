@@ -96,8 +96,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(asyncpg.PostgresConnectionError)
+    # SQLSTATE class 53 (too many connections, out of memory or disk) and class 57 (shutting
+    # down, starting up, statement timeout): the server cannot serve us now, not our input.
+    @app.exception_handler(asyncpg.exceptions.InsufficientResourcesError)
+    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(503, "database_unavailable", f"the database is unreachable: {exc}")
+        return error_response(503, "database_unavailable", f"the database cannot serve: {exc}")
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
 
+from harness.database import parse_url
 from harness.gateway import Gateway
 from reference_service.app import create_app
 from reference_service.config import Settings
@@ -132,3 +134,24 @@ async def test_an_unreachable_database_answers_503_json() -> None:
     assert created.json()["error"]["code"] == "database_unavailable"
     assert health.status_code == 503
     assert health.json()["database"] == "unavailable"
+
+
+async def test_too_many_connections_answers_503_json(
+    database_url: str, sql: asyncpg.Connection
+) -> None:
+    # A role allowed no connections: PostgreSQL refuses it with SQLSTATE 53300, exactly as it
+    # does when max_connections is used up.
+    role = f"racebench_limited_{secrets.token_hex(4)}"
+    await sql.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+    try:
+        url = parse_url(database_url).set(username=role).render_as_string(hide_password=False)
+        app = create_app(Settings(database_url=url))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post("/payments", json={"amount": 100})
+        await app.state.service.stop()
+    finally:
+        await sql.execute(f'DROP ROLE "{role}"')
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert "too many connections" in response.json()["error"]["message"]
