@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -201,7 +202,20 @@ def demo(
     raise typer.Exit(code)
 
 
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (a CI cancel, `timeout`, `docker stop`) into KeyboardInterrupt, so that the
+    `finally` blocks that stop child services and drop run databases run for it as for Ctrl-C."""
+
+    def as_ctrl_c(signum: int, frame: object) -> None:
+        # Raised directly, not re-sent as SIGINT: a job started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and would then never stop.
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, as_ctrl_c)
+
+
 def main() -> None:
+    _stop_on_sigterm()
     app()
 
 

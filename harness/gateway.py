@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reference_service.config import DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
+from reference_service.config import Settings
 
 _ALPHABET = string.ascii_letters + string.digits
 # Razorpay ids are a prefix and 14 characters.
@@ -79,12 +79,21 @@ class WebhookDelivery:
         return replace(self, signature=hmac_sha256_hex("not-the-webhook-secret", self.body))
 
 
+def _settings_secret(name: str) -> str:
+    value: str = getattr(Settings(), name)
+    return value
+
+
 @dataclass
 class Gateway:
-    """A stand-in for Razorpay that signs with the service's (test) secrets."""
+    """A stand-in for Razorpay that signs with the service's secrets.
 
-    key_secret: str = DEFAULT_KEY_SECRET
-    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    By default they come from the same place the service reads them (RAZORPAY_KEY_SECRET and
+    RAZORPAY_WEBHOOK_SECRET, else the fixed test values), so the two always agree.
+    """
+
+    key_secret: str = field(default_factory=lambda: _settings_secret("razorpay_key_secret"))
+    webhook_secret: str = field(default_factory=lambda: _settings_secret("razorpay_webhook_secret"))
     account_id: str = field(default_factory=lambda: razorpay_id("acc"))
 
     def checkout(
