@@ -115,18 +115,41 @@ def race_checks(summary: RunSummary, matrix: Matrix) -> list[Check]:
     return checks
 
 
+def missing_checks(new: RunSummary, old: RunSummary) -> list[Check]:
+    """A failing check for each (profile, strategy) the baseline measured and the new run did
+    not: a run that leaves out a strategy must not pass the gate by having nothing to compare."""
+    checks = []
+    for profile, by_strategy in old.bench.items():
+        for strategy in by_strategy:
+            if strategy in new.bench.get(profile, {}):
+                continue
+            errored = any(
+                is_errored(r) for r in new.rounds if (r.profile, r.strategy) == (profile, strategy)
+            )
+            why = "every round errored" if errored else "not benchmarked"
+            checks.append(
+                Check(
+                    f"missing {strategy} ({profile})",
+                    False,
+                    f"in the baseline, but {why} in this run: nothing to compare",
+                )
+            )
+    return checks
+
+
 def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateResult:
-    """The performance gate: each strategy benchmarked in both runs, profile by profile."""
+    """The performance gate: each strategy benchmarked in both runs, profile by profile, and a
+    failure for each one the baseline has and the new run left out."""
     comparisons = [
         Comparison(profile, strategy, old.bench[profile][strategy], summary)
         for profile, by_strategy in new.bench.items()
         for strategy, summary in by_strategy.items()
         if strategy in old.bench.get(profile, {})
     ]
+    missing = missing_checks(new, old)
     if not comparisons:
-        return GateResult(
-            [Check("baseline", False, "no strategy/profile benchmarked in both runs to compare")]
-        )
+        nothing = "no strategy/profile benchmarked in both runs to compare"
+        return GateResult([Check("baseline", False, nothing), *missing])
     checks = []
     for c in comparisons:
         name = f"{c.strategy} ({c.profile})"
@@ -168,4 +191,4 @@ def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateRes
                     f"{fmt.counts(c.new.violations)}",
                 )
             )
-    return GateResult(checks, comparisons)
+    return GateResult(checks + missing, comparisons)

@@ -98,3 +98,49 @@ def test_a_baseline_with_nothing_in_common_fails(tmp_path: Path) -> None:
     new = write_run(tmp_path / "new")
     assert report(new, old) == 1
     assert "no strategy/profile benchmarked in both runs" in (new / COMPARISON_FILE).read_text()
+
+
+def test_a_strategy_left_out_of_the_new_run_fails(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    new = write_run(
+        tmp_path / "new", bench=[b for b in bench_results() if b.strategy != "optimistic"]
+    )
+    result = gate(new, old, Thresholds())
+    assert [c.name for c in result.failures] == ["missing optimistic (contention)"]
+    assert report(new, old) == 1
+    assert (
+        "| missing optimistic (contention) | FAIL | in the baseline, but not benchmarked in this "
+        "run: nothing to compare |" in (new / COMPARISON_FILE).read_text()
+    )
+    # The other way round is not a regression: a new run may measure more than its baseline.
+    assert gate(old, new, Thresholds()).passed
+
+
+def test_a_profile_left_out_fails_for_each_of_its_strategies(tmp_path: Path) -> None:
+    other = bench_results()
+    for row in other:
+        row.profile = "hot_row"
+    old = write_run(tmp_path / "old", bench=bench_results() + other)
+    new = write_run(tmp_path / "new")
+    result = gate(new, old, Thresholds())
+    assert [c.name for c in result.failures] == [
+        "missing none (hot_row)",
+        "missing for_update (hot_row)",
+        "missing optimistic (hot_row)",
+    ]
+
+
+def test_a_strategy_whose_every_round_errored_is_missing_too(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old")
+    bench = bench_results()
+    for row in bench:
+        if row.strategy == "optimistic":
+            row.extra["error"] = "Locust sent no requests (exit 1); see locust.log"
+    new = write_run(tmp_path / "new", bench=bench)
+    failures = gate(new, old, Thresholds()).failures
+    assert [(c.name, c.detail) for c in failures] == [
+        (
+            "missing optimistic (contention)",
+            "in the baseline, but every round errored in this run: nothing to compare",
+        )
+    ]
