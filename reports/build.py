@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.results import Results
+from harness.results import RESULTS_FILE, Results
+from reports import formatting as fmt
 from reports import plots
 from reports.gate import GateResult, Thresholds, compare, race_checks
 from reports.markdown import document, gate_markdown
@@ -91,12 +92,31 @@ def _facts(results: Results, run_dir: Path, baseline: Path | None) -> list[tuple
         ("folder", str(run_dir)),
         ("machine", f"{env.get('platform', '?')}, {env.get('cpus', '?')} CPUs"),
         ("python", str(env.get("python", "?"))),
-        ("race results", f"{len(results.race)} scenario x strategy cells"),
+        (
+            "race results",
+            f"{len(results.race)} scenario x strategy cells, "
+            f"{fmt.plural(sum(r.runs for r in results.race), 'scenario run')}",
+        ),
         ("benchmark rounds", str(len(results.bench))),
     ]
     if baseline is not None:
         facts.append(("baseline", str(baseline)))
     return facts
+
+
+def resolve_run_dir(path: Path) -> Path:
+    """The run folder that RUN_DIR names: the folder itself, or the folder of a results.json
+    given by its path. Anything else is a ValueError (a typo must not report another run).
+
+    A file of another name (a `race --json` copy) is refused rather than read: the report is
+    written beside results.json, and the folder that holds a copy may belong to another run."""
+    if path.is_dir():
+        return path
+    if path.is_file():
+        if path.name == RESULTS_FILE:
+            return path.parent
+        raise ValueError(f"RUN_DIR must be a run folder or its {RESULTS_FILE}, not {path}")
+    raise ValueError(f"RUN_DIR not found: {path}")
 
 
 def run_report(
@@ -111,9 +131,12 @@ def run_report(
 ) -> int:
     """Write the report files into `run_dir`; print the tables. 0 when the race gate holds (and,
     with a baseline, the performance gate too); 1 otherwise. ValueError on an unreadable file.
-    `announce`: end with the report's path (a caller that prints it itself passes False)."""
+    `announce`: end with the report's path (a caller that prints it itself passes False).
+    `run_dir` may also be the path of its results.json (see resolve_run_dir)."""
     console = console or terminal_console()
-    run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    run_dir = resolve_run_dir(run_dir)
+    if baseline is not None and not baseline.exists():
+        raise ValueError(f"baseline not found: {baseline}")
     results = Results.read(run_dir)
     summary = summarize(results)
     matrix = build_matrix(results.race)

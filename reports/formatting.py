@@ -64,6 +64,11 @@ def span(low: float, high: float) -> str:
     return f"{number(low)}..{number(high)}"
 
 
+def plural(n: int, word: str) -> str:
+    """`1 scenario run`, `300 scenario runs`, `2,940 requests`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def counts(by_code: Mapping[str, int]) -> str:
     """`DOUBLE_CAPTURE 3, DUPLICATE_RECEIPT 3`, largest first; empty when nothing counted."""
     items = sorted(((c, n) for c, n in by_code.items() if n), key=lambda cn: (-cn[1], cn[0]))

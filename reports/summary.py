@@ -84,8 +84,9 @@ class SafetySummary:
     """Everything one strategy left behind: race cells and benchmark rounds together."""
 
     strategy: str
-    race_cells: int = 0
-    race_errors: int = 0
+    race_cells: int = 0  # scenario x mode cells of the matrix
+    race_runs: int = 0  # scenario runs in those cells (a cell holds `runs` of them)
+    race_errors: int = 0  # cells whose verdict is error
     race_unexpected: int = 0
     scenarios_with_violations: int = 0
     bench_requests: int = 0
@@ -154,6 +155,7 @@ def _safety(strategy: str, race: list[RaceResult], bench: list[BenchResult]) -> 
     return SafetySummary(
         strategy=strategy,
         race_cells=len(race),
+        race_runs=sum(r.runs for r in race),
         race_errors=sum(r.verdict == "error" for r in race),
         race_unexpected=sum(not r.passed for r in race),
         scenarios_with_violations=len({r.scenario for r in race if any(r.violations.values())}),

@@ -87,9 +87,9 @@ def _metric_row(
 def _where(safety: SafetySummary) -> str:
     parts = []
     if safety.race_cells:
-        parts.append(f"{safety.race_cells} scenario runs")
+        parts.append(fmt.plural(safety.race_runs, "scenario run"))
     if safety.bench_requests:
-        parts.append(f"{safety.bench_requests:,} requests")
+        parts.append(fmt.plural(safety.bench_requests, "request"))
     return " + ".join(parts)
 
 
@@ -113,7 +113,8 @@ def integrity_cell(safety: SafetySummary) -> Cell:
         )
         return Cell("⚠ At Risk", note=f"broken in {where}", tone="bad")
     if safety.race_errors:
-        return Cell("? unknown", note=f"{safety.race_errors} scenario runs errored", tone="warn")
+        errored = fmt.plural(safety.race_errors, "scenario cell")
+        return Cell("? unknown", note=f"{errored} errored", tone="warn")
     return Cell("✅ HELD", note=f"every invariant, {_where(safety)}", tone="good")
 
 

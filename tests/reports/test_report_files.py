@@ -16,9 +16,11 @@ from harness.cli import app
 from harness.results import RaceResult
 from reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
 from reports.tables import ROW_INTEGRITY, ROW_MEAN, ROW_P99, ROW_RISK, ROW_THROUGHPUT
-from tests.reports.synthetic import bench_results, write_run
+from tests.reports.synthetic import bench_results, race_results, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Runs of each race cell in the repeated-run test (`racebench race --repeat 100`).
+RUNS_PER_CELL = 100
 DATA_PNG = "data:image/png;base64,"
 # Three benchmark charts, the violations chart, two swimlane timelines.
 IMAGES_IN_FULL_RUN = 6
@@ -175,3 +177,60 @@ def test_the_cli_explains_a_missing_results_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert "results.json does not exist" in " ".join(result.output.split())
+
+
+def cli_report(*args: str) -> tuple[int, str]:
+    """`racebench report ...` through the real command line: exit code and one-line output."""
+    result = CliRunner().invoke(app, ["report", *args], env={"COLUMNS": "400"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_a_typo_under_a_run_folder_is_not_the_parent_run(run_dir: Path) -> None:
+    code, output = cli_report(str(run_dir / "typo"))
+    assert code == 2
+    assert f"racebench: RUN_DIR not found: {run_dir / 'typo'}" in output
+    assert not (run_dir / HTML_FILE).exists()  # the parent's run was not reported instead
+
+
+def test_a_run_folder_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "run"
+    code, output = cli_report(str(missing))
+    assert code == 2
+    assert output == f"racebench: RUN_DIR not found: {missing}"
+
+
+def test_the_path_of_results_json_reports_its_folder(run_dir: Path) -> None:
+    code, output = cli_report(str(run_dir / "results.json"))
+    assert code == 0, output
+    assert (run_dir / HTML_FILE).exists() and (run_dir / MATRIX_FILE).exists()
+
+
+def test_another_file_is_not_taken_for_a_run_folder(run_dir: Path) -> None:
+    other = run_dir / "copy.json"
+    other.write_text((run_dir / "results.json").read_text())
+    code, output = cli_report(str(other))
+    assert code == 2
+    assert "RUN_DIR must be a run folder or its results.json" in output
+    assert not (run_dir / HTML_FILE).exists()
+
+
+def test_a_missing_baseline_is_named(run_dir: Path, tmp_path: Path) -> None:
+    code, output = cli_report(str(run_dir), "--baseline", str(tmp_path / "old-typo"))
+    assert code == 2
+    assert f"racebench: baseline not found: {tmp_path / 'old-typo'}" in output
+
+
+def test_risk_and_integrity_count_scenario_runs_not_cells(tmp_path: Path) -> None:
+    race = race_results()
+    for result in race:
+        result.runs = RUNS_PER_CELL
+    run_dir = write_run(tmp_path / "repeated", race=race)
+    assert run_report(run_dir, announce=False) == 0
+    table = (run_dir / TABLE_FILE).read_text()
+    # for_update: 3 cells (simultaneous, interleaved, hundred_way) x 100 runs each.
+    assert "✅ NONE: 0; in 300 scenario runs + 2,940 requests" in table
+    assert "✅ HELD; every invariant, 300 scenario runs + 2,940 requests" in table
+    assert "in 3 scenario runs" not in table
+    html = (run_dir / HTML_FILE).read_text(encoding="utf-8")
+    assert "10 scenario x strategy cells, 1,000 scenario runs" in html
