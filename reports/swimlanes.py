@@ -20,6 +20,8 @@ ROW_HEIGHT = 0.3
 HEADER_HEIGHT = 1.1
 # Longer event texts are cut so they stay inside their lane.
 MAX_TEXT_CHARS = 62
+# The fill of a lock wait's hatched bar (its edge and hatching are BAD).
+WAIT_FILL = "#fadbd8"
 TONES = {"blocked": BAD, "error": BAD, "lock_wait": BAD, "lock_granted": GOOD, "answer": GOOD}
 
 
@@ -120,7 +122,7 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
                 top, end = row_y(start), row_y(i)
                 bar = Rectangle(
                     (lane_x(lane) - 0.09, top), 0.18, end - top,
-                    hatch="////", fc="#fadbd8", ec=BAD, lw=0.8, zorder=2,
+                    hatch="////", fc=WAIT_FILL, ec=BAD, lw=0.8, zorder=2,
                 )  # fmt: skip
                 ax.add_patch(bar)
                 start = None
