@@ -52,9 +52,15 @@ def _guarded(name: str, work: Callable[[], int]) -> int:
 
 
 def _read(folder: Path) -> Results | None:
+    """A stage's results; None when it wrote none (it failed: already reported) or when its
+    file cannot be read (said here, so the report's gaps are explained)."""
+    path = folder / RESULTS_FILE
+    if not path.exists():
+        return None
     try:
-        return Results.read(folder / RESULTS_FILE)
-    except ValueError:
+        return Results.read(path)
+    except ValueError as error:
+        console.print(f"[bold red]left out of the report:[/] {error}")
         return None
 
 

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from rich.console import Console
 
+from harness import demo
 from harness.demo import merge, run_demo
 from harness.results import Results
 from reports.build import run_report
@@ -38,3 +42,13 @@ def test_a_bad_duration_fails_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         run_demo(out=tmp_path / "run", duration="ten seconds", database_url=None)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_stage_is_said_and_left_out(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text('{"schema": "racebench.results/1", "run_id": "r"}')
+    stream = io.StringIO()
+    with patch.object(demo, "console", Console(file=stream, width=400)):
+        assert demo._read(tmp_path) is None
+        assert demo._read(tmp_path / "missing") is None
+    assert "left out of the report:" in stream.getvalue()
+    assert "field 'created_at' is missing" in stream.getvalue()
