@@ -12,6 +12,10 @@ from reports.tables import Cell, Table
 
 # Width when stdout is a file or a pipe (CI logs): wide enough for the tables, not unbounded.
 LOG_WIDTH = 140
+# In the compact matrix a cell's note is cut here: seven strategy columns share a 140-column
+# log, and an error message in every cell would make each row a dozen lines tall. The race
+# gate's line below the table, matrix.md and report.html keep the whole text.
+COMPACT_NOTE_CHARS = 24
 STYLES = {"good": "green", "bad": "bold red", "warn": "yellow", "neutral": ""}
 
 
@@ -25,7 +29,10 @@ def _cell(cell: Cell, compact: bool) -> Text:
     if cell.delta:
         text.append(f" ({cell.delta})", style="cyan")
     if cell.note and not (compact and cell.tone in ("good", "neutral")):
-        text.append(f"\n{cell.note}", style="dim")
+        note = cell.note
+        if compact and len(note) > COMPACT_NOTE_CHARS:
+            note = note[: COMPACT_NOTE_CHARS - 1] + "…"
+        text.append(f"\n{note}", style="dim")
     return text
 
 

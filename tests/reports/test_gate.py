@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.results import Results
 from reports.build import COMPARISON_FILE
-from reports.gate import GateResult, Thresholds, compare
+from reports.gate import GateResult, Thresholds, compare, race_checks
+from reports.matrix import build_matrix
 from reports.summary import summarize
 from tests.reports.synthetic import bench_results, race_results, write_run
 
@@ -144,3 +145,22 @@ def test_a_strategy_whose_every_round_errored_is_missing_too(tmp_path: Path) -> 
             "in the baseline, but every round errored in this run: nothing to compare",
         )
     ]
+
+
+def test_the_race_gate_names_each_failure_once(tmp_path: Path) -> None:
+    # A broken harness fails every cell with one error: the gate line says it once, with a count.
+    race = race_results()
+    for r in race:
+        if r.strategy != "none":
+            r.verdict, r.error = "error", "AttributeError: 'X' object has no attribute 'y'"
+    race[1].error = "TimeoutError: the barrier never opened"  # simultaneous x for_update
+    results = Results(run_id="broken", race=race)
+    matrix = build_matrix(results.race)
+    (check,) = race_checks(summarize(results), matrix)
+    assert not check.passed
+    assert check.detail == (
+        "7 of 10 cells unexpected; simultaneous x for_update: error: TimeoutError: the barrier "
+        "never opened; 6 cells (simultaneous x optimistic, interleaved x for_update, interleaved "
+        "x optimistic, interleaved (http) x app_lock, hundred_way x for_update and 1 more): "
+        "error: AttributeError: 'X' object has no attribute 'y'"
+    )

@@ -10,12 +10,23 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from PIL import Image
+from rich.console import Console
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.results import RaceResult
 from reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
-from reports.tables import ROW_INTEGRITY, ROW_MEAN, ROW_P99, ROW_RISK, ROW_THROUGHPUT
+from reports.tables import (
+    ROW_INTEGRITY,
+    ROW_MEAN,
+    ROW_P99,
+    ROW_RISK,
+    ROW_THROUGHPUT,
+    Cell,
+    Row,
+    Table,
+)
+from reports.terminal import COMPACT_NOTE_CHARS, print_table
 from tests.reports.synthetic import bench_results, race_results, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -234,3 +245,19 @@ def test_risk_and_integrity_count_scenario_runs_not_cells(tmp_path: Path) -> Non
     assert "in 3 scenario runs" not in table
     html = (run_dir / HTML_FILE).read_text(encoding="utf-8")
     assert "10 scenario x strategy cells, 1,000 scenario runs" in html
+
+
+def test_the_compact_terminal_matrix_cuts_long_notes() -> None:
+    long_error = "error: AttributeError: 'ScheduleController' object has no attribute 'stalled'"
+    table = Table(
+        "m",
+        ["Scenario", "for_update"],
+        [Row("simultaneous", [Cell("x", note=long_error, tone="bad")])],
+    )
+    stream = io.StringIO()
+    print_table(Console(file=stream, width=400), table, compact=True)
+    assert long_error[: COMPACT_NOTE_CHARS - 1] + "…" in stream.getvalue()
+    assert "stalled" not in stream.getvalue()
+    stream = io.StringIO()
+    print_table(Console(file=stream, width=400), table)  # the full table keeps the whole note
+    assert long_error in stream.getvalue()
