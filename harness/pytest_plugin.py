@@ -38,7 +38,8 @@ import pytest_asyncio
 if TYPE_CHECKING:
     from harness.gateway import Gateway
     from harness.invariants import CheckResult
-    from harness.runner import Monitor, Race
+    from harness.locks import Monitor
+    from harness.runner import Race
     from harness.targets import InProcessTarget
     from reference_service.strategies import LockStrategy
 
@@ -85,7 +86,7 @@ def racebench_gateway() -> Gateway:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monitor]:
     """The harness's own connection to the database (cleaning, lock waits, invariants)."""
-    from harness.runner import Monitor
+    from harness.locks import Monitor
 
     async with Monitor.open(racebench_database_url) as monitor:
         yield monitor

@@ -12,45 +12,30 @@ The targets (in-process app, or `racebench serve` over HTTP) are in harness/targ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 
-from harness.database import connect, parse_url
 from harness.gateway import Gateway, WebhookDelivery
-from harness.invariants import CheckResult, check_connection
+from harness.invariants import CheckResult
+from harness.locks import LockProbe, LockSampler, Monitor
 from harness.schedule import Jitter, Schedule, ScheduleController
 from harness.targets import Target
-from harness.timeline import LockWait, Timeline
-from reference_service import config, race_points
+from harness.timeline import Timeline
+from reference_service import race_points
 
-# One whole scenario run (all its launches); a bound so that a bug cannot hang a CI job.
-RUN_TIMEOUT_S = 60.0
-# Lock waits shorter than this may be missed by the timeline; shorter sampling would load the
-# 2-core machine with pg_stat_activity queries.
-LOCK_SAMPLE_INTERVAL_S = 0.005
-# The service's pooled connections carry this application_name.
-SERVICE_APPLICATION_NAME = config.APPLICATION_NAME
+# A healthy run takes well under a second (out_of_order, the longest, has six launches); this
+# only bounds a run so that a bug (a hang in setup, a launch, the check) cannot hang a CI job.
+RUN_TIMEOUT_S = 180.0
+# One launch (one `together()`): each schedule step is bounded by STALL_TIMEOUT_S (10 s) and
+# each request by REQUEST_TIMEOUT_S (30 s); past this, the launch is an error.
+LAUNCH_TIMEOUT_S = 60.0
 
-LOCK_WAITERS = f"""
-SELECT pid, wait_event_type || '/' || wait_event AS wait_event, query,
-       pg_blocking_pids(pid) AS blocked_by
-FROM pg_stat_activity
-WHERE datname = current_database() AND application_name = '{SERVICE_APPLICATION_NAME}'
-  AND wait_event_type = 'Lock'
-"""
-# Children before parents; no TRUNCATE, whose ACCESS EXCLUSIVE lock and file churn cost more
-# than deleting a few rows.
-CLEAN_TABLES = """
-DELETE FROM payment_allocations; DELETE FROM receipts; DELETE FROM payment_events;
-DELETE FROM webhook_events; DELETE FROM payments; DELETE FROM invoices;
-"""
+Script = Callable[["Race"], Awaitable[None]]
+"""A scenario's script: it drives one Race."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +59,14 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None  # a webhook delivery's X-Razorpay-Event-Id
     words: str = ""  # how the timeline names it
+    expect: tuple[int, ...] = ()
+    """The statuses this request may answer; empty: any 2xx. Anything else is an error."""
+
+    def accepts(self, status: int) -> bool:
+        return status in self.expect if self.expect else 200 <= status < 300
+
+    def expectation(self) -> str:
+        return " or ".join(map(str, self.expect)) if self.expect else "2xx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,110 +74,6 @@ class Answer:
     actor: str
     status: int
     body: Any
-
-
-class Monitor:
-    """The harness's own connection to the run database: clean, sample lock waits, check."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, database_url: str) -> AsyncIterator[Monitor]:
-        conn = await connect(parse_url(database_url))
-        try:
-            yield cls(conn)
-        finally:
-            await conn.close()
-
-    async def lock_waiters(self) -> list[asyncpg.Record]:
-        async with self._lock:
-            return list(await self.conn.fetch(LOCK_WAITERS))
-
-    async def clean(self) -> None:
-        async with self._lock:
-            await self.conn.execute(CLEAN_TABLES)
-
-    async def check(self, acknowledged_event_ids: Sequence[str]) -> CheckResult:
-        async with self._lock:
-            return await check_connection(self.conn, acknowledged_event_ids=acknowledged_event_ids)
-
-
-class _Probe:
-    """BlockProbe over pg_stat_activity (and, in-process, the actors' asyncio tasks).
-
-    PostgreSQL does not say which backend serves which actor, so the probe counts: the actors
-    held at race points are idle in their transactions, so they cannot be lock waiters. If
-    more backends wait on a lock than there are other actors in flight, the actor asked about
-    is one of them. The count never blames an actor that is merely slow.
-    """
-
-    def __init__(self, target: Target, sampler: LockSampler) -> None:
-        self.target, self.sampler = target, sampler
-
-    async def blocked(self, actor: str, others_in_flight: int) -> str | None:
-        if self.target.lock_waiting_task(actor):
-            return "on an asyncio.Lock (app_lock)"
-        waiters = _held_up(await self.sampler.sample())
-        if len(waiters) > others_in_flight:
-            return _evidence(waiters[0])
-        return None
-
-    async def anyone_blocked(self) -> str | None:
-        waiters = _held_up(await self.sampler.sample())
-        if waiters:
-            return _evidence(waiters[0])
-        if self.target.lock_waiting_task(""):
-            return "on an asyncio.Lock (app_lock)"
-        return None
-
-
-def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
-    """Waiters that someone still blocks (no blocker: the lock is being granted right now)."""
-    return [row for row in rows if row["blocked_by"]]
-
-
-def _evidence(row: asyncpg.Record) -> str:
-    return f"on {row['wait_event']} (held by pid {', '.join(map(str, row['blocked_by']))})"
-
-
-class LockSampler:
-    """Samples lock waits while a launch runs, and turns them into the timeline's intervals."""
-
-    def __init__(self, monitor: Monitor, timeline: Timeline) -> None:
-        self.monitor, self.timeline = monitor, timeline
-        self._open: dict[int, LockWait] = {}
-        self.in_flight: Callable[[], list[str]] = list
-        """The actors running and not held; a lone one with a lone wait is its owner."""
-
-    async def sample(self) -> list[asyncpg.Record]:
-        rows = await self.monitor.lock_waiters()
-        now = round(self.timeline.now_ms(), 3)
-        seen = set()
-        for row in rows:
-            pid = row["pid"]
-            seen.add(pid)
-            wait = self._open.get(pid)
-            if wait is None:
-                running = self.in_flight()
-                actor = running[0] if len(running) == 1 and len(rows) == 1 else f"pid {pid}"
-                wait = LockWait(actor, pid, now, now, row["wait_event"], str(row["query"]), [])
-                self._open[pid] = wait
-                self.timeline.lock_waits.append(wait)
-            wait.end_ms = now
-            wait.blocked_by = sorted(set(wait.blocked_by) | set(row["blocked_by"]))
-        for pid in list(self._open):
-            if pid not in seen:
-                del self._open[pid]
-        return rows
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.sample()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LOCK_SAMPLE_INTERVAL_S)
 
 
 class Race:
@@ -222,13 +111,19 @@ class Race:
         data = response.json()
         return Payment(data["id"], data["invoice_id"], data["razorpay_order_id"], amount)
 
-    def verify(self, actor: str, payment: Payment) -> Request:
-        """The customer's checkout callback for `payment` (POST /payments/verify)."""
+    def verify(self, actor: str, payment: Payment, *, expect: tuple[int, ...] = ()) -> Request:
+        """The customer's checkout callback for `payment` (POST /payments/verify); it must
+        answer 2xx, or one of `expect`."""
         checkout = self.gateway.checkout(
             payment.id, payment.order_id, payment_id=f"pay_{payment.order_id[6:]}"
         )
         return Request(
-            actor, "POST", "/payments/verify", json_body=checkout.body(), words="POST /verify"
+            actor,
+            "POST",
+            "/payments/verify",
+            json_body=checkout.body(),
+            words="POST /verify",
+            expect=expect,
         )
 
     def event(
@@ -245,13 +140,22 @@ class Race:
         )
 
     def webhook(
-        self, actor: str, payment: Payment, event_type: str = "payment.captured"
+        self,
+        actor: str,
+        payment: Payment,
+        event_type: str = "payment.captured",
+        *,
+        expect: tuple[int, ...] = (),
     ) -> Request:
-        """Razorpay's webhook delivery of `event_type` for `payment`."""
-        return self.deliver(actor, self.event(payment, event_type))
+        """Razorpay's webhook delivery of `event_type` for `payment`; it must answer 2xx, or
+        one of `expect`."""
+        return self.deliver(actor, self.event(payment, event_type), expect=expect)
 
-    def deliver(self, actor: str, delivery: WebhookDelivery) -> Request:
-        """One HTTP delivery of a prepared event (deliver the same one twice: a duplicate)."""
+    def deliver(
+        self, actor: str, delivery: WebhookDelivery, *, expect: tuple[int, ...] = ()
+    ) -> Request:
+        """One HTTP delivery of a prepared event (deliver the same one twice: a duplicate);
+        it must answer 2xx, or one of `expect` (a forged delivery: `expect=(400,)`)."""
         return Request(
             actor,
             "POST",
@@ -260,7 +164,16 @@ class Race:
             headers=delivery.headers(),
             event_id=delivery.event_id,
             words=f"webhook {delivery.event_type}",
+            expect=expect,
         )
+
+    async def status_of(self, payment: Payment) -> str:
+        """The payment's status now (GET /payments/{id})."""
+        response = await self.target.client("setup").get(f"/payments/{payment.id}")
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /payments/{payment.id} answered {response.status_code}")
+        status: str = response.json()["status"]
+        return status
 
     async def check(self) -> CheckResult:
         """Every invariant, on what this race has left in the database so far."""
@@ -294,7 +207,7 @@ class Race:
             actors,
             schedule if self.use_schedules else None,
             self.timeline,
-            _Probe(self.target, sampler),
+            LockProbe(self.target, sampler),
             jitter,
             hold_strangers=self.target.anonymous(actors),
         )
@@ -311,16 +224,22 @@ class Race:
             driving = asyncio.create_task(drive())
             acting = [asyncio.create_task(self._act(r, controller, barrier)) for r in requests]
             try:
-                async with asyncio.timeout(RUN_TIMEOUT_S):
+                async with asyncio.timeout(LAUNCH_TIMEOUT_S):
                     answers = await asyncio.gather(*acting)
                     await driving
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the launch of {', '.join(actors[:4])}{'...' if len(actors) > 4 else ''} "
+                    f"did not finish within {LAUNCH_TIMEOUT_S:.0f} s"
+                ) from None
             finally:
                 for task in (*acting, driving):
                     task.cancel()
                 stop.set()
                 await asyncio.gather(sampling, driving, *acting, return_exceptions=True)
-        if controller.stalled:
-            self.errors.append(f"schedule stalled: {controller.stalled}")
+        if controller.broken:
+            name = schedule.name if schedule is not None else "schedule"
+            self.errors.append(f"the schedule {name!r} did not happen: {controller.broken}")
         return answers
 
     async def _act(
@@ -343,21 +262,29 @@ class Race:
                 headers=request.headers,
             )
         except httpx.HTTPError as error:
-            message = f"{request.words}: {type(error).__name__}: {error}"
-            self.fail(f"{request.actor} {message}")
+            controller.finished(request.actor, succeeded=False, answer=type(error).__name__)
+            self.fail(f"{request.actor} {request.words}: {type(error).__name__}: {error}")
             return Answer(request.actor, 0, str(error))
-        finally:
-            controller.finished(request.actor)
+        except BaseException:  # cancelled: the schedule must not wait for this actor
+            controller.finished(request.actor, succeeded=False, answer="cancelled")
+            raise
+        status = response.status_code
         try:
             body = response.json()
         except ValueError:
             body = response.text
-        self.timeline.add(request.actor, f"answers {response.status_code} {_brief(body)}", "answer")
-        if request.event_id is not None and 200 <= response.status_code < 300:
+        answer = f"{status} {_brief(body)}"
+        succeeded = 200 <= status < 300
+        self.timeline.add(request.actor, f"answers {answer}", "answer")
+        controller.finished(request.actor, succeeded=succeeded, answer=answer)
+        if request.event_id is not None and succeeded:
             self.acknowledged.append(request.event_id)
-        if response.status_code >= 500:
-            self.fail(f"{request.actor}: {request.words} answered {response.status_code} {body}")
-        return Answer(request.actor, response.status_code, body)
+        if not request.accepts(status):
+            self.fail(
+                f"{request.actor}: {request.words} answered {status} {_brief(body)}, "
+                f"expected {request.expectation()}"
+            )
+        return Answer(request.actor, status, body)
 
 
 def _brief(body: Any) -> str:
@@ -391,7 +318,7 @@ class RunOutcome:
 
 
 async def run_once(
-    script: Any,
+    script: Script,
     target: Target,
     monitor: Monitor,
     *,
@@ -399,16 +326,19 @@ async def run_once(
     use_schedules: bool = True,
     jitter_seed: str | None = None,
 ) -> RunOutcome:
-    """Clean the tables, run `script(race)`, check every invariant."""
+    """Clean the tables, run `script(race)` (bounded by RUN_TIMEOUT_S), check every invariant."""
     race = await new_race(
         target, monitor, gateway=gateway, use_schedules=use_schedules, jitter_seed=jitter_seed
     )
     try:
-        await script(race)
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            await script(race)
+    except TimeoutError as error:
+        race.fail(str(error) or f"the run did not finish within {RUN_TIMEOUT_S:.0f} s")
     except Exception as error:  # a broken run is reported as an error, never hidden
         race.fail(f"{type(error).__name__}: {error}")
     check = await race.check()
-    race.timeline.note(_verdict_line(check))
+    race.timeline.note(_verdict_line(check, race.errors))
     return RunOutcome(check, race.timeline.to_json(), race.errors)
 
 
@@ -419,8 +349,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _verdict_line(check: CheckResult) -> str:
+def _verdict_line(check: CheckResult, errors: list[str]) -> str:
     """The RESULT line under a timeline, with the first piece of evidence."""
+    if check.valid and errors:
+        return f"RESULT: ERROR, no invariant violated but the run broke: {errors[0]}"
     if check.valid:
         return "RESULT: exactly once, every invariant holds"
     parts = []

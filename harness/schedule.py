@@ -8,11 +8,17 @@ A schedule is a short script of steps, each naming an actor, in the manner of He
     ...
 
 `ScheduleController` is the race-point controller that plays it. An actor that reaches a point
-is held there until the schedule lets it go. When the schedule waits for an actor that cannot
+is held there until the schedule lets it go; after its `commit` step it runs through to its
+commit, and later points let it pass. When the schedule waits for an actor that cannot
 reach its point because it is blocked (a row lock, an advisory lock, the webhook claim index,
 or an in-process asyncio.Lock), a `BlockProbe` reports that and the schedule moves on; it never
 waits for something its own holds prevent. Every wait is bounded (STALL_TIMEOUT_S), and when
 the schedule ends, however it ends, every held actor is released.
+
+A schedule that did not happen is an error, never a pass: an actor whose request returned
+without reaching the point its `reach` step waits for, a rendezvous that nobody (or too few,
+with nobody blocked) reached, an actor whose `commit` step ends in a failed request. A step
+that may legitimately be skipped says so (`may_skip=True`).
 """
 
 from __future__ import annotations
@@ -54,15 +60,20 @@ class Step:
     point: str = AFTER_READ
     note: str = ""
     quorum: int = 2
+    may_skip: bool = False  # finishing without reaching the point is not an error
 
 
-def reach(label: str, actor: str, point: str, note: str = "") -> Step:
-    """`actor` runs (or starts) until it reaches `point`, blocks, or finishes."""
-    return Step("reach", label, (actor,), point, note or POINT_WORDS.get(point, point))
+def reach(label: str, actor: str, point: str, note: str = "", *, may_skip: bool = False) -> Step:
+    """`actor` runs (or starts) until it reaches `point` or blocks. If its request returns
+    without reaching `point`, the schedule did not happen: an error, unless `may_skip`."""
+    return Step(
+        "reach", label, (actor,), point, note or POINT_WORDS.get(point, point), may_skip=may_skip
+    )
 
 
 def commit(label: str, actor: str, note: str = "COMMIT") -> Step:
-    """`actor` is let go and runs until it finishes (commits), blocks, or reaches a point."""
+    """`actor` is let go for good: it runs through its later race points to its commit, and the
+    step waits until its request returns (or it blocks). A failed request is an error."""
     return Step("commit", label, (actor,), BEFORE_COMMIT, note)
 
 
@@ -71,10 +82,28 @@ def launch(label: str, *actors: str) -> Step:
     return Step("launch", label, actors, note="start")
 
 
-def rendezvous(label: str, point: str = AFTER_READ, quorum: int = 2, note: str = "") -> Step:
+def rendezvous(
+    label: str,
+    point: str = AFTER_READ,
+    quorum: int = 2,
+    note: str = "",
+    *,
+    may_skip: bool = False,
+) -> Step:
     """Start everyone; hold each arrival at `point` until `quorum` actors are there together,
-    or until someone is blocked (a lock lets only one through), then let them all go."""
-    return Step("rendezvous", label, (), point, note or f"{quorum} read pending together", quorum)
+    or until someone is blocked (a lock lets only one through), then let them all go.
+
+    If the actors finish first (fewer than `quorum` arrived and nobody is blocked), the
+    rendezvous did not happen: an error, unless `may_skip`."""
+    return Step(
+        "rendezvous",
+        label,
+        (),
+        point,
+        note or f"{quorum} read pending together",
+        quorum,
+        may_skip,
+    )
 
 
 @dataclass(frozen=True)
@@ -117,8 +146,12 @@ class Recorder(Protocol):
     def note(self, what: str, label: str = "") -> None: ...
 
 
-class ScheduleStalled(Exception):
-    pass
+class ScheduleBroken(Exception):
+    """The schedule did not play as written: the run is an error, whatever the invariants say."""
+
+
+class ScheduleStalled(ScheduleBroken):
+    """A step waited past STALL_TIMEOUT_S."""
 
 
 class Jitter:
@@ -138,6 +171,9 @@ class _Actor:
     held_at: str | None = None
     release: asyncio.Future[None] | None = None
     finished: bool = False
+    succeeded: bool = False  # its request answered 2xx
+    answer: str = ""  # how its request ended, in a few words ("200 captured", "400 ...")
+    free: bool = False  # past its commit step: later points let it pass
     hits: dict[str, int] = field(default_factory=dict)
     stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
 
@@ -169,7 +205,8 @@ class ScheduleController:
         self._actors = {name: _Actor(name) for name in actors}
         self._changed = asyncio.Event()
         self._done = schedule is None
-        self.stalled: str | None = None
+        self.broken: str | None = None
+        """Why the schedule did not play as written (None: it did); the run is then an error."""
         if schedule is None:
             for state in self._actors.values():
                 state.started.set()
@@ -180,11 +217,12 @@ class ScheduleController:
         """Wait until the schedule lets `actor` send its request."""
         await self._actors[actor].started.wait()
 
-    def finished(self, actor: str) -> None:
-        """The actor's request has returned (the runner calls this, error or not)."""
+    def finished(self, actor: str, *, succeeded: bool = True, answer: str = "") -> None:
+        """The actor's request has returned (the runner calls this, error or not): `succeeded`
+        if it answered 2xx, and `answer` in a few words for the timeline."""
         state = self._actors.get(actor)
         if state is not None:
-            state.finished = True
+            state.finished, state.succeeded, state.answer = True, succeeded, answer
             self._changed.set()
 
     async def reached(self, point: str, actor: str | None) -> None:
@@ -198,7 +236,7 @@ class ScheduleController:
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
-        if state is not None and not self._done:
+        if state is not None and not self._done and not state.free:
             state.held_at = point
             state.release = asyncio.get_running_loop().create_future()
             self._changed.set()
@@ -217,12 +255,12 @@ class ScheduleController:
             if self.schedule is not None:
                 for step in self.schedule.steps:
                     await self._play(step)
-        except ScheduleStalled as stall:
-            self.stalled = str(stall)
-            self.recorder.add("-", f"schedule stalled: {stall}", "error")
+        except ScheduleBroken as broken:
+            self.broken = str(broken)
+            self.recorder.add("-", f"schedule broken: {broken}", "error")
         except Exception as error:  # a probe that failed: report it, never hang the actors
-            self.stalled = f"{type(error).__name__}: {error}"
-            self.recorder.add("-", f"schedule failed: {self.stalled}", "error")
+            self.broken = f"{type(error).__name__}: {error}"
+            self.recorder.add("-", f"schedule failed: {self.broken}", "error")
         finally:
             self._done = True
             for state in self._actors.values():
@@ -238,19 +276,49 @@ class ScheduleController:
             await self._rendezvous(step)
         else:
             state = self._actors[step.actors[0]]
-            wanted = step.point if step.kind == "reach" else None
-            if state.held_at is not None and state.held_at != wanted:
+            if step.kind == "commit":
+                state.free = True  # from now on it is never held: it runs to its commit
+                self._let_go(state)
+            elif state.held_at is not None and state.held_at != step.point:
                 self._let_go(state)
             state.started.set()
             outcome, detail = await self._wait_for(state)
             self._record(step, state, outcome, detail)
 
     def _record(self, step: Step, state: _Actor, outcome: Outcome, detail: str) -> None:
+        """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen."""
         if outcome is Outcome.BLOCKED:
             self.recorder.add(state.name, detail, "blocked", step.label)
+        elif outcome is Outcome.FINISHED and step.kind == "commit":
+            if not state.succeeded:
+                what = f"request failed ({state.answer or 'no answer'}): no {step.note}"
+                self.recorder.add(state.name, what, "error", step.label)
+                raise ScheduleBroken(
+                    f"{step.label}: {state.name}'s request failed ({state.answer or 'no answer'})"
+                    f", so there was nothing to {step.note}"
+                )
+            answered = f" (answered {state.answer})" if state.answer else ""
+            self.recorder.add(
+                state.name,
+                f"{step.note}{answered}",
+                "release",
+                step.label,
+            )
         elif outcome is Outcome.FINISHED:
-            what = step.note if step.kind == "commit" else "done without reaching it"
-            self.recorder.add(state.name, f"{what} (request returned)", "release", step.label)
+            what = (
+                f"{step.label}: {state.name}'s request returned "
+                f"({state.answer or 'no answer'}) without reaching {step.point}"
+            )
+            if not step.may_skip:
+                words = f"returned ({state.answer or 'no answer'}) without reaching {step.point}"
+                self.recorder.add(state.name, words, "error", step.label)
+                raise ScheduleBroken(what)
+            self.recorder.add(
+                state.name,
+                f"returned ({state.answer}) before {step.point}: skipped",
+                "release",
+                step.label,
+            )
         elif state.held_at == step.point and step.kind == "reach":
             self.recorder.add(state.name, step.note, "arrive", step.label)
         else:
@@ -258,6 +326,7 @@ class ScheduleController:
             self.recorder.add(state.name, f"then: {words}", "arrive", step.label)
 
     def _let_go(self, state: _Actor) -> None:
+        """Release the actor from the point it is held at, if any."""
         if state.release is not None and not state.release.done():
             state.release.set_result(None)
             state.held_at = None
@@ -301,16 +370,24 @@ class ScheduleController:
             self._changed.clear()
             held = [s for s in self._actors.values() if s.held_at == step.point]
             live = [s for s in self._actors.values() if not s.finished]
-            if len(held) >= step.quorum or (live and len(held) == len(live)):
-                why = step.note if len(held) >= step.quorum else f"{len(held)} held, rest done"
+            if len(held) >= step.quorum:
+                why = step.note
                 break
             if held:
                 evidence = await self.probe.anyone_blocked()
                 if evidence is not None:
                     why = f"{len(held)} through, others blocked: {evidence}"
                     break
-            if not live:
-                why = "every actor finished without reaching the point"
+            if len(held) == len(live):  # the rest returned without reaching the point
+                done = [s for s in self._actors.values() if s.finished]
+                answers = sorted({s.answer or "no answer" for s in done})
+                why = (
+                    f"only {len(held)} of {step.quorum} reached {step.point}; "
+                    f"{len(done)} returned before it ({', '.join(answers)})"
+                )
+                if not step.may_skip:
+                    self.recorder.note(f"rendezvous did not happen: {why}", step.label)
+                    raise ScheduleBroken(f"{step.label}: rendezvous did not happen: {why}")
                 break
             await self._pause(deadline, f"rendezvous at {step.point}: {len(held)} arrived")
         self.recorder.note(f"rendezvous: {why}; released together", step.label)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.results import Expected, Mode
 
 if TYPE_CHECKING:
-    from harness.runner import Race
-
-Script = Callable[["Race"], Awaitable[None]]
+    from harness.runner import Script
 
 
 @dataclass(frozen=True, eq=False)  # identity: a scenario is one module's singleton

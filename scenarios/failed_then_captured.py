@@ -4,6 +4,7 @@
     T1 client POST /payments/verify     -- reads payment: failed (capturable)
     T1 webhook2 payment.captured        -- reads failed too (none), or BLOCKS
     (rendezvous, then both go on)
+    the payment ends captured
 
 Expected: a failed payment can still be captured, exactly once. `none` is caught (both
 capture); every other strategy captures once and ends `captured`.
@@ -28,6 +29,9 @@ async def script(race: Race) -> None:
         race.webhook("webhook2", payment, "payment.captured"),
         schedule=BOTH_READ_FAILED,
     )
+    status = await race.status_of(payment)
+    if status != "captured":
+        race.fail(f"payment {payment.id} should end captured, not {status}")
 
 
 SCENARIO = Scenario(

@@ -4,10 +4,10 @@ Razorpay's auto-capture sends all three; any of them may arrive first. For each 
 orders (a fresh payment each), the first event goes in ahead and the other two race it:
 
     T0  first    reads payment: pending
-    T1  second, third   launched while `first` is still open: they read pending (none),
-                        or BLOCK on its lock
-    T2  first    COMMIT
-    T3  second   ...captures again (none: DUPLICATE!) or sees captured: no effect
+    T1  second   reads payment: pending (none, optimistic, ...), or BLOCKS on first's lock
+    T2  third    the same, while `first` is still open
+    T3  first    COMMIT (it runs through to its commit; nobody holds it any more)
+    T4  second   captures again (none: DUPLICATE!), or sees captured: no effect
     T5  third    the same
 
 Expected: `none` is caught (three captures of one payment); every other strategy captures
@@ -19,7 +19,7 @@ from __future__ import annotations
 from itertools import permutations
 
 from harness.runner import Race
-from harness.schedule import Schedule, commit, launch, reach
+from harness.schedule import Schedule, commit, reach
 from reference_service.race_points import AFTER_READ
 from scenarios.base import Scenario, caught
 
@@ -30,12 +30,11 @@ def first_ahead(first: str, second: str, third: str) -> Schedule:
     return Schedule.of(
         f"{first} first",
         reach("T0", first, AFTER_READ),
-        launch("T1", second, third),
-        commit("T2", first),
-        reach("T3", second, AFTER_READ),
+        reach("T1", second, AFTER_READ),
+        reach("T2", third, AFTER_READ),
+        commit("T3", first),
         commit("T4", second),
-        reach("T5", third, AFTER_READ),
-        commit("T6", third),
+        commit("T5", third),
     )
 
 

@@ -1,8 +1,10 @@
 """The schedule controller on its own: fake actors, a fake probe, no database.
 
 What it promises: actors are held where the schedule says, a blocked actor is skipped instead
-of waited for, a stalled step ends in an error (never a hang), and everyone is released at the
-end. Synchronisation is by events only; nothing here sleeps.
+of waited for, a step that did not happen (an actor that returned without reaching its point, a
+rendezvous nobody reached, a failed commit) or that stalled ends in an error (never a hang, never
+a pass), a committed actor runs through to its commit, and everyone is released at the end.
+Synchronisation is by events only; nothing here sleeps.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from harness.schedule import (
     Schedule,
     ScheduleController,
     commit,
+    launch,
     reach,
     rendezvous,
 )
 from harness.timeline import Timeline
 from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+
+# A bound for what must happen at once (no actor is held): far above a few task switches.
+SHORT_WAIT_S = 1.0
 
 T0_T7 = Schedule.of(
     "T0-T7",
@@ -47,29 +53,54 @@ class FakeProbe:
         return "on Lock/tuple (fake)" if self.blocked_actors else None
 
 
+REFUSED = "400 signature_invalid"
+
+
 async def capture(controller: ScheduleController, actor: str, log: list[str]) -> None:
     """What the service does: two race points, in order."""
     await controller.may_start(actor)
+    log.append(f"{actor} reads")
     await controller.reached(AFTER_READ, actor)
     log.append(f"{actor} writes")
     await controller.reached(BEFORE_COMMIT, actor)
     log.append(f"{actor} commits")
-    controller.finished(actor)
+    controller.finished(actor, succeeded=True, answer="200 captured")
 
 
-async def play(controller: ScheduleController, *actors: str) -> list[str]:
+async def refused(controller: ScheduleController, actor: str, log: list[str]) -> None:
+    """A request the service refuses before the capture: it reaches no race point."""
+    await controller.may_start(actor)
+    log.append(f"{actor} refused")
+    controller.finished(actor, succeeded=False, answer=REFUSED)
+
+
+async def play(controller: ScheduleController, *actors: str, refuse: str = "") -> list[str]:
     log: list[str] = []
-    tasks = [asyncio.create_task(capture(controller, a, log)) for a in actors]
+    tasks = [
+        asyncio.create_task((refused if a in refuse.split(",") else capture)(controller, a, log))
+        for a in actors
+    ]
     await controller.drive()
     await asyncio.gather(*tasks)
     return log
+
+
+def lines(timeline: Timeline) -> list[tuple[str, str, str, str]]:
+    return [(e.label, e.actor, e.kind, e.what) for e in timeline.events]
 
 
 async def test_t0_t7_interleaves_both_actors_before_either_commits() -> None:
     timeline = Timeline()
     controller = ScheduleController(["client", "webhook"], T0_T7, timeline, FakeProbe())
     log = await play(controller, "client", "webhook")
-    assert log == ["client writes", "webhook writes", "client commits", "webhook commits"]
+    assert log == [
+        "client reads",
+        "webhook reads",
+        "client writes",
+        "webhook writes",
+        "client commits",
+        "webhook commits",
+    ]
     labels = [(e.label, e.actor, e.kind) for e in timeline.events if e.label]
     assert labels[:4] == [
         ("T0", "client", "arrive"),
@@ -77,7 +108,16 @@ async def test_t0_t7_interleaves_both_actors_before_either_commits() -> None:
         ("T4", "client", "arrive"),
         ("T5", "webhook", "arrive"),
     ]
-    assert controller.stalled is None
+    assert controller.broken is None
+    commits = [
+        (label, actor, what)
+        for label, actor, kind, what in lines(timeline)
+        if label in ("T6", "T7")
+    ]
+    assert commits == [
+        ("T6", "client", "COMMIT (answered 200 captured)"),
+        ("T7", "webhook", "COMMIT (answered 200 captured)"),
+    ]
 
 
 async def test_a_blocked_actor_is_skipped_not_waited_for() -> None:
@@ -105,18 +145,114 @@ async def test_a_blocked_actor_is_skipped_not_waited_for() -> None:
     releaser = asyncio.create_task(release_on_commit())
     await controller.drive()
     await asyncio.gather(client, hook, releaser)
-    assert log == ["client writes", "client commits", "webhook sees captured"]
+    assert log == ["client reads", "client writes", "client commits", "webhook sees captured"]
     blocked = [(e.label, e.actor) for e in timeline.events if e.kind == "blocked"]
     assert ("T1", "webhook") in blocked
 
 
-async def test_rendezvous_holds_two_readers_then_lets_everyone_go() -> None:
+async def test_rendezvous_holds_both_readers_until_both_have_read() -> None:
+    controller = ScheduleController(
+        ["a", "b"], Schedule.of("r", rendezvous("T1")), Timeline(), FakeProbe()
+    )
+    log = await play(controller, "a", "b")
+    # Both reads happen before either actor writes: neither ran on alone past AFTER_READ.
+    assert sorted(log[:2]) == ["a reads", "b reads"], log
+    assert sorted(log[2:]) == ["a commits", "a writes", "b commits", "b writes"]
+    assert controller.broken is None
+
+
+async def test_rendezvous_of_three_holds_the_first_two_readers_together() -> None:
     controller = ScheduleController(
         ["a", "b", "c"], Schedule.of("r", rendezvous("T1", quorum=2)), Timeline(), FakeProbe()
     )
     log = await play(controller, "a", "b", "c")
-    # The first two writes happen only after both were held together at AFTER_READ.
-    assert sorted(log) == sorted(f"{x} {y}" for x in "abc" for y in ("writes", "commits"))
+    first_write = min(i for i, line in enumerate(log) if line.endswith("writes"))
+    assert sum(1 for line in log[:first_write] if line.endswith("reads")) >= 2, log
+    assert sorted(log) == sorted(f"{x} {y}" for x in "abc" for y in ("reads", "writes", "commits"))
+
+
+async def test_a_rendezvous_that_nobody_reaches_is_an_error() -> None:
+    timeline = Timeline()
+    controller = ScheduleController(
+        ["client", "webhook"], Schedule.of("r", rendezvous("T1")), timeline, FakeProbe()
+    )
+    await play(controller, "client", "webhook", refuse="client,webhook")
+    assert controller.broken is not None and "rendezvous did not happen" in controller.broken
+    assert REFUSED in controller.broken
+    assert ("-", "error") in [(e.actor, e.kind) for e in timeline.events]
+
+
+async def test_a_rendezvous_that_one_reaches_while_the_other_returns_is_an_error() -> None:
+    controller = ScheduleController(
+        ["client", "webhook"], Schedule.of("r", rendezvous("T1")), Timeline(), FakeProbe()
+    )
+    log = await play(controller, "client", "webhook", refuse="webhook")
+    assert controller.broken is not None and "only 1 of 2" in controller.broken
+    assert "client commits" in log  # released at the end all the same
+
+
+async def test_a_rendezvous_that_may_be_skipped_is_not_an_error() -> None:
+    controller = ScheduleController(
+        ["client"], Schedule.of("r", rendezvous("T1", may_skip=True)), Timeline(), FakeProbe()
+    )
+    await play(controller, "client", refuse="client")
+    assert controller.broken is None
+
+
+async def test_a_reach_step_whose_actor_returns_without_reaching_is_an_error() -> None:
+    timeline = Timeline()
+    controller = ScheduleController(["client", "webhook"], T0_T7, timeline, FakeProbe())
+    await play(controller, "client", "webhook", refuse="client,webhook")
+    assert controller.broken is not None
+    assert controller.broken.startswith("T0: client's request returned (400 signature_invalid)")
+    # The schedule stops there: no later step, and above all no COMMIT, is on the timeline.
+    assert [(label, actor, kind) for label, actor, kind, _ in lines(timeline) if label] == [
+        ("T0", "client", "error")
+    ]
+    assert not any("COMMIT" in what for *_, what in lines(timeline))
+
+
+async def test_a_reach_step_that_may_be_skipped_records_the_skip() -> None:
+    timeline = Timeline()
+    schedule = Schedule.of("s", reach("T0", "client", AFTER_READ, may_skip=True))
+    controller = ScheduleController(["client"], schedule, timeline, FakeProbe())
+    await play(controller, "client", refuse="client")
+    assert controller.broken is None
+    assert [(label, kind) for label, _, kind, _ in lines(timeline)] == [("T0", "release")]
+
+
+async def test_a_commit_whose_request_failed_is_an_error_not_a_commit() -> None:
+    timeline = Timeline()
+    schedule = Schedule.of("s", commit("T6", "client"))
+    controller = ScheduleController(["client"], schedule, timeline, FakeProbe())
+    await play(controller, "client", refuse="client")
+    assert controller.broken is not None and "nothing to COMMIT" in controller.broken
+    assert not any(what.startswith("COMMIT") for *_, what in lines(timeline))
+
+
+async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -> None:
+    # out_of_order: first reads, the others read (or block) while it is open, then first commits
+    # for good while the others are still held.
+    schedule = Schedule.of(
+        "first ahead",
+        reach("T0", "first", AFTER_READ),
+        reach("T1", "second", AFTER_READ),
+        commit("T2", "first"),
+        commit("T3", "second"),
+    )
+    timeline = Timeline()
+    controller = ScheduleController(["first", "second"], schedule, timeline, FakeProbe())
+    log = await play(controller, "first", "second")
+    assert log == [
+        "first reads",
+        "second reads",
+        "first writes",
+        "first commits",
+        "second writes",
+        "second commits",
+    ]
+    assert ("T2", "first", "release", "COMMIT (answered 200 captured)") in lines(timeline)
+    assert controller.broken is None
 
 
 async def test_a_stalled_step_is_an_error_and_releases_everyone(
@@ -129,15 +265,23 @@ async def test_a_stalled_step_is_an_error_and_releases_everyone(
     # The webhook starts but never reaches a point, never finishes and is never seen blocked.
     await controller.drive()
     await client
-    assert controller.stalled is not None and "webhook" in controller.stalled
-    assert log == ["client writes", "client commits"]
+    assert controller.broken is not None and "webhook" in controller.broken
+    assert log == ["client reads", "client writes", "client commits"]
 
 
 async def test_unknown_actors_and_late_arrivals_pass_straight_through() -> None:
-    controller = ScheduleController(["client"], None, Timeline(), FakeProbe())
-    await controller.drive()
-    await asyncio.wait_for(controller.reached(AFTER_READ, "someone else"), 1.0)
-    await asyncio.wait_for(controller.reached(AFTER_READ, "client"), 1.0)
+    schedule = Schedule.of("s", launch("T0", "client"), reach("T1", "client", AFTER_READ))
+    controller = ScheduleController(["client"], schedule, Timeline(), FakeProbe())
+    driving = asyncio.create_task(controller.drive())
+    # While the schedule runs, an actor it does not know is not held.
+    await asyncio.wait_for(controller.reached(AFTER_READ, "someone else"), SHORT_WAIT_S)
+    client_reads = asyncio.create_task(controller.reached(AFTER_READ, "client"))
+    await driving  # T1 saw the client arrive; the schedule is over and released it
+    await asyncio.wait_for(client_reads, SHORT_WAIT_S)
+    # A late arrival, after the schedule: straight through, at any point.
+    await asyncio.wait_for(controller.reached(BEFORE_COMMIT, "client"), SHORT_WAIT_S)
+    await asyncio.wait_for(controller.reached(AFTER_READ, "client"), SHORT_WAIT_S)
+    assert controller.broken is None
 
 
 def test_jitter_is_a_function_of_the_seed() -> None:
