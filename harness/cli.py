@@ -67,7 +67,25 @@ def serve(
         raise _fail(str(error)) from None
 
 
-@app.command()
+# One paragraph per line: the help keeps a docstring's line breaks. A test checks the names.
+RACE_HELP = "\n\n".join(
+    [
+        "Run scenarios x strategies; exit 0 only if every safe strategy held every invariant and"
+        " every unsafe one was caught.",
+        "Scenarios: simultaneous, webhook_first, client_first, hundred_way, interleaved,"
+        " duplicate_webhook, out_of_order, failed_then_captured, captured_then_stale_failed,"
+        " split_invoice.",
+        "Strategies: none, for_update, conditional_update, optimistic, advisory, serializable,"
+        " app_lock.",
+        "Exit codes: 0 every cell as expected; 1 a cell failed (a safe strategy left a"
+        " violation, an unsafe one was not caught, or a run broke: an unexpected answer, a"
+        " schedule that did not happen); 2 bad input (an unknown name, a scenario named that"
+        " does not run in the mode asked) or a database error.",
+    ]
+)
+
+
+@app.command(help=RACE_HELP)
 def race(
     strategy: Annotated[str, typer.Option(help="a strategy name, a,b,c, or all")] = "all",
     scenario: Annotated[str, typer.Option(help="a scenario name, a,b,c, or all")] = "all",
@@ -79,14 +97,20 @@ def race(
     out: Annotated[Path | None, typer.Option(help="run folder (default reports/runs/<id>)")] = None,
     junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
     timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
-    mode: Annotated[str, typer.Option(help="in_process, http, or auto")] = "auto",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="auto (each scenario in its own modes), in_process, or http (with --scenario"
+            " all: the scenarios that run over http)"
+        ),
+    ] = "auto",
     schedule: Annotated[
         bool, typer.Option(help="force the scenarios' interleavings at the race points")
     ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run scenarios x strategies; exit 0 only if every safe strategy held and every unsafe one
-    was caught."""
+    was caught (the help text, with the names and exit codes, is RACE_HELP)."""
     from harness.matrix import run_race
 
     try:

@@ -44,6 +44,10 @@ MAX_ROUTING_ATTEMPTS = 64
 # here, shared with every other test and job on the machine; 100-way contention on one row
 # gains nothing from more than a few connections, the rest queue in the pool either way.
 HARNESS_POOL_SIZE = 8
+# Connections of the shared client that sends setup requests and, when actors outnumber the
+# workers (hundred_way's 100 verifies), every actor's request: one per actor, so that a launch
+# is not serialised in the client; twice the largest launch, for headroom.
+SHARED_CLIENT_CONNECTIONS = 200
 
 
 class Target(Protocol):
@@ -176,7 +180,7 @@ class HttpTarget:
         self.service_pid = service_pid
         self.gate = gate
         self.workers = workers
-        self._setup = self._new_client(max_connections=200)
+        self._setup = self._new_client(max_connections=SHARED_CLIENT_CONNECTIONS)
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._port = int(base_url.rsplit(":", 1)[1])
 

@@ -7,13 +7,15 @@ Computing it (harness/runner.py, harness/schedule.py) is kept apart from showing
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 EventKind = Literal["send", "arrive", "blocked", "release", "answer", "note", "error"]
 
-# Columns of the text diagram: wide enough for "BLOCKS on Lock/transactionid".
+# Columns of the text diagram: wide enough for "BLOCKS on Lock/transactionid"; longer text
+# continues on the next line, in the same column.
 COLUMN_WIDTH = 44
 # A lock wait's query is shown up to this many characters (SQL is long, the gist is early).
 QUERY_PREVIEW_CHARS = 60
@@ -112,9 +114,17 @@ def render(rows: list[dict[str, Any]], title: str, max_actors: int = 4) -> str:
             continue
         column = shown.index(row["actor"])
         mark = _MARKS.get(row["kind"], "")
-        cells = [f"{'|':<{COLUMN_WIDTH}}"] * len(shown)
-        cells[column] = f"{mark}{row['what']}"[: COLUMN_WIDTH - 1].ljust(COLUMN_WIDTH)
-        lines.append((f"{label} {stamp}" + "".join(cells)).rstrip())
+        # Long text (a lock's evidence) goes on continuation lines, cut at spaces, never lost.
+        pieces = textwrap.wrap(
+            f"{mark}{row['what']}", COLUMN_WIDTH - 1, break_long_words=False
+        ) or [""]
+        for i, piece in enumerate(pieces):
+            cells = [f"{'|':<{COLUMN_WIDTH}}"] * len(shown)
+            cells[column] = (
+                piece.ljust(COLUMN_WIDTH) if i == 0 else f"  {piece}".ljust(COLUMN_WIDTH)
+            )
+            lead = f"{label} {stamp}" if i == 0 else " " * len(f"{label} {stamp}")
+            lines.append((lead + "".join(cells)).rstrip())
     if waits:
         lines.append("")
         lines.append("lock waits (pg_stat_activity, wait_event_type = 'Lock'):")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.invariants import CheckResult
-from harness.matrix import Cell, CellRuns, run_race, write_junit
+from harness.matrix import Cell, CellRuns, run_race
+from harness.race_display import write_junit
 from harness.results import Results
 from harness.runner import RunOutcome
 from scenarios import SCENARIOS
