@@ -15,26 +15,12 @@ from reference_service.db import DatabaseBusy, Tx
 from reference_service.errors import PaymentNotFound
 from reference_service.models import CaptureSource, PaymentStatus
 from reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
-from reference_service.strategies import LockStrategy, PaymentRow, Transition
+from reference_service.strategies import Capture, LockStrategy, PaymentRow
 
 # A lost compare-and-set means another transaction changed the payment; after a re-read it is
 # captured (we stop) or failed (one more try). More than a few rounds means a livelock.
 MAX_CLAIM_ATTEMPTS = 5
 
-# Allocation, receipt and audit event in one round trip.
-# $1 payment, $2 invoice, $3 amount, $4 the status captured from, $5 source.
-RECORD_CAPTURE_EFFECTS = """
-    WITH allocation AS (
-        INSERT INTO payment_allocations (payment_id, invoice_id, amount) VALUES ($1, $2, $3)
-    ), receipt AS (
-        INSERT INTO receipts (payment_id) VALUES ($1)
-    )
-    INSERT INTO payment_events (payment_id, from_status, to_status, source)
-    VALUES ($1, $4, 'captured', $5)"""
-RECORD_EVENT = (
-    "INSERT INTO payment_events (payment_id, from_status, to_status, source) "
-    "VALUES ($1, $2, $3, $4)"
-)
 SELECT_INVOICE_STATUS = "SELECT status FROM invoices WHERE id = $1"
 
 PaymentCheck = Callable[[PaymentRow], None]
@@ -77,29 +63,18 @@ async def capture(
     check: PaymentCheck | None = None,
 ) -> CaptureResult:
     """Capture the payment exactly once; a capture of a captured payment is a replay."""
+    who = Capture(via.value, source, razorpay_payment_id)
     for _ in range(MAX_CLAIM_ATTEMPTS):
         payment = await _read(tx, strategy, payment_id, check)
         if payment.status == PaymentStatus.CAPTURED:
             status = await tx.fetchval(SELECT_INVOICE_STATUS, payment.invoice_id)
             return CaptureResult(payment.id, status, replayed=True)
         await race_point(AFTER_READ)
-        change = Transition(PaymentStatus.CAPTURED, via.value, razorpay_payment_id)
-        if await strategy.transition(tx, payment, change):
-            break
-    else:
-        raise DatabaseBusy(f"payment {payment_id} kept changing under the capture")
-
-    invoice_status = await strategy.add_to_invoice(tx, payment.invoice_id, payment.amount)
-    await tx.execute(
-        RECORD_CAPTURE_EFFECTS,
-        payment.id,
-        payment.invoice_id,
-        payment.amount,
-        payment.status,
-        source,
-    )
-    await race_point(BEFORE_COMMIT)
-    return CaptureResult(payment.id, invoice_status.value, replayed=False)
+        invoice_status = await strategy.write_capture(tx, payment, who)
+        if invoice_status is not None:
+            await race_point(BEFORE_COMMIT)
+            return CaptureResult(payment.id, invoice_status.value, replayed=False)
+    raise DatabaseBusy(f"payment {payment_id} kept changing under the capture")
 
 
 async def fail(
@@ -116,10 +91,7 @@ async def fail(
         if payment.status != PaymentStatus.PENDING:
             return FailResult(payment.id, payment.status, applied=False)
         await race_point(AFTER_READ)
-        if await strategy.transition(tx, payment, Transition(PaymentStatus.FAILED)):
-            break
-    else:
-        raise DatabaseBusy(f"payment {payment_id} kept changing under the failure")
-    await tx.execute(RECORD_EVENT, payment.id, payment.status, PaymentStatus.FAILED.value, source)
-    await race_point(BEFORE_COMMIT)
-    return FailResult(payment.id, PaymentStatus.FAILED.value, applied=True)
+        if await strategy.write_failure(tx, payment, source):
+            await race_point(BEFORE_COMMIT)
+            return FailResult(payment.id, PaymentStatus.FAILED.value, applied=True)
+    raise DatabaseBusy(f"payment {payment_id} kept changing under the failure")

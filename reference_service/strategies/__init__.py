@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from reference_service.strategies.advisory import Advisory
 from reference_service.strategies.app_lock import AppLock
-from reference_service.strategies.base import LockStrategy, PaymentRow, Safety, Transition
+from reference_service.strategies.base import Capture, LockStrategy, PaymentRow, Safety
 from reference_service.strategies.conditional_update import ConditionalUpdate
 from reference_service.strategies.for_update import ForUpdate
 from reference_service.strategies.none import NoLock
@@ -39,10 +39,10 @@ def get_strategy(name: str) -> LockStrategy:
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
+    "Capture",
     "LockStrategy",
     "PaymentRow",
     "Safety",
-    "Transition",
     "UnknownStrategy",
     "get_strategy",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus
 from reference_service.strategies.base import LockStrategy, PaymentRow
 
 # Payments and invoices share PostgreSQL's one advisory keyspace: a namespace in the top byte
@@ -24,6 +23,6 @@ class Advisory(LockStrategy):
         await tx.execute(ADVISORY_LOCK, PAYMENT_NAMESPACE | payment_id)
         return await super().read_payment(tx, payment_id)
 
-    async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
+    async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await tx.execute(ADVISORY_LOCK, INVOICE_NAMESPACE | invoice_id)
-        return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=False)
+        return await super().read_invoice(tx, invoice_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus
 from reference_service.strategies.base import LockStrategy, PaymentRow, Safety
 
 
@@ -53,6 +52,6 @@ class AppLock(LockStrategy):
         await self._locks.hold_until_end(tx, ("payment", payment_id))
         return await super().read_payment(tx, payment_id)
 
-    async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
+    async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await self._locks.hold_until_end(tx, ("invoice", invoice_id))
-        return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=False)
+        return await super().read_invoice(tx, invoice_id)

@@ -5,18 +5,19 @@ which lock it takes, and when. It does not decide what capturing means; that is
 reference_service/capture.py, shared by every strategy and both paths.
 
 The defaults here are the documents' BEFORE: read, check in Python, write. They guard nothing,
-which is exactly the `none` strategy. A safe strategy overrides the steps it guards.
+which is exactly the `none` strategy. A safe strategy overrides the steps it guards: its reads
+(a lock), or its writes (a condition).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus, PaymentStatus
+from reference_service.models import InvoiceStatus
+from reference_service.writes import WRITE_CAPTURE, WRITE_FAILURE
 
 
 class Safety(StrEnum):
@@ -48,45 +49,26 @@ def invoice_status(amount: int, amount_paid: int) -> InvoiceStatus:
 
 SELECT_PAYMENT = f"SELECT {', '.join(PaymentRow.__slots__)} FROM payments WHERE id = $1"  # type: ignore[attr-defined]
 SELECT_PAYMENT_FOR_UPDATE = SELECT_PAYMENT + " FOR UPDATE"
-
-# One UPDATE makes either transition; the captured_* fields are only set on a capture.
-# Parameters: $1 id, $2 new status, $3 razorpay payment id, $4 captured_via, $5 captured_at.
-TRANSITION = """
-    UPDATE payments
-    SET status = $2,
-        razorpay_payment_id = coalesce($3, razorpay_payment_id),
-        captured_via = coalesce($4, captured_via),
-        captured_at = coalesce($5, captured_at),
-        version = version + 1
-    WHERE id = $1"""
-
 SELECT_INVOICE = "SELECT amount, amount_paid FROM invoices WHERE id = $1"
 SELECT_INVOICE_FOR_UPDATE = SELECT_INVOICE + " FOR UPDATE"
-SET_INVOICE = "UPDATE invoices SET amount_paid = $2, status = $3 WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
-    """A payment status change, as `LockStrategy.transition` applies it."""
+class Capture:
+    """Who is capturing: what goes into the payment row and the audit event."""
 
-    to_status: PaymentStatus
-    via: str | None = None
-    razorpay_payment_id: str | None = None
-
-    def args(self, payment: PaymentRow) -> tuple[Any, ...]:
-        """The parameters $1..$5 of TRANSITION."""
-        capturing = self.to_status is PaymentStatus.CAPTURED
-        return (
-            payment.id,
-            self.to_status.value,
-            self.razorpay_payment_id,
-            self.via if capturing else None,
-            datetime.now(UTC) if capturing else None,
-        )
+    via: str  # payments.captured_via: "client" or "webhook"
+    source: str  # payment_events.source: "client" or "webhook:<event id>"
+    razorpay_payment_id: str | None
 
 
 class LockStrategy:
-    """How a capture claims the payment and its invoice. Subclass, set `name`, register."""
+    """How a capture claims the payment and its invoice. Subclass, set `name`, register.
+
+    capture.py reads the payment with `read_payment`, checks its status, then calls
+    `write_capture` (or `write_failure`). What the writes are is fixed (reference_service/
+    writes.py); a strategy chooses the locks around them, or the condition they hang on.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -100,18 +82,39 @@ class LockStrategy:
         """Read the payment, holding whatever lock the strategy takes on it."""
         return await self._select_payment(tx, SELECT_PAYMENT, payment_id)
 
-    async def transition(self, tx: Tx, payment: PaymentRow, change: Transition) -> bool:
-        """Move the payment read as `payment` to a new status.
+    async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
+        """(amount, amount_paid) of the invoice, holding whatever lock the strategy takes."""
+        return await self._select_invoice(tx, SELECT_INVOICE, invoice_id)
 
-        Returns False when the strategy finds that another transaction got there first; the
-        caller then reads the payment again and re-checks.
+    async def write_capture(
+        self, tx: Tx, payment: PaymentRow, capture: Capture
+    ) -> InvoiceStatus | None:
+        """Write the capture of `payment` as read; return the invoice's new status.
+
+        None means another transaction got there first and nothing was written; the caller
+        reads the payment again and re-checks. The default writes unconditionally, with the
+        invoice's amount_paid computed from `read_invoice`: safe only under the strategy's
+        locks, and a lost update without them (the documents' BEFORE).
         """
-        await tx.execute(TRANSITION, *change.args(payment))
-        return True
+        total, paid = await self.read_invoice(tx, payment.invoice_id)
+        status = invoice_status(total, paid + payment.amount)
+        await tx.execute(
+            WRITE_CAPTURE,
+            payment.id,
+            capture.razorpay_payment_id,
+            capture.via,
+            payment.status,
+            capture.source,
+            payment.invoice_id,
+            paid + payment.amount,
+            status.value,
+            payment.amount,
+        )
+        return status
 
-    async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
-        """Add `amount` to the invoice's amount_paid; return its new status."""
-        return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=False)
+    async def write_failure(self, tx: Tx, payment: PaymentRow, source: str) -> bool:
+        """Move `payment` (as read) to failed; False if another transaction got there first."""
+        return await tx.execute(WRITE_FAILURE, payment.id, source, payment.status) == 1
 
     @staticmethod
     async def _select_payment(tx: Tx, query: str, payment_id: int) -> PaymentRow | None:
@@ -119,12 +122,7 @@ class LockStrategy:
         return PaymentRow(*row) if row is not None else None
 
     @staticmethod
-    async def _read_modify_write_invoice(
-        tx: Tx, invoice_id: int, amount: int, *, lock: bool
-    ) -> InvoiceStatus:
-        row = await tx.fetchrow(SELECT_INVOICE_FOR_UPDATE if lock else SELECT_INVOICE, invoice_id)
-        assert row is not None, f"payment points at missing invoice {invoice_id}"
-        total, paid = row
-        status = invoice_status(total, paid + amount)
-        await tx.execute(SET_INVOICE, invoice_id, paid + amount, status.value)
-        return status
+    async def _select_invoice(tx: Tx, query: str, invoice_id: int) -> tuple[int, int]:
+        row = await tx.fetchrow(query, invoice_id)
+        assert row is not None, f"a payment points at missing invoice {invoice_id}"
+        return row["amount"], row["amount_paid"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from reference_service.db import Tx
-from reference_service.models import InvoiceStatus
-from reference_service.strategies.base import SELECT_PAYMENT_FOR_UPDATE, LockStrategy, PaymentRow
+from reference_service.strategies.base import (
+    SELECT_INVOICE_FOR_UPDATE,
+    SELECT_PAYMENT_FOR_UPDATE,
+    LockStrategy,
+    PaymentRow,
+)
 
 
 class ForUpdate(LockStrategy):
@@ -14,5 +18,5 @@ class ForUpdate(LockStrategy):
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
         return await self._select_payment(tx, SELECT_PAYMENT_FOR_UPDATE, payment_id)
 
-    async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
-        return await self._read_modify_write_invoice(tx, invoice_id, amount, lock=True)
+    async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
+        return await self._select_invoice(tx, SELECT_INVOICE_FOR_UPDATE, invoice_id)

@@ -6,19 +6,19 @@ from __future__ import annotations
 from reference_service.db import DatabaseBusy, Tx
 from reference_service.models import InvoiceStatus
 from reference_service.strategies.base import (
-    SELECT_INVOICE,
-    SET_INVOICE,
-    TRANSITION,
+    Capture,
     LockStrategy,
     PaymentRow,
-    Transition,
     invoice_status,
 )
+from reference_service.writes import (
+    CLAIM_PAYMENT_IF_VERSION,
+    WRITE_CAPTURE_EFFECTS,
+    WRITE_FAILURE_IF_VERSION,
+)
 
-# $6: the version this transaction read.
-VERSIONED_TRANSITION = TRANSITION + " AND version = $6"
-# $4: the amount_paid this transaction read.
-CAS_INVOICE = SET_INVOICE + " AND amount_paid = $4"
+# $1 invoice, $2 new amount_paid, $3 new status, $4 the amount_paid this transaction read.
+CAS_INVOICE = "UPDATE invoices SET amount_paid = $2, status = $3 WHERE id = $1 AND amount_paid = $4"
 
 # Each failed compare-and-set means another capture of this invoice committed in between;
 # with N payments on one invoice at most N-1 can do that, and invoices here have a handful.
@@ -29,15 +29,38 @@ class Optimistic(LockStrategy):
     name = "optimistic"
     summary = "version column; UPDATE ... WHERE version = :v; reload and re-check on conflict"
 
-    async def transition(self, tx: Tx, payment: PaymentRow, change: Transition) -> bool:
-        updated = await tx.execute(VERSIONED_TRANSITION, *change.args(payment), payment.version)
-        return updated == 1
+    async def write_capture(
+        self, tx: Tx, payment: PaymentRow, capture: Capture
+    ) -> InvoiceStatus | None:
+        claimed = await tx.execute(
+            CLAIM_PAYMENT_IF_VERSION,
+            payment.id,
+            capture.razorpay_payment_id,
+            capture.via,
+            payment.version,
+        )
+        if claimed != 1:
+            return None
+        status = await self._add_to_invoice(tx, payment.invoice_id, payment.amount)
+        await tx.execute(
+            WRITE_CAPTURE_EFFECTS,
+            payment.id,
+            payment.invoice_id,
+            payment.amount,
+            payment.status,
+            capture.source,
+        )
+        return status
 
-    async def add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
+    async def write_failure(self, tx: Tx, payment: PaymentRow, source: str) -> bool:
+        written = await tx.execute(
+            WRITE_FAILURE_IF_VERSION, payment.id, source, payment.status, payment.version
+        )
+        return written == 1
+
+    async def _add_to_invoice(self, tx: Tx, invoice_id: int, amount: int) -> InvoiceStatus:
         for _ in range(MAX_INVOICE_CAS_ATTEMPTS):
-            row = await tx.fetchrow(SELECT_INVOICE, invoice_id)
-            assert row is not None, f"payment points at missing invoice {invoice_id}"
-            total, paid = row
+            total, paid = await self.read_invoice(tx, invoice_id)
             status = invoice_status(total, paid + amount)
             if await tx.execute(CAS_INVOICE, invoice_id, paid + amount, status.value, paid) == 1:
                 return status

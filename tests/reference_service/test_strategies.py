@@ -20,13 +20,13 @@ from tests.conftest import ClientFactory, effects, new_payment
 # SQL statements one capture sends, BEGIN and COMMIT included.
 # Keep these low: the capture path is benchmarked against pgbench's ceiling.
 STATEMENTS_PER_VERIFY = {
-    "none": 7,  # BEGIN, read payment, write payment, read invoice, write invoice, effects, COMMIT
-    "for_update": 7,  # the same, each read FOR UPDATE
-    "conditional_update": 6,  # BEGIN, read, conditional UPDATE, invoice increment, effects, COMMIT
-    "optimistic": 7,  # versioned UPDATE, compare-and-set on the invoice
-    "advisory": 9,  # two pg_advisory_xact_lock calls on top of `none`
-    "serializable": 7,  # as `none`, under BEGIN ISOLATION LEVEL SERIALIZABLE
-    "app_lock": 7,  # as `none`; its locks live in the process
+    "none": 5,  # BEGIN, read payment, read invoice, one statement for every write, COMMIT
+    "for_update": 5,  # the same, each read FOR UPDATE
+    "conditional_update": 4,  # BEGIN, read payment, one conditional statement, COMMIT
+    "optimistic": 7,  # versioned claim, then read + compare-and-set on the invoice, then effects
+    "advisory": 7,  # two pg_advisory_xact_lock calls on top of `none`
+    "serializable": 5,  # as `none`, under BEGIN ISOLATION LEVEL SERIALIZABLE
+    "app_lock": 5,  # as `none`; its locks live in the process
 }
 # The webhook path adds one: the statement that claims the event id and finds the payment.
 WEBHOOK_EXTRA_STATEMENTS = 1
