@@ -1,10 +1,11 @@
 """The ceiling: pgbench running the capture transaction itself, with no HTTP and no Python.
 
 The script is the statements the `for_update` checkout path sends for one capture of a pending
-payment (reference_service/strategies/base.py and capture.py), on random payments of a seeded
-pool: lock and read the payment, move it to captured, lock and read the invoice, add to it,
-then allocation, receipt and audit event in one statement. The service's verify throughput over
-this rate says how much of what the database can do the service turns into answers.
+payment (reference_service/strategies/base.py, for_update.py and writes.py), on random payments
+of a seeded pool: lock and read the payment, lock and read the invoice, then every write (the
+payment, the invoice, allocation, receipt and audit event) in one statement. The service's
+verify throughput over this rate says how much of what the database can do the service turns
+into answers.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ CAPTURE_SCRIPT = """\\set pid random({first}, {last})
 BEGIN;
 SELECT id, invoice_id, amount, currency, status, razorpay_order_id, razorpay_payment_id,
        captured_via, version FROM payments WHERE id = :pid FOR UPDATE;
-UPDATE payments SET status = 'captured', razorpay_payment_id = 'pay_pgbench',
-       captured_via = 'client', captured_at = now(), version = version + 1 WHERE id = :pid;
 SELECT amount, amount_paid FROM invoices WHERE id = :pid FOR UPDATE;
-UPDATE invoices SET amount_paid = amount_paid + {amount}, status = 'paid' WHERE id = :pid;
-WITH allocation AS (
+WITH payment AS (
+    UPDATE payments SET status = 'captured', razorpay_payment_id = 'pay_pgbench',
+           captured_via = 'client', captured_at = now(), version = version + 1
+    WHERE id = :pid
+), invoice AS (
+    UPDATE invoices SET amount_paid = amount_paid + {amount}, status = 'paid' WHERE id = :pid
+), allocation AS (
     INSERT INTO payment_allocations (payment_id, invoice_id, amount) VALUES (:pid, :pid, {amount})
 ), receipt AS (
     INSERT INTO receipts (payment_id) VALUES (:pid)
