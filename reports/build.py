@@ -76,7 +76,10 @@ def timeline_images(results: Results) -> list[Image]:
             Image(
                 title,
                 draw_swimlanes(lanes),
-                caption=f"{len(lanes.marks)} events, {len(lanes.waits)} lock waits",
+                caption=(
+                    f"{fmt.plural(len(lanes.marks), 'event')}, "
+                    f"{fmt.plural(len(lanes.waits), 'lock wait')}"
+                ),
                 missing="no event could be placed on a lane",
                 text=timeline_text(lanes),
             )

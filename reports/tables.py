@@ -126,7 +126,9 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
     rounds = sorted({s.throughput_rps.rounds for s in bench.values()})
     title = f"Performance impact: {profile} profile" if profile else "Performance impact"
     notes = []
-    if bench:
+    if rounds == [1]:
+        notes.append("One round per strategy (no spread, no median); deltas against Before.")
+    elif bench:
         notes.append(
             f"Medians of {'/'.join(map(str, rounds))} alternating rounds per strategy; "
             "deltas against Before; range = lowest..highest round."

@@ -261,3 +261,11 @@ def test_the_compact_terminal_matrix_cuts_long_notes() -> None:
     stream = io.StringIO()
     print_table(Console(file=stream, width=400), table)  # the full table keeps the whole note
     assert long_error in stream.getvalue()
+
+
+def test_a_single_round_is_not_called_a_median(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "one-round", bench=[b for b in bench_results() if b.round == 1])
+    assert run_report(run_dir, announce=False) == 0
+    table = (run_dir / TABLE_FILE).read_text()
+    assert "One round per strategy (no spread, no median)" in table
+    assert "Medians of" not in table
