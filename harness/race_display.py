@@ -108,6 +108,7 @@ def show(
         f"{len(cell_runs) - len(failed)}/{len(cell_runs)} cells as expected in {wall_s:.1f} s; "
         f"results: {results}",
         highlight=False,
+        soft_wrap=True,  # a log must show the results path whole, to copy it
     )
     return failed
 
