@@ -179,8 +179,12 @@ def bench(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder holding results.json")],
-    baseline: Annotated[Path | None, typer.Option(help="compare against this run")] = None,
+    run_dir: Annotated[
+        Path, typer.Argument(help="a run folder holding results.json, or that results.json")
+    ],
+    baseline: Annotated[
+        Path | None, typer.Option(help="compare against this run folder (the performance gate)")
+    ] = None,
     max_throughput_drop: Annotated[
         float, typer.Option(help="gate: largest allowed throughput drop, percent")
     ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
