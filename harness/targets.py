@@ -195,7 +195,7 @@ class HttpTarget:
             stack.push_async_callback(gate.stop)
             env = {
                 race_points.GATE_ENV: f"127.0.0.1:{gate.port}",
-                "RACEBENCH_POOL_SIZE": str(HARNESS_POOL_SIZE),
+                "RACEBENCH_DB_POOL_SIZE": str(HARNESS_POOL_SIZE),
             }
             service_cm = running_service(
                 strategy=strategy, database_url=database_url, workers=workers, extra_env=env

@@ -31,16 +31,17 @@ POOL_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 1
 
 
-def _racebench(name: str) -> AliasChoices:
+def _racebench(name: str, field: str | None = None) -> AliasChoices:
     """A setting read from RACEBENCH_<NAME>, or passed by its field name."""
-    return AliasChoices(f"RACEBENCH_{name.upper()}", name)
+    return AliasChoices(f"RACEBENCH_{name.upper()}", field or name)
 
 
 class Settings(BaseSettings):
     """What the service needs to run; every field can come from the environment.
 
     DATABASE_URL and the RAZORPAY_* variables match their fields by name; the service's own
-    knobs are RACEBENCH_LOCK_STRATEGY, RACEBENCH_POOL_SIZE, RACEBENCH_LOCK_TIMEOUT_MS and
+    knobs are RACEBENCH_LOCK_STRATEGY, RACEBENCH_DB_POOL_SIZE (connections per worker; not the
+    load generator's RACEBENCH_POOL_SIZE of seeded payments), RACEBENCH_LOCK_TIMEOUT_MS and
     RACEBENCH_CREATE_TABLES.
     """
 
@@ -51,6 +52,6 @@ class Settings(BaseSettings):
     razorpay_key_secret: str = DEFAULT_KEY_SECRET
     razorpay_webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     lock_strategy: str = Field("for_update", validation_alias=_racebench("lock_strategy"))
-    pool_size: int = Field(POOL_SIZE, validation_alias=_racebench("pool_size"))
+    pool_size: int = Field(POOL_SIZE, validation_alias=_racebench("db_pool_size", "pool_size"))
     lock_timeout_ms: int = Field(LOCK_TIMEOUT_MS, validation_alias=_racebench("lock_timeout_ms"))
     create_tables: bool = Field(True, validation_alias=_racebench("create_tables"))
