@@ -66,10 +66,6 @@ class CurrencyMismatch(ServiceError):
     status, code = 409, "currency_mismatch"
 
 
-class Busy(ServiceError):
-    status, code = 503, "busy"
-
-
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:

@@ -2,7 +2,9 @@
 
 With no controller installed, `race_point()` returns a shared, already-finished awaitable: no
 task switch, no allocation, no lookup. The harness installs a controller to hold an actor at a
-point until the schedule releases it (see harness/schedule.py).
+point until the schedule releases it (see harness/schedule.py). A service started by the harness
+for http mode gets RACEBENCH_RACE_GATE instead, and reports each point to the harness over a
+local connection (RemoteGate below).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ AFTER_READ = "capture.after_read"
 """The capture has read the payment and decided it is pending (its write has not happened)."""
 BEFORE_COMMIT = "capture.before_commit"
 """The capture has made all its writes; its commit comes next."""
-
-POINTS = (AFTER_READ, BEFORE_COMMIT)
 
 current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
 """Which harness actor the running request belongs to (set by the harness, None in service)."""
