@@ -15,6 +15,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY racebench ./racebench
 COPY reference_service ./reference_service
 COPY harness ./harness
 COPY scenarios ./scenarios

@@ -16,11 +16,11 @@ import time
 
 import httpx
 
-from harness.database import provision
-from harness.gateway import Gateway
-from reference_service.app import create_app
-from reference_service.config import Settings
-from reference_service.race_points import AFTER_READ, race_point
+from racebench.harness.database import provision
+from racebench.harness.gateway import Gateway
+from racebench.reference_service.app import create_app
+from racebench.reference_service.config import Settings
+from racebench.reference_service.race_points import AFTER_READ, race_point
 
 SEED_PAYMENTS = """
 WITH inv AS (

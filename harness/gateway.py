@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reference_service.config import Settings
+from racebench.reference_service.config import Settings
 
 _ALPHABET = string.ascii_letters + string.digits
 # Razorpay ids are a prefix and 14 characters.

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from harness.database import connect, parse_url
+from racebench.harness.database import connect, parse_url
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from harness.database import connect, parse_url
-from harness.invariants import CheckResult, check_connection
-from harness.targets import Target
-from harness.timeline import LockWait, Timeline
-from reference_service import config
+from racebench.harness.database import connect, parse_url
+from racebench.harness.invariants import CheckResult, check_connection
+from racebench.harness.targets import Target
+from racebench.harness.timeline import LockWait, Timeline
+from racebench.reference_service import config
 
 # Lock waits shorter than this may be missed by the timeline; shorter sampling would load the
 # 2-core machine with pg_stat_activity queries.

@@ -26,11 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.database import provision
-from harness.gateway import Gateway
-from harness.invariants import CheckResult
-from harness.locks import Monitor
-from harness.results import (
+from racebench.harness.database import provision
+from racebench.harness.gateway import Gateway
+from racebench.harness.invariants import CheckResult
+from racebench.harness.locks import Monitor
+from racebench.harness.runner import RunOutcome, run_once
+from racebench.harness.service_process import ServiceStartError
+from racebench.harness.targets import HttpTarget, InProcessTarget, Target
+from racebench.reference_service.strategies import STRATEGY_NAMES
+from racebench.results import (
     DEFAULT_RUNS_DIR,
     Expected,
     Mode,
@@ -39,11 +43,7 @@ from harness.results import (
     Verdict,
     new_run_id,
 )
-from harness.runner import RunOutcome, run_once
-from harness.service_process import ServiceStartError
-from harness.targets import HttpTarget, InProcessTarget, Target
-from reference_service.strategies import STRATEGY_NAMES
-from scenarios import SCENARIO_NAMES, SCENARIOS, Scenario
+from racebench.scenarios import SCENARIO_NAMES, SCENARIOS, Scenario
 
 MODES: tuple[Mode, ...] = ("in_process", "http")
 # Seeds drawn when none is given; small enough to type back in.
@@ -336,7 +336,7 @@ def run_race(
     gateway: Gateway | None = None,
 ) -> int:
     """Run the matrix, show it, write results.json (and JUnit); 0 iff every cell passed."""
-    from harness import race_display as display
+    from racebench.harness import race_display as display
 
     cells = plan(strategies, scenarios, mode)
     if seed is None and repeat > 1:

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.matrix import Cell, CellRuns
-from harness.runner import RunOutcome
-from harness.targets import HTTP_WORKERS
-from harness.timeline import render
+from racebench.harness.matrix import Cell, CellRuns
+from racebench.harness.runner import RunOutcome
+from racebench.harness.targets import HTTP_WORKERS
+from racebench.harness.timeline import render
 
 # CI logs are not terminals; rich would wrap the matrix at 80 columns there.
 LOG_WIDTH = 160

@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 
-from harness.gateway import Gateway, WebhookDelivery
-from harness.invariants import CheckResult
-from harness.locks import LockProbe, LockSampler, Monitor
-from harness.schedule import Jitter, Schedule, ScheduleController
-from harness.targets import Target
-from harness.timeline import Timeline
-from reference_service import race_points
+from racebench.harness.gateway import Gateway, WebhookDelivery
+from racebench.harness.invariants import CheckResult
+from racebench.harness.locks import LockProbe, LockSampler, Monitor
+from racebench.harness.schedule import Jitter, Schedule, ScheduleController
+from racebench.harness.targets import Target
+from racebench.harness.timeline import Timeline
+from racebench.reference_service import race_points
 
 # A healthy run takes well under a second (out_of_order, the longest, has six launches); this
 # only bounds a run so that a bug (a hang in setup, a launch, the check) cannot hang a CI job.

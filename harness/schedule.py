@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from harness.timeline import EventKind
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.harness.timeline import EventKind
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
 
 # How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
 # millisecond; 5 ms keeps the probe's own queries from loading the 2-core machine.

@@ -62,7 +62,7 @@ def running_service(
     command = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "racebench.cli",
         "serve",
         "--strategy",
         strategy,

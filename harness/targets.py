@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import psutil
 
-from harness.results import Mode
-from harness.service_process import running_service
-from reference_service import race_points
-from reference_service.app import create_app
-from reference_service.config import Settings
-from reference_service.service import Service
-from reference_service.strategies import LockStrategy
+from racebench.harness.service_process import running_service
+from racebench.reference_service import race_points
+from racebench.reference_service.app import create_app
+from racebench.reference_service.config import Settings
+from racebench.reference_service.service import Service
+from racebench.reference_service.strategies import LockStrategy
+from racebench.results import Mode
 
 if TYPE_CHECKING:
-    from harness.schedule import ScheduleController
+    from racebench.harness.schedule import ScheduleController
 
 # One request of a scenario: milliseconds normally; a schedule can hold one for up to its stall
 # timeout (10 s), and the service's lock_timeout is 5 s. Past this, the run is an error.

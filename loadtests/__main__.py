@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
-from harness.database import run_sync
-from harness.invariants import check
-from loadtests.pool import DEFAULT_AMOUNT, Pool, seed
-from loadtests.tally import merge_tallies, read_tallies
+from racebench.harness.database import run_sync
+from racebench.harness.invariants import check
+from racebench.loadtests.pool import DEFAULT_AMOUNT, Pool, seed
+from racebench.loadtests.tally import merge_tallies, read_tallies
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 

@@ -30,24 +30,24 @@ from typing import Any, Protocol
 
 import httpx
 
-from harness.database import provision, run_sync
-from harness.invariants import check
-from harness.results import DEFAULT_RUNS_DIR, BenchResult, Results, new_run_id
-from harness.service_process import running_service, stop_process_group
-from loadtests.ceiling import Ceiling, run_pgbench
-from loadtests.cpu import CpuSampler
-from loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
-from loadtests.pool import Pool, seed
-from loadtests.profiles import (
+from racebench.harness.database import provision, run_sync
+from racebench.harness.invariants import check
+from racebench.harness.service_process import running_service, stop_process_group
+from racebench.loadtests.ceiling import Ceiling, run_pgbench
+from racebench.loadtests.cpu import CpuSampler
+from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
+from racebench.loadtests.pool import Pool, seed
+from racebench.loadtests.profiles import (
     Calls,
     Profile,
     parse_profile,
     pool_size_for,
     requests_per_item,
 )
-from loadtests.summary import AGGREGATE_ROUND, summarize
-from loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
-from reference_service.strategies import STRATEGIES, Safety
+from racebench.loadtests.summary import AGGREGATE_ROUND, summarize
+from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
+from racebench.reference_service.strategies import STRATEGIES, Safety
+from racebench.results import DEFAULT_RUNS_DIR, BenchResult, Results, new_run_id
 
 # The most work items per second we size a pool for. The service on this 2-core machine does
 # well under half of this; a faster machine that runs out only reuses payments (and says so).
@@ -172,7 +172,9 @@ class CellRun:
     cell_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cell_dir = self.config.run_dir / "cells" / f"r{self.round_no}-{self.strategy}"
+        self.cell_dir = (
+            self.config.run_dir.resolve() / "cells" / f"r{self.round_no}-{self.strategy}"
+        )
 
     def run(self) -> BenchResult:
         config = self.config
@@ -218,7 +220,7 @@ class CellRun:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: Ctrl-C here reaches it only through us
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=self.cell_dir,  # Locust writes nothing relative; the cell is its home
         )
         sampler = CpuSampler(
             {"locust": process.pid, "service": service_pid},
@@ -412,7 +414,7 @@ def run_bench(
     """Run the benchmark, write results.json into the run folder, show the summary; return
     the exit code (see `exit_code`). With `ceiling`, pgbench runs the capture transaction
     after the rounds, in the same run, and each strategy's throughput is set against it."""
-    from loadtests.display import RichObserver, print_summary
+    from racebench.loadtests.display import RichObserver, print_summary
 
     run_id = new_run_id("bench")
     config = BenchConfig(

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import make_url
 
-from loadtests.pool import Pool
+from racebench.loadtests.pool import Pool
 
 # pgbench peaks at about 16 clients on this 2-core machine (reference_service/config.py), and
 # the service's pool is 20: the same order of concurrency for both.

@@ -1,6 +1,6 @@
 """Showing a benchmark: a rich progress bar while it runs, a summary table when it is done.
 
-Only shows; every figure comes from loadtests.bench / loadtests.summary.
+Only shows; every figure comes from racebench.loadtests.bench / loadtests.summary.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.results import BenchResult, Results
-from loadtests.summary import AGGREGATE_ROUND
+from racebench.loadtests.summary import AGGREGATE_ROUND
+from racebench.results import BenchResult, Results
 
 # Wide enough for the summary table even when stderr is not a terminal (CI logs).
 SUMMARY_WIDTH = 140

@@ -13,7 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from harness.results import LatencyMs
+from racebench.results import LatencyMs
 
 # 1 us is below anything a network round trip can take; a request that takes an hour is
 # beyond any run we make, so nothing we can observe is clipped.

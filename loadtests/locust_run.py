@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.pool import Pool
-from loadtests.profiles import Profile
+from racebench.loadtests.pool import Pool
+from racebench.loadtests.profiles import Profile
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 JSON_STEM = "locust"  # Locust writes <stem>.json

@@ -28,10 +28,10 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.pool import DEFAULT_AMOUNT, Pool
-from loadtests.profiles import PROFILE_NAMES, Call, ItemSource, parse_profile
-from loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
-from loadtests.tally import BUSY_STATUS, Tally
+from racebench.loadtests.pool import DEFAULT_AMOUNT, Pool
+from racebench.loadtests.profiles import PROFILE_NAMES, Call, ItemSource, parse_profile
+from racebench.loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
+from racebench.loadtests.tally import BUSY_STATUS, Tally
 
 # What a 2xx webhook answer may say (DESIGN.md, HTTP API); anything else is a failure.
 WEBHOOK_STATUSES = frozenset({"processed", "duplicate", "ignored", "unmatched"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.database import connect, parse_url, run_sync
+from racebench.harness.database import connect, parse_url, run_sync
 
 # One rupee thousand, in paise: any positive amount will do, one is enough.
 DEFAULT_AMOUNT = 100_000

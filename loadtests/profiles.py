@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.gateway import ORDER_PAID, Gateway
-from loadtests.pool import Pool, order_id, razorpay_payment_id
+from racebench.harness.gateway import ORDER_PAID, Gateway
+from racebench.loadtests.pool import Pool, order_id, razorpay_payment_id
 
 VERIFY_PATH = "/payments/verify"
 WEBHOOK_PATH = "/webhooks/razorpay"

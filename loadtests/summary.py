@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from harness.results import BenchResult, LatencyMs
+from racebench.results import BenchResult, LatencyMs
 
 AGGREGATE_ROUND = 0  # the `round` of a median row; measured rounds count from 1
 SPREAD_METRICS = ("throughput_rps", "mean", "p50", "p99", "p999")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.hdr import LatencyRecorder
+from racebench.loadtests.hdr import LatencyRecorder
 
 TALLY_GLOB = "tally-*.json"
 BUSY_STATUS = 503  # lock timeout: the service says "retry later", not a crash

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from reference_service import config
-from reference_service.config import Settings
-from reference_service.errors import install_error_handlers
-from reference_service.middleware import BodySizeLimit
-from reference_service.routes import health, payments, webhooks
-from reference_service.service import Service
-from reference_service.strategies import LockStrategy
+from racebench.reference_service import config
+from racebench.reference_service.config import Settings
+from racebench.reference_service.errors import install_error_handlers
+from racebench.reference_service.middleware import BodySizeLimit
+from racebench.reference_service.routes import health, payments, webhooks
+from racebench.reference_service.service import Service
+from racebench.reference_service.strategies import LockStrategy
 
 
 def create_app(settings: Settings | None = None, strategy: LockStrategy | None = None) -> FastAPI:

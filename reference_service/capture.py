@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reference_service.db import DatabaseBusy, Tx
-from reference_service.errors import PaymentNotFound
-from reference_service.models import CaptureSource, PaymentStatus
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
-from reference_service.strategies import Capture, LockStrategy, PaymentRow
+from racebench.reference_service.db import DatabaseBusy, Tx
+from racebench.reference_service.errors import PaymentNotFound
+from racebench.reference_service.models import CaptureSource, PaymentStatus
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
+from racebench.reference_service.strategies import Capture, LockStrategy, PaymentRow
 
 # A lost compare-and-set means another transaction changed the payment; after a re-read it is
 # captured (we stop) or failed (one more try). More than a few rounds means a livelock.

@@ -27,8 +27,8 @@ from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from reference_service import config
-from reference_service.models import metadata
+from racebench.reference_service import config
+from racebench.reference_service.models import metadata
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reference_service import config
-from reference_service.db import DatabaseBusy
+from racebench.reference_service import config
+from racebench.reference_service.db import DatabaseBusy
 
 
 class ServiceError(Exception):

@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_service.errors import error_body
+from racebench.reference_service.errors import error_body
 
 
 class BodySizeLimit:

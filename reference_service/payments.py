@@ -6,16 +6,16 @@ import secrets
 import string
 from typing import Any
 
-from reference_service.capture import capture
-from reference_service.db import Database, Tx
-from reference_service.errors import (
+from racebench.reference_service.capture import capture
+from racebench.reference_service.db import Database, Tx
+from racebench.reference_service.errors import (
     CurrencyMismatch,
     InvoiceNotFound,
     OrderMismatch,
     PaymentNotFound,
 )
-from reference_service.models import CaptureSource
-from reference_service.schemas import (
+from racebench.reference_service.models import CaptureSource
+from racebench.reference_service.schemas import (
     InvoicePublic,
     PaymentCreate,
     PaymentDetail,
@@ -23,8 +23,8 @@ from reference_service.schemas import (
     VerifyPublic,
     VerifyRequest,
 )
-from reference_service.signatures import SignatureVerifier
-from reference_service.strategies import LockStrategy, PaymentRow
+from racebench.reference_service.signatures import SignatureVerifier
+from racebench.reference_service.strategies import LockStrategy, PaymentRow
 
 _ORDER_ID_ALPHABET = string.ascii_letters + string.digits
 # Razorpay order ids are "order_" and 14 characters.

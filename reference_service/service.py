@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reference_service.config import Settings
-from reference_service.db import Database
-from reference_service.signatures import SignatureVerifier
-from reference_service.strategies import LockStrategy, get_strategy
+from racebench.reference_service.config import Settings
+from racebench.reference_service.db import Database
+from racebench.reference_service.signatures import SignatureVerifier
+from racebench.reference_service.strategies import LockStrategy, get_strategy
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import razorpay
 from razorpay.errors import SignatureVerificationError
 
-from reference_service.errors import BodyNotUtf8, SignatureInvalid, SignatureMissing
+from racebench.reference_service.errors import BodyNotUtf8, SignatureInvalid, SignatureMissing
 
 
 class SignatureVerifier:

@@ -19,18 +19,18 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from reference_service.capture import capture, fail
-from reference_service.db import Database, Tx
-from reference_service.errors import AmountMismatch, EventIdMissing, PayloadInvalid
-from reference_service.models import (
+from racebench.reference_service.capture import capture, fail
+from racebench.reference_service.db import Database, Tx
+from racebench.reference_service.errors import AmountMismatch, EventIdMissing, PayloadInvalid
+from racebench.reference_service.models import (
     CLAIMING_OUTCOMES,
     CaptureSource,
     PaymentStatus,
     WebhookOutcome,
 )
-from reference_service.schemas import RazorpayId
-from reference_service.signatures import SignatureVerifier
-from reference_service.strategies import LockStrategy
+from racebench.reference_service.schemas import RazorpayId
+from racebench.reference_service.signatures import SignatureVerifier
+from racebench.reference_service.strategies import LockStrategy
 
 # Event ids and types are stored; keep them to the sizes of their columns.
 MAX_EVENT_ID_LENGTH = 128

@@ -7,28 +7,28 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.results import RESULTS_FILE, Results
-from reports import formatting as fmt
-from reports import plots
-from reports.gate import GateResult, Thresholds, compare, race_checks
-from reports.markdown import document, gate_markdown
-from reports.matrix import build_matrix
-from reports.page import Image, Page, render_page
-from reports.summary import RunSummary, summarize
-from reports.swimlanes import draw_swimlanes, timeline_text
-from reports.tables import Table, matrix_table, performance_table
-from reports.terminal import print_gate, print_table, terminal_console
-from reports.thresholds import (
+from racebench.reports import formatting as fmt
+from racebench.reports import plots
+from racebench.reports.gate import GateResult, Thresholds, compare, race_checks
+from racebench.reports.markdown import document, gate_markdown
+from racebench.reports.matrix import build_matrix
+from racebench.reports.page import Image, Page, render_page
+from racebench.reports.summary import RunSummary, summarize
+from racebench.reports.swimlanes import draw_swimlanes, timeline_text
+from racebench.reports.tables import Table, matrix_table, performance_table
+from racebench.reports.terminal import print_gate, print_table, terminal_console
+from racebench.reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     DEFAULT_MIN_P99_INCREASE_MS,
 )
-from reports.timeline import (
+from racebench.reports.timeline import (
     TIMELINE_SCENARIO,
     TIMELINE_STRATEGIES,
     pick_timeline,
     read_timeline,
 )
+from racebench.results import RESULTS_FILE, Results
 
 TABLE_FILE = "table.md"
 MATRIX_FILE = "matrix.md"

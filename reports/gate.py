@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.results import BenchResult
-from reference_service.strategies import Safety
-from reports import formatting as fmt
-from reports.matrix import Matrix, Outcome
-from reports.summary import BenchSummary, RunSummary, is_errored, promised_safety
-from reports.thresholds import (
+from racebench.reference_service.strategies import Safety
+from racebench.reports import formatting as fmt
+from racebench.reports.matrix import Matrix, Outcome
+from racebench.reports.summary import BenchSummary, RunSummary, is_errored, promised_safety
+from racebench.reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     DEFAULT_MIN_P99_INCREASE_MS,
 )
+from racebench.results import BenchResult
 
 # Processes the service must have run with before app_lock's per-process lock is expected to
 # leak: with one process it is a real mutex.

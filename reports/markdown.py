@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reports.gate import GateResult
-from reports.tables import Table
+from racebench.reports.gate import GateResult
+from racebench.reports.tables import Table
 
 
 def _escape(text: str) -> str:

@@ -7,9 +7,9 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.results import RaceResult
-from reports.formatting import counts
-from reports.summary import strategy_order
+from racebench.reports.formatting import counts
+from racebench.reports.summary import strategy_order
+from racebench.results import RaceResult
 
 
 class Outcome(StrEnum):

@@ -7,8 +7,8 @@ import base64
 from dataclasses import dataclass
 from html import escape
 
-from reports.gate import GateResult
-from reports.tables import Cell, Table
+from racebench.reports.gate import GateResult
+from racebench.reports.tables import Cell, Table
 
 
 @dataclass(frozen=True)

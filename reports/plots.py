@@ -8,8 +8,8 @@ from typing import Any
 
 from matplotlib import colormaps
 
-from reports.figures import BAD, GOOD, MUTED, colour, new_figure, png
-from reports.summary import BenchSummary, SafetySummary
+from racebench.reports.figures import BAD, GOOD, MUTED, colour, new_figure, png
+from racebench.reports.summary import BenchSummary, SafetySummary
 
 PERCENTILES = (("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))
 # Keys BenchResult.extra may use for a per-interval series (see latency_over_time).

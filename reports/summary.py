@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from harness.results import BenchResult, RaceResult, Results
-from reference_service.strategies import STRATEGIES, STRATEGY_NAMES, Safety
+from racebench.reference_service.strategies import STRATEGIES, STRATEGY_NAMES, Safety
+from racebench.results import BenchResult, RaceResult, Results
 
 # The `round` of the median rows `racebench bench` appends; measured rounds count from 1.
 AGGREGATE_ROUND = 0

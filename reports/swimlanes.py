@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from reports.figures import BAD, GOOD, MUTED, new_figure, png
-from reports.timeline import Swimlanes
+from racebench.reports.figures import BAD, GOOD, MUTED, new_figure, png
+from racebench.reports.timeline import Swimlanes
 
 # hundred_way has a hundred actors; four lanes are what a page can show side by side.
 MAX_LANES = 4

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reports import formatting as fmt
-from reports.matrix import Matrix, Outcome
-from reports.summary import AFTER, BEFORE, BenchSummary, RunSummary, SafetySummary, Spread
+from racebench.reports import formatting as fmt
+from racebench.reports.matrix import Matrix, Outcome
+from racebench.reports.summary import AFTER, BEFORE, BenchSummary, RunSummary, SafetySummary, Spread
 
 Tone = Literal["good", "bad", "warn", "neutral"]
 

@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from reports.gate import GateResult
-from reports.tables import Cell, Table
+from racebench.reports.gate import GateResult
+from racebench.reports.tables import Cell, Table
 
 # Width when stdout is a file or a pipe (CI logs): wide enough for the tables, not unbounded.
 LOG_WIDTH = 140

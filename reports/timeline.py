@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results import RaceResult
+from racebench.results import RaceResult
 
 ACTOR_KEYS = ("actor", "lane", "who", "tx")
 TEXT_KEYS = ("what", "step", "name", "event", "message", "label")

@@ -5,7 +5,7 @@ Adding one: write a module with a `script(race)` and a `SCENARIO`, and add it be
 
 from __future__ import annotations
 
-from scenarios import (
+from racebench.scenarios import (
     captured_then_stale_failed,
     client_first,
     duplicate_webhook,
@@ -17,7 +17,7 @@ from scenarios import (
     split_invoice,
     webhook_first,
 )
-from scenarios.base import Scenario
+from racebench.scenarios.base import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
     module.SCENARIO.name: module.SCENARIO

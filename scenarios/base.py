@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from harness.results import Expected, Mode
+from racebench.results import Expected, Mode
 
 if TYPE_CHECKING:
-    from harness.runner import Script
+    from racebench.harness.runner import Script
 
 
 @dataclass(frozen=True, eq=False)  # identity: a scenario is one module's singleton

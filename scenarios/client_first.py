@@ -8,8 +8,8 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 
 from __future__ import annotations
 
-from harness.runner import Race
-from scenarios.base import Scenario
+from racebench.harness.runner import Race
+from racebench.scenarios.base import Scenario
 
 
 async def script(race: Race) -> None:

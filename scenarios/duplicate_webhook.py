@@ -12,9 +12,9 @@ not the lock strategy's.
 
 from __future__ import annotations
 
-from harness.runner import Race
-from harness.schedule import Schedule, rendezvous
-from scenarios.base import Scenario
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario
 
 DELIVERIES = 5
 CLAIM_RACE = Schedule.of("deliveries race for the claim", rendezvous("T1"))

@@ -12,9 +12,9 @@ capture); every other strategy captures once and ends `captured`.
 
 from __future__ import annotations
 
-from harness.runner import Race
-from harness.schedule import Schedule, rendezvous
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario, caught
 
 BOTH_READ_FAILED = Schedule.of("both read failed", rendezvous("T1"))
 

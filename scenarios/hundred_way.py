@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.runner import Race
-from harness.schedule import Schedule, rendezvous
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario, caught
 
 CONCURRENT_VERIFIES = 100
 TWO_READ_PENDING = Schedule.of("two read pending", rendezvous("T1", quorum=2))

@@ -15,10 +15,10 @@ workers); every other strategy captures exactly once.
 
 from __future__ import annotations
 
-from harness.runner import Race
-from harness.schedule import Schedule, commit, reach
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, commit, reach
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.scenarios.base import Scenario, caught
 
 T0_T7 = Schedule.of(
     "the documents' T0-T7",

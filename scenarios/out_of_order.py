@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from itertools import permutations
 
-from harness.runner import Race
-from harness.schedule import Schedule, commit, reach
-from reference_service.race_points import AFTER_READ
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, commit, reach
+from racebench.reference_service.race_points import AFTER_READ
+from racebench.scenarios.base import Scenario, caught
 
 EVENTS = ("payment.authorized", "payment.captured", "order.paid")
 

@@ -12,9 +12,9 @@ own lock); every other strategy captures exactly once.
 
 from __future__ import annotations
 
-from harness.runner import Race
-from harness.schedule import Schedule, rendezvous
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario, caught
 
 BOTH_READ_PENDING = Schedule.of("both read pending", rendezvous("T1"))
 

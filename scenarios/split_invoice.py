@@ -15,10 +15,10 @@ other strategy leaves the invoice paid, 100000 of 100000.
 
 from __future__ import annotations
 
-from harness.runner import Race
-from harness.schedule import Schedule, commit, reach
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
-from scenarios.base import Scenario, caught
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, commit, reach
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.scenarios.base import Scenario, caught
 
 INVOICE_AMOUNT = 100_000
 T0_T7 = Schedule.of(

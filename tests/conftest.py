@@ -8,12 +8,12 @@ import asyncpg
 import httpx
 import pytest
 
-from harness.database import connect, parse_url, provision
-from harness.gateway import Gateway
-from reference_service.app import create_app
-from reference_service.config import Settings
-from reference_service.service import Service
-from reference_service.strategies import STRATEGY_NAMES
+from racebench.harness.database import connect, parse_url, provision
+from racebench.harness.gateway import Gateway
+from racebench.reference_service.app import create_app
+from racebench.reference_service.config import Settings
+from racebench.reference_service.service import Service
+from racebench.reference_service.strategies import STRATEGY_NAMES
 
 ClientFactory = Callable[[str], Awaitable[httpx.AsyncClient]]
 

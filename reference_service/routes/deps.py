@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from reference_service.service import Service
+from racebench.reference_service.service import Service
 
 
 async def get_service(request: Request) -> Service:

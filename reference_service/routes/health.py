@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from reference_service.routes.deps import ServiceDep
-from reference_service.schemas import Health
+from racebench.reference_service.routes.deps import ServiceDep
+from racebench.reference_service.schemas import Health
 
 router = APIRouter()
 

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from reference_service import payments
-from reference_service.routes.deps import ServiceDep
-from reference_service.schemas import (
+from racebench.reference_service import payments
+from racebench.reference_service.routes.deps import ServiceDep
+from racebench.reference_service.schemas import (
     MAX_ID,
     InvoicePublic,
     PaymentCreate,

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from reference_service.routes.deps import ServiceDep
-from reference_service.schemas import WebhookAck
-from reference_service.webhooks import receive_webhook
+from racebench.reference_service.routes.deps import ServiceDep
+from racebench.reference_service.schemas import WebhookAck
+from racebench.reference_service.webhooks import receive_webhook
 
 router = APIRouter()
 

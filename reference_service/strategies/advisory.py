@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reference_service.db import Tx
-from reference_service.strategies.base import LockStrategy, PaymentRow
+from racebench.reference_service.db import Tx
+from racebench.reference_service.strategies.base import LockStrategy, PaymentRow
 
 # Payments and invoices share PostgreSQL's one advisory keyspace: a namespace in the top byte
 # keeps payment 7 and invoice 7 apart (ids stay below 2**56).

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from reference_service.db import Tx
-from reference_service.strategies.base import LockStrategy, PaymentRow, Safety
+from racebench.reference_service.db import Tx
+from racebench.reference_service.strategies.base import LockStrategy, PaymentRow, Safety
 
 
 class _KeyedLocks:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from reference_service.db import Tx
-from reference_service.models import InvoiceStatus
-from reference_service.writes import WRITE_CAPTURE, WRITE_FAILURE
+from racebench.reference_service.db import Tx
+from racebench.reference_service.models import InvoiceStatus
+from racebench.reference_service.writes import WRITE_CAPTURE, WRITE_FAILURE
 
 
 class Safety(StrEnum):

@@ -3,10 +3,10 @@ the side effects (in the same statement), and the invoice is incremented in plac
 
 from __future__ import annotations
 
-from reference_service.db import Tx
-from reference_service.models import InvoiceStatus
-from reference_service.strategies.base import Capture, LockStrategy, PaymentRow
-from reference_service.writes import WRITE_CAPTURE_IF_STATUS, WRITE_FAILURE_IF_STATUS
+from racebench.reference_service.db import Tx
+from racebench.reference_service.models import InvoiceStatus
+from racebench.reference_service.strategies.base import Capture, LockStrategy, PaymentRow
+from racebench.reference_service.writes import WRITE_CAPTURE_IF_STATUS, WRITE_FAILURE_IF_STATUS
 
 
 class ConditionalUpdate(LockStrategy):

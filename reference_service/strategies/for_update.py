@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reference_service.db import Tx
-from reference_service.strategies.base import (
+from racebench.reference_service.db import Tx
+from racebench.reference_service.strategies.base import (
     SELECT_INVOICE_FOR_UPDATE,
     SELECT_PAYMENT_FOR_UPDATE,
     LockStrategy,

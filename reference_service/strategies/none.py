@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reference_service.strategies.base import LockStrategy, Safety
+from racebench.reference_service.strategies.base import LockStrategy, Safety
 
 
 class NoLock(LockStrategy):

@@ -3,15 +3,15 @@ on a conflict, read again and re-check."""
 
 from __future__ import annotations
 
-from reference_service.db import DatabaseBusy, Tx
-from reference_service.models import InvoiceStatus
-from reference_service.strategies.base import (
+from racebench.reference_service.db import DatabaseBusy, Tx
+from racebench.reference_service.models import InvoiceStatus
+from racebench.reference_service.strategies.base import (
     Capture,
     LockStrategy,
     PaymentRow,
     invoice_status,
 )
-from reference_service.writes import (
+from racebench.reference_service.writes import (
     CLAIM_PAYMENT_IF_VERSION,
     WRITE_CAPTURE_EFFECTS,
     WRITE_FAILURE_IF_VERSION,

@@ -3,7 +3,7 @@ SQLSTATE 40001 and Database.run retries it with a bounded, jittered backoff."""
 
 from __future__ import annotations
 
-from reference_service.strategies.base import LockStrategy
+from racebench.reference_service.strategies.base import LockStrategy
 
 
 class Serializable(LockStrategy):

@@ -8,7 +8,7 @@ import sys
 import asyncpg
 import pytest
 
-from harness.database import DatabaseError, connect, parse_url, provision, run_sync
+from racebench.harness.database import DatabaseError, connect, parse_url, provision, run_sync
 
 
 async def _database_exists(admin: asyncpg.Connection, name: str) -> bool:
@@ -54,7 +54,7 @@ def test_the_cli_reports_an_unreachable_database_in_one_line() -> None:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "racebench.cli",
             "serve",
             "--database-url",
             "postgresql://postgres:hunter2@127.0.0.1:1/postgres",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pytest_plugin import RaceFactory
-from harness.runner import Race
-from reference_service.db import Tx
-from reference_service.strategies import LockStrategy, PaymentRow
-from reference_service.strategies.for_update import ForUpdate
-from scenarios import SCENARIOS
+from racebench.harness.runner import Race
+from racebench.pytest_plugin import RaceFactory
+from racebench.reference_service.db import Tx
+from racebench.reference_service.strategies import LockStrategy, PaymentRow
+from racebench.reference_service.strategies.for_update import ForUpdate
+from racebench.scenarios import SCENARIOS
 
 
 class CheckThenLock(ForUpdate):

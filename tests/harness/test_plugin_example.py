@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.pytest_plugin import Checker, RaceFactory
-from scenarios.simultaneous import BOTH_READ_PENDING
+from racebench.pytest_plugin import Checker, RaceFactory
+from racebench.scenarios.simultaneous import BOTH_READ_PENDING
 
 
 async def test_checkout_and_webhook_capture_once(

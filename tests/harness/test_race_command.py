@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.invariants import CheckResult
-from harness.matrix import Cell, CellRuns, run_race
-from harness.race_display import write_junit
-from harness.results import Results
-from harness.runner import RunOutcome
-from scenarios import SCENARIOS
+from racebench.harness.invariants import CheckResult
+from racebench.harness.matrix import Cell, CellRuns, run_race
+from racebench.harness.race_display import write_junit
+from racebench.harness.runner import RunOutcome
+from racebench.results import Results
+from racebench.scenarios import SCENARIOS
 
 # The command provisions a database and runs two cells in-process: seconds; the bound is for a
 # machine shared with other jobs.
@@ -27,7 +27,7 @@ COMMAND_TIMEOUT_S = 120
 def test_race_interleaved_prints_the_timeline_and_writes_results(tmp_path: Path) -> None:
     run_dir, copy, junit = tmp_path / "run", tmp_path / "copy.json", tmp_path / "junit.xml"
     command = [
-        sys.executable, "-m", "harness.cli", "race",
+        sys.executable, "-m", "racebench.cli", "race",
         "--scenario", "interleaved", "--strategy", "none,for_update", "--mode", "in_process",
         "--timeline", "--out", str(run_dir), "--json", str(copy), "--junit", str(junit),
     ]  # fmt: skip

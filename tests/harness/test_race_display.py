@@ -7,13 +7,13 @@ import io
 
 from rich.console import Console
 
-from harness.invariants import CheckResult
-from harness.matrix import Cell, CellRuns
-from harness.race_display import RaceProgress, matrix_table
-from harness.runner import RunOutcome
-from harness.targets import HTTP_WORKERS
-from harness.timeline import COLUMN_WIDTH, render
-from scenarios import SCENARIOS
+from racebench.harness.invariants import CheckResult
+from racebench.harness.matrix import Cell, CellRuns
+from racebench.harness.race_display import RaceProgress, matrix_table
+from racebench.harness.runner import RunOutcome
+from racebench.harness.targets import HTTP_WORKERS
+from racebench.harness.timeline import COLUMN_WIDTH, render
+from racebench.scenarios import SCENARIOS
 
 CAUGHT = CheckResult(False, ["DOUBLE_CAPTURE"], {"DOUBLE_CAPTURE": [{}]}, {"DOUBLE_CAPTURE": 1})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from harness.matrix import Cell, CellRuns, plan, run_cells
+from racebench.harness.matrix import Cell, CellRuns, plan, run_cells
 
 CELLS = plan("all", "all", "auto")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.matrix import plan
-from reference_service.strategies import STRATEGY_NAMES
-from scenarios import SCENARIO_NAMES, SCENARIOS
+from racebench.cli import app
+from racebench.harness.matrix import plan
+from racebench.reference_service.strategies import STRATEGY_NAMES
+from racebench.scenarios import SCENARIO_NAMES, SCENARIOS
 
 
 def test_http_with_every_scenario_runs_those_that_run_over_http() -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import runner
-from harness.cli import app
-from harness.gateway import Gateway
-from harness.locks import Monitor
-from harness.matrix import Cell, CellRuns
-from harness.pytest_plugin import AppFactory
-from harness.results import Results
-from scenarios import SCENARIOS
+from racebench.cli import app
+from racebench.harness import runner
+from racebench.harness.gateway import Gateway
+from racebench.harness.locks import Monitor
+from racebench.harness.matrix import Cell, CellRuns
+from racebench.pytest_plugin import AppFactory
+from racebench.results import Results
+from racebench.scenarios import SCENARIOS
 
 
 def wrong_gateway() -> Gateway:

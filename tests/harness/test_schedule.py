@@ -13,8 +13,8 @@ import asyncio
 
 import pytest
 
-from harness import schedule as schedule_module
-from harness.schedule import (
+from racebench.harness import schedule as schedule_module
+from racebench.harness.schedule import (
     Jitter,
     Schedule,
     ScheduleController,
@@ -23,8 +23,8 @@ from harness.schedule import (
     reach,
     rendezvous,
 )
-from harness.timeline import Timeline
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.harness.timeline import Timeline
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
 
 # A bound for what must happen at once (no actor is held): far above a few task switches.
 SHORT_WAIT_S = 1.0

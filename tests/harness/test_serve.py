@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from harness.gateway import Gateway
-from harness.service_process import running_service
+from racebench.harness.gateway import Gateway
+from racebench.harness.service_process import running_service
 
 
 def test_serve_for_update_captures_over_real_http(database_url: str, gateway: Gateway) -> None:

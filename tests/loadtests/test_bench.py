@@ -14,12 +14,12 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from harness import cli
-from harness.database import connect, parse_url, server
-from harness.results import Results
-from loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
-from loadtests.profiles import Profile
-from loadtests.summary import AGGREGATE_ROUND
+from racebench import cli
+from racebench.harness.database import connect, parse_url, server
+from racebench.loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
+from racebench.loadtests.profiles import Profile
+from racebench.loadtests.summary import AGGREGATE_ROUND
+from racebench.results import Results
 
 # Short but real: a few seconds of load, a few users.
 SHORT_DURATION = "3s"

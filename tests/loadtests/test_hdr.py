@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import LatencyMs
-from loadtests.hdr import LatencyRecorder, merged
-from loadtests.tally import Tally, merge_tallies, read_tallies
+from racebench.loadtests.hdr import LatencyRecorder, merged
+from racebench.loadtests.tally import Tally, merge_tallies, read_tallies
+from racebench.results import LatencyMs
 
 
 def _recorder(values_us: range) -> LatencyRecorder:
@@ -83,7 +83,7 @@ def test_process_tallies_merge_from_their_files(tmp_path: Path) -> None:
 def test_collect_merges_the_tallies_of_a_hand_run(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from loadtests.__main__ import app
+    from racebench.loadtests.__main__ import app
 
     for name, latency in (("w1", 2.0), ("w2", 6.0)):
         tally = Tally()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from harness.gateway import hmac_sha256_hex
-from loadtests.pool import Pool, order_id, razorpay_payment_id
-from loadtests.profiles import (
+from racebench.harness.gateway import hmac_sha256_hex
+from racebench.loadtests.pool import Pool, order_id, razorpay_payment_id
+from racebench.loadtests.profiles import (
     HOT_ROWS,
     HOT_WINDOW_S,
     MIXED_CAPTURE_EVENTS,
@@ -14,7 +14,7 @@ from loadtests.profiles import (
     Profile,
     pool_size_for,
 )
-from reference_service.config import DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
+from racebench.reference_service.config import DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
 
 POOL = Pool(first=101, size=1_000)
 

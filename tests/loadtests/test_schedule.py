@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.hdr import LatencyRecorder
-from loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
+from racebench.loadtests.hdr import LatencyRecorder
+from racebench.loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
 
 
 def test_processes_share_one_schedule_without_overlap() -> None:

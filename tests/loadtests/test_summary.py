@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.results import BenchResult, LatencyMs
-from loadtests.bench import exit_code, parse_duration, parse_strategies
-from loadtests.summary import AGGREGATE_ROUND, summarize
+from racebench.loadtests.bench import exit_code, parse_duration, parse_strategies
+from racebench.loadtests.summary import AGGREGATE_ROUND, summarize
+from racebench.results import BenchResult, LatencyMs
 
 
 def _row(

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from harness.gateway import Gateway
-from reference_service.config import MAX_BODY_BYTES
+from racebench.harness.gateway import Gateway
+from racebench.reference_service.config import MAX_BODY_BYTES
 from tests.conftest import ClientFactory, effects, new_payment
 
 NOTHING = {"allocations": 0, "receipts": 0, "captured_events": 0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from harness.gateway import Gateway
+from racebench.harness.gateway import Gateway
 from tests.conftest import effects, new_payment
 
 ONCE = {"allocations": 1, "receipts": 1, "captured_events": 1}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from harness.gateway import Gateway
-from reference_service import race_points
-from reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
+from racebench.harness.gateway import Gateway
+from racebench.reference_service import race_points
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
 from tests.conftest import ClientFactory, new_payment
 
 

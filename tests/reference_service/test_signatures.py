@@ -6,10 +6,14 @@ import pytest
 import razorpay
 from razorpay.errors import SignatureVerificationError
 
-from harness.gateway import Gateway
-from reference_service.config import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
-from reference_service.errors import SignatureInvalid, SignatureMissing
-from reference_service.signatures import SignatureVerifier
+from racebench.harness.gateway import Gateway
+from racebench.reference_service.config import (
+    DEFAULT_KEY_ID,
+    DEFAULT_KEY_SECRET,
+    DEFAULT_WEBHOOK_SECRET,
+)
+from racebench.reference_service.errors import SignatureInvalid, SignatureMissing
+from racebench.reference_service.signatures import SignatureVerifier
 
 
 @pytest.fixture

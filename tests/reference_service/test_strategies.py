@@ -9,12 +9,12 @@ import asyncpg
 import httpx
 import pytest
 
-from harness.database import parse_url
-from harness.gateway import Gateway
-from reference_service.app import create_app
-from reference_service.config import Settings
-from reference_service.service import Service
-from reference_service.strategies import STRATEGY_NAMES, UnknownStrategy, get_strategy
+from racebench.harness.database import parse_url
+from racebench.harness.gateway import Gateway
+from racebench.reference_service.app import create_app
+from racebench.reference_service.config import Settings
+from racebench.reference_service.service import Service
+from racebench.reference_service.strategies import STRATEGY_NAMES, UnknownStrategy, get_strategy
 from tests.conftest import ClientFactory, effects, new_payment
 
 # SQL statements one capture sends, BEGIN and COMMIT included.

@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from harness.gateway import Gateway
+from racebench.harness.gateway import Gateway
 from tests.conftest import effects, new_payment
 
 ONCE = {"allocations": 1, "receipts": 1, "captured_events": 1}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.build import run_report
+from racebench.reports.build import run_report
 from tests.reports.synthetic import write_run
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.results import BenchResult, LatencyMs, RaceResult, Results
+from racebench.results import BenchResult, LatencyMs, RaceResult, Results
 
 # (mean, p99, throughput) per round; the medians are the documents' figures.
 ROUNDS: dict[str, list[tuple[float, float, float]]] = {

@@ -10,10 +10,10 @@ from unittest.mock import patch
 import pytest
 from rich.console import Console
 
-from harness import demo
-from harness.demo import merge, run_demo
-from harness.results import Results
-from reports.build import run_report
+from racebench import demo
+from racebench.demo import merge, run_demo
+from racebench.reports.build import run_report
+from racebench.results import Results
 from tests.reports.synthetic import bench_results, race_results
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.results import Results
-from reports.build import COMPARISON_FILE
-from reports.gate import GateResult, Thresholds, compare, race_checks
-from reports.matrix import build_matrix
-from reports.summary import summarize
+from racebench.cli import app
+from racebench.reports.build import COMPARISON_FILE
+from racebench.reports.gate import GateResult, Thresholds, compare, race_checks
+from racebench.reports.matrix import build_matrix
+from racebench.reports.summary import summarize
+from racebench.results import Results
 from tests.reports.synthetic import bench_results, race_results, write_run
 
 WIDE = {"COLUMNS": "200"}

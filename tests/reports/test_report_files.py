@@ -13,10 +13,9 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.results import RaceResult
-from reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
-from reports.tables import (
+from racebench.cli import app
+from racebench.reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
+from racebench.reports.tables import (
     ROW_INTEGRITY,
     ROW_MEAN,
     ROW_P99,
@@ -26,7 +25,8 @@ from reports.tables import (
     Row,
     Table,
 )
-from reports.terminal import COMPACT_NOTE_CHARS, print_table
+from racebench.reports.terminal import COMPACT_NOTE_CHARS, print_table
+from racebench.results import RaceResult
 from tests.reports.synthetic import bench_results, race_results, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

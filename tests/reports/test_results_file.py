@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.results import Results
-from reports.build import HTML_FILE
+from racebench.cli import app
+from racebench.reports.build import HTML_FILE
+from racebench.results import Results
 from tests.reports.synthetic import write_run
 
 Edit = Callable[[dict[str, Any]], None]

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageColor
 
-from harness.matrix import run_race
-from harness.results import Results
-from reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
-from reports.swimlanes import WAIT_FILL
+from racebench.harness.matrix import run_race
+from racebench.reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
+from racebench.reports.swimlanes import WAIT_FILL
+from racebench.results import Results
 
 FIGURE = re.compile(
     r'<figure><img src="data:image/png;base64,(?P<png>[A-Za-z0-9+/=]+)" '

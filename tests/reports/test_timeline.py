@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reports.swimlanes import draw_swimlanes
-from reports.timeline import read_timeline
+from racebench.reports.swimlanes import draw_swimlanes
+from racebench.reports.timeline import read_timeline
 from tests.reports.synthetic import interleaved_timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pytest_plugin import RaceFactory
-from scenarios import SCENARIO_NAMES, SCENARIOS
+from racebench.pytest_plugin import RaceFactory
+from racebench.scenarios import SCENARIO_NAMES, SCENARIOS
 
 DESIGN_ORDER = (
     "simultaneous",
@@ -28,7 +28,7 @@ def test_every_design_scenario_is_there_in_order() -> None:
 @pytest.mark.parametrize("name", DESIGN_ORDER)
 def test_each_scenario_states_its_script_and_expectation(name: str) -> None:
     scenario = SCENARIOS[name]
-    module = __import__(f"scenarios.{name}", fromlist=["SCENARIO"])
+    module = __import__(f"racebench.scenarios.{name}", fromlist=["SCENARIO"])
     assert module.__doc__ and "Expected:" in module.__doc__
     for mode in scenario.modes:
         assert scenario.expected("for_update", mode) == "safe"

@@ -7,9 +7,9 @@ import os
 import uvicorn
 from rich.console import Console
 
-from harness.database import render, server
-from reference_service.config import Settings
-from reference_service.strategies import get_strategy
+from racebench.harness.database import render, server
+from racebench.reference_service.config import Settings
+from racebench.reference_service.strategies import get_strategy
 
 console = Console()
 
@@ -32,7 +32,7 @@ def serve(*, strategy: str, host: str, port: int, workers: int, database_url: st
             soft_wrap=True,
         )
         uvicorn.run(
-            "reference_service.app:create_app",
+            "racebench.reference_service.app:create_app",
             factory=True,
             host=host,
             port=port,

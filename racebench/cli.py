@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.database import DatabaseError
-from reports.thresholds import (
+from racebench.harness.database import DatabaseError
+from racebench.reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     DEFAULT_MIN_P99_INCREASE_MS,
@@ -53,7 +53,7 @@ def serve(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the reference service under uvicorn."""
-    from harness.serve import serve as run_serve
+    from racebench.serve import serve as run_serve
 
     try:
         run_serve(
@@ -111,7 +111,7 @@ def race(
 ) -> None:
     """Run scenarios x strategies; exit 0 only if every safe strategy held and every unsafe one
     was caught (the help text, with the names and exit codes, is RACE_HELP)."""
-    from harness.matrix import run_race
+    from racebench.harness.matrix import run_race
 
     try:
         code = run_race(
@@ -153,8 +153,8 @@ def bench(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Benchmark strategies under load with Locust; count violations left behind."""
-    from harness.service_process import ServiceStartError
-    from loadtests.bench import run_bench
+    from racebench.harness.service_process import ServiceStartError
+    from racebench.loadtests.bench import run_bench
 
     try:
         code = run_bench(
@@ -199,7 +199,7 @@ def report(
 
     Exits 1 when the run broke the race gate (a safe strategy left violations, or an unsafe one
     went uncaught) or, with --baseline, when throughput or p99 moved past the thresholds."""
-    from reports.build import run_report
+    from racebench.reports.build import run_report
 
     try:
         code = run_report(
@@ -221,7 +221,7 @@ def demo(
     database_url: DatabaseUrl = None,
 ) -> None:
     """The main job: the race matrix, a short benchmark of none vs for_update, the report."""
-    from harness.demo import run_demo
+    from racebench.demo import run_demo
 
     try:
         code = run_demo(out=out, duration=duration, database_url=database_url)

@@ -17,7 +17,7 @@ Fixtures (all prefixed `racebench_`):
         await race.together(
             race.verify("client", payment),
             race.webhook("webhook", payment),
-            schedule=BOTH_READ_PENDING,  # from scenarios.simultaneous
+            schedule=BOTH_READ_PENDING,  # from racebench.scenarios.simultaneous
         )
         await racebench_check(race)
 
@@ -36,12 +36,12 @@ import pytest
 import pytest_asyncio
 
 if TYPE_CHECKING:
-    from harness.gateway import Gateway
-    from harness.invariants import CheckResult
-    from harness.locks import Monitor
-    from harness.runner import Race
-    from harness.targets import InProcessTarget
-    from reference_service.strategies import LockStrategy
+    from racebench.harness.gateway import Gateway
+    from racebench.harness.invariants import CheckResult
+    from racebench.harness.locks import Monitor
+    from racebench.harness.runner import Race
+    from racebench.harness.targets import InProcessTarget
+    from racebench.reference_service.strategies import LockStrategy
 
 AppFactory = Callable[["str | LockStrategy"], Awaitable["InProcessTarget"]]
 RaceFactory = Callable[..., Awaitable["Race"]]
@@ -66,7 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def racebench_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh database for this session, dropped at the end."""
-    from harness.database import provision
+    from racebench.harness.database import provision
 
     server = request.config.getoption("racebench_database_url") or request.config.getini(
         "racebench_database_url"
@@ -78,7 +78,7 @@ def racebench_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def racebench_gateway() -> Gateway:
     """The Razorpay simulator, with the service's test secrets."""
-    from harness.gateway import Gateway
+    from racebench.harness.gateway import Gateway
 
     return Gateway()
 
@@ -86,7 +86,7 @@ def racebench_gateway() -> Gateway:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monitor]:
     """The harness's own connection to the database (cleaning, lock waits, invariants)."""
-    from harness.locks import Monitor
+    from racebench.harness.locks import Monitor
 
     async with Monitor.open(racebench_database_url) as monitor:
         yield monitor
@@ -95,7 +95,7 @@ async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monito
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def racebench_app(racebench_database_url: str) -> AsyncIterator[AppFactory]:
     """`await racebench_app(strategy)`: the in-process service under `strategy` (cached)."""
-    from harness.targets import InProcessTarget
+    from racebench.harness.targets import InProcessTarget
 
     opened: dict[Any, InProcessTarget] = {}
     async with AsyncExitStack() as stack:
@@ -116,7 +116,7 @@ async def racebench_race(
 ) -> RaceFactory:
     """`await racebench_race(strategy, schedules=True, jitter_seed=None)`: a Race on clean
     tables, in-process, under `strategy`."""
-    from harness.runner import new_race
+    from racebench.harness.runner import new_race
 
     async def make(
         strategy: str | LockStrategy, *, schedules: bool = True, jitter_seed: str | None = None

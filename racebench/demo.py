@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.database import redact, render, server
-from harness.results import DEFAULT_RUNS_DIR, RESULTS_FILE, Results, new_run_id
+from racebench.harness.database import redact, render, server
+from racebench.results import DEFAULT_RUNS_DIR, RESULTS_FILE, Results, new_run_id
 
 # The documents' Before and After.
 DEMO_STRATEGIES = "none,for_update"
@@ -84,9 +84,9 @@ def merge(run_id: str, race: Results | None, bench: Results | None, **facts: obj
 def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> int:
     """Race matrix, benchmark, report; print the table and the report's path. 0 when every
     stage succeeded and the race gate held."""
-    from harness.matrix import run_race
-    from loadtests.bench import parse_duration, run_bench
-    from reports.build import HTML_FILE, run_report
+    from racebench.harness.matrix import run_race
+    from racebench.loadtests.bench import parse_duration, run_bench
+    from racebench.reports.build import HTML_FILE, run_report
 
     parse_duration(duration)  # a typo fails now, not after the race matrix
     run_id = new_run_id("demo")
