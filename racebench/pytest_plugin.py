@@ -5,7 +5,7 @@ Fixtures (all prefixed `racebench_`):
   embedded one), dropped at the end.
 - `racebench_gateway`: the Razorpay simulator (checkout signatures, signed webhook events).
 - `racebench_app`: `await racebench_app("for_update")`: the service in-process under a
-  strategy (a name, or a LockStrategy instance of your own); one per strategy per session.
+  strategy (a name, or a LockStrategy instance of your own); one per strategy per test.
 - `racebench_race`: `race = await racebench_race("for_update")`: a Race on clean tables; its
   `together(*requests, schedule=...)` is the concurrent launcher (a barrier, no sleeps).
 - `racebench_check`: `await racebench_check(race)`: every invariant; fails the test with the
@@ -21,8 +21,9 @@ Fixtures (all prefixed `racebench_`):
         )
         await racebench_check(race)
 
-The fixtures are async and session-wide: run them on pytest-asyncio's session loop
-(asyncio_default_fixture_loop_scope = asyncio_default_test_loop_scope = "session").
+The async fixtures follow the test's event loop, so they work under pytest-asyncio's defaults
+(a loop per test function) and under a session loop alike: the database is made once per
+session, the app and the harness connection once per test (about 0.1 s).
 Importing this module is cheap; the harness loads when a fixture is first used.
 """
 
@@ -83,7 +84,7 @@ def racebench_gateway() -> Gateway:
     return Gateway()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture
 async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monitor]:
     """The harness's own connection to the database (cleaning, lock waits, invariants)."""
     from racebench.harness.locks import Monitor
@@ -92,7 +93,7 @@ async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monito
         yield monitor
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture
 async def racebench_app(racebench_database_url: str) -> AsyncIterator[AppFactory]:
     """`await racebench_app(strategy)`: the in-process service under `strategy` (cached)."""
     from racebench.harness.targets import InProcessTarget
@@ -110,7 +111,7 @@ async def racebench_app(racebench_database_url: str) -> AsyncIterator[AppFactory
         yield get
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture
 async def racebench_race(
     racebench_app: AppFactory, racebench_monitor: Monitor, racebench_gateway: Gateway
 ) -> RaceFactory:
