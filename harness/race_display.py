@@ -16,17 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from racebench.console import console
 from racebench.harness.matrix import Cell, CellRuns
 from racebench.harness.runner import RunOutcome
 from racebench.harness.targets import HTTP_WORKERS
 from racebench.harness.timeline import render
 
-# CI logs are not terminals; rich would wrap the matrix at 80 columns there.
-LOG_WIDTH = 160
 # Errors of a failing run shown under FAIL; the rest are in results.json.
 MAX_ERRORS_SHOWN = 3
-stderr = Console(stderr=True)
-stdout = Console(width=None if Console().is_terminal else LOG_WIDTH)
+stderr = console(stderr=True)
+stdout = console()
 
 
 def announce(cells: int, repeat: int, seed: int | None, database: str) -> None:

@@ -12,8 +12,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-
+from racebench.console import console as make_console
 from racebench.harness.database import redact, render, server
 from racebench.results import DEFAULT_RUNS_DIR, RESULTS_FILE, Results, new_run_id
 
@@ -32,7 +31,7 @@ RACE_DIR = "race"
 BENCH_DIR = "bench"
 STAGES = 3
 
-console = Console(stderr=True, highlight=False)
+console = make_console(stderr=True, highlight=False)
 
 
 def _stage(number: int, title: str, started: float) -> None:
@@ -147,5 +146,7 @@ def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> in
         "[green]all stages passed[/]" if not failed else f"[bold red]failed: {', '.join(failed)}[/]"
     )
     console.print(f"racebench demo finished in {wall_s:.0f} s; {verdict}")
-    Console().print(f"report: {(run_dir / HTML_FILE).resolve()}", highlight=False, soft_wrap=True)
+    make_console().print(
+        f"report: {(run_dir / HTML_FILE).resolve()}", highlight=False, soft_wrap=True
+    )
     return 0 if not failed else 1

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 import uvicorn
-from rich.console import Console
 
+from racebench.console import console as make_console
 from racebench.harness.database import render, server
 from racebench.reference_service.config import Settings
 from racebench.reference_service.strategies import get_strategy
 
-console = Console()
+console = make_console()
 
 
 def serve(*, strategy: str, host: str, port: int, workers: int, database_url: str | None) -> None:

@@ -7,11 +7,11 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from racebench.console import console
 from racebench.reports.gate import GateResult
 from racebench.reports.tables import Cell, Table
 
 # Width when stdout is a file or a pipe (CI logs): wide enough for the tables, not unbounded.
-LOG_WIDTH = 140
 # In the compact matrix a cell's note is cut here: seven strategy columns share a 140-column
 # log, and an error message in every cell would make each row a dozen lines tall. The race
 # gate's line below the table, matrix.md and report.html keep the whole text.
@@ -21,7 +21,7 @@ STYLES = {"good": "green", "bad": "bold red", "warn": "yellow", "neutral": ""}
 
 def terminal_console() -> Console:
     """stdout; a fixed, wide layout when it is not a terminal."""
-    return Console(width=None if Console().is_terminal else LOG_WIDTH)
+    return console()
 
 
 def _cell(cell: Cell, compact: bool) -> Text:
