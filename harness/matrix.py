@@ -10,44 +10,43 @@ In-process cells share one app per strategy. http cells need `racebench serve --
 HTTP_WORKERS` per strategy; the next service starts while the current cells run, because
 starting uvicorn workers (imports, mostly) costs more than the cells themselves.
 
-Planning, running and verdicts live here; showing them (the table, progress, the explanation
-of a failure, JUnit) is harness/race_display.py.
+Planning, running and verdicts live here. The scenarios come in as input (racebench.scenarios
+has the registry); showing the results (the table, progress, the explanation of a failure,
+JUnit) is harness/race_display.py; the command that ties them together is racebench/race.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import Monitor
-from racebench.harness.runner import RunOutcome, run_once
+from racebench.harness.runner import RunOutcome, Script, run_once
 from racebench.harness.service_process import ServiceStartError
 from racebench.harness.targets import HttpTarget, InProcessTarget, Target
+from racebench.progress import Progress
 from racebench.reference_service.strategies import STRATEGY_NAMES
-from racebench.results import (
-    DEFAULT_RUNS_DIR,
-    Expected,
-    Mode,
-    RaceResult,
-    Results,
-    Verdict,
-    new_run_id,
-)
-from racebench.scenarios import SCENARIO_NAMES, SCENARIOS, Scenario
+from racebench.results import Expected, Mode, RaceResult, Verdict
 
 MODES: tuple[Mode, ...] = ("in_process", "http")
-# Seeds drawn when none is given; small enough to type back in.
-MAX_RANDOM_SEED = 1_000_000
+
+
+class Scenario(Protocol):
+    """What the matrix needs of a scenario (racebench.scenarios.base.Scenario is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def script(self) -> Script: ...
+    @property
+    def modes(self) -> tuple[Mode, ...]: ...
+    def expected(self, strategy: str, mode: Mode) -> Expected: ...
 
 
 @dataclass(frozen=True)
@@ -146,20 +145,23 @@ def _mode(value: str) -> Mode | None:
     raise ValueError(f"unknown mode {value!r}; choose from: auto, {', '.join(MODES)}")
 
 
-def plan(strategies: str, scenarios: str, mode: str) -> list[Cell]:
-    """The cells to run: each scenario in its own modes (auto), or in the one mode asked.
+def plan(
+    catalogue: Mapping[str, Scenario], strategies: str, scenarios: str, mode: str
+) -> list[Cell]:
+    """The cells to run, from the scenarios in `catalogue`: each scenario in its own modes
+    (auto), or in the one mode asked.
 
     With one mode, `--scenario all` means every scenario that runs in it; a scenario named
     explicitly that does not run in it is an error."""
     chosen_strategies = _pick(strategies, STRATEGY_NAMES, "strategy")
-    chosen_scenarios = [SCENARIOS[n] for n in _pick(scenarios, SCENARIO_NAMES, "scenario")]
+    chosen_scenarios = [catalogue[n] for n in _pick(scenarios, tuple(catalogue), "scenario")]
     only = _mode(mode)
     if only is not None:
         unsupported = [s.name for s in chosen_scenarios if only not in s.modes]
         if unsupported and scenarios != "all":
             raise ValueError(
                 f"scenario {', '.join(unsupported)} does not run in {only} mode "
-                f"(it runs {' and '.join(SCENARIOS[unsupported[0]].modes)})"
+                f"(it runs {' and '.join(catalogue[unsupported[0]].modes)})"
             )
         chosen_scenarios = [s for s in chosen_scenarios if only in s.modes]
     cells: list[Cell] = []
@@ -167,18 +169,6 @@ def plan(strategies: str, scenarios: str, mode: str) -> list[Cell]:
         for m in scenario.modes if only is None else (only,):
             cells.extend(Cell(scenario, s, m) for s in chosen_strategies)
     return cells
-
-
-RunHook = Callable[[Cell, RunOutcome], None]
-"""Called after each run of a cell."""
-CellHook = Callable[[CellRuns], None]
-"""Called when every run of a cell is done."""
-
-
-@dataclass(frozen=True)
-class _Hooks:
-    on_run: RunHook | None = None
-    on_cell: CellHook | None = None
 
 
 async def run_cells(
@@ -189,16 +179,16 @@ async def run_cells(
     seed: int | None = None,
     use_schedules: bool = True,
     gateway: Gateway | None = None,
-    on_run: RunHook | None = None,
-    on_cell: CellHook | None = None,
+    progress: Progress[CellRuns] | None = None,
 ) -> list[CellRuns]:
-    """Run every cell `repeat` times; jitter at the race points when `seed` is given."""
+    """Run every cell `repeat` times; jitter at the race points when `seed` is given. Each
+    cell is a unit of `progress` (its runs advance it)."""
     runs = {cell: CellRuns(cell, schedules=use_schedules) for cell in cells}
+    hooks = _Hooks(progress, {cell: i for i, cell in enumerate(cells, start=1)}, repeat)
     by_target: dict[tuple[Mode, str], list[Cell]] = {}
     for cell in cells:
         by_target.setdefault((cell.mode, cell.strategy), []).append(cell)
     http_strategies = [s for (m, s) in by_target if m == "http"]
-    hooks = _Hooks(on_run, on_cell)
     async with Monitor.open(database_url) as monitor:
         # The first service starts now, while the in-process cells run.
         services = _Services([_http_opener(database_url, s) for s in http_strategies])
@@ -221,14 +211,35 @@ async def run_cells(
     return [runs[cell] for cell in cells]
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    """The progress hook, and where each cell stands in the whole run."""
+
+    progress: Progress[CellRuns] | None
+    index: dict[Cell, int]
+    repeat: int
+
+    def started(self, cell: Cell) -> None:
+        if self.progress is not None:
+            self.progress.started(cell.title, self.index[cell], len(self.index))
+
+    def advanced(self, runs: int) -> None:
+        if self.progress is not None:
+            self.progress.advanced(runs, self.repeat)
+
+    def finished(self, runs: CellRuns) -> None:
+        if self.progress is not None:
+            self.progress.finished(runs)
+
+
 def _record_error(
     group: Sequence[Cell], runs: dict[Cell, CellRuns], message: str, hooks: _Hooks
 ) -> None:
     for cell in group:
+        hooks.started(cell)
         runs[cell].outcomes.append(RunOutcome(CheckResult(True, []), [], [message]))
         runs[cell].seeds.append(None)
-        if hooks.on_cell is not None:
-            hooks.on_cell(runs[cell])
+        hooks.finished(runs[cell])
 
 
 def _http_opener(
@@ -250,6 +261,7 @@ async def _run_group(
 ) -> None:
     for cell in group:
         cell_runs = runs[cell]
+        hooks.started(cell)
         started = time.perf_counter()
         for i in range(repeat):
             run_seed = None if seed is None else seed + i
@@ -264,11 +276,9 @@ async def _run_group(
             )
             cell_runs.outcomes.append(outcome)
             cell_runs.seeds.append(run_seed)
-            if hooks.on_run is not None:
-                hooks.on_run(cell, outcome)
+            hooks.advanced(i + 1)
         cell_runs.duration_ms = (time.perf_counter() - started) * 1000.0
-        if hooks.on_cell is not None:
-            hooks.on_cell(cell_runs)
+        hooks.finished(cell_runs)
 
 
 class _Services:
@@ -317,56 +327,4 @@ class _Services:
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-# -- the command ---------------------------------------------------------------------------
-
-
-def run_race(
-    *,
-    strategies: str = "all",
-    scenarios: str = "all",
-    repeat: int = 1,
-    seed: int | None = None,
-    json_path: Path | None = None,
-    out: Path | None = None,
-    junit: Path | None = None,
-    show_timeline: bool = False,
-    mode: str = "auto",
-    database_url: str | None = None,
-    schedules: bool = True,
-    gateway: Gateway | None = None,
-) -> int:
-    """Run the matrix, show it, write results.json (and JUnit); 0 iff every cell passed."""
-    from racebench.harness import race_display as display
-
-    cells = plan(strategies, scenarios, mode)
-    if seed is None and repeat > 1:
-        seed = secrets.randbelow(MAX_RANDOM_SEED)
-    run_id = new_run_id("race")
-    started = time.perf_counter()
-    with provision(database_url) as db, display.RaceProgress(len(cells), repeat) as progress:
-        display.announce(len(cells), repeat, seed, db.redacted)
-        cell_runs = asyncio.run(
-            run_cells(
-                cells,
-                db.url,
-                repeat=repeat,
-                seed=seed,
-                use_schedules=schedules,
-                gateway=gateway,
-                on_run=progress.run_done,
-                on_cell=progress.cell_done,
-            )
-        )
-    wall_s = time.perf_counter() - started
-    results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
-    path = results.write(out or DEFAULT_RUNS_DIR / run_id)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, json_path)
-    if junit is not None:
-        display.write_junit(cell_runs, junit)
-    failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
-    return 1 if failed else 0
-
-
-__all__ = ["Cell", "CellRuns", "plan", "run_cells", "run_race"]
+__all__ = ["Cell", "CellRuns", "Scenario", "plan", "run_cells"]

@@ -17,8 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from racebench.console import console
-from racebench.harness.matrix import Cell, CellRuns
-from racebench.harness.runner import RunOutcome
+from racebench.harness.matrix import CellRuns
 from racebench.harness.targets import HTTP_WORKERS
 from racebench.harness.timeline import render
 
@@ -43,6 +42,7 @@ class RaceProgress:
     def __init__(self, cells: int, repeat: int, console: Console | None = None) -> None:
         self.console = console or stderr
         self.cells, self.done = cells, 0
+        self._label, self._runs_before, self._completed = "race", 0, 0
         self._bar: Progress | None = None
         if self.console.is_terminal:
             self._bar = Progress(
@@ -69,20 +69,28 @@ class RaceProgress:
         if self._bar is not None:
             self._bar.stop()
 
-    def run_done(self, cell: Cell, outcome: RunOutcome) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=cell.title)
+    # The Progress protocol (racebench.progress): one unit per cell, advanced per run.
+    def started(self, label: str, index: int, total: int) -> None:
+        self._label, self._runs_before = label, self._completed
 
-    def cell_done(self, runs: CellRuns) -> None:
+    def phase(self, name: str) -> None:
+        pass
+
+    def advanced(self, done: float, total: float) -> None:
+        self._completed = self._runs_before + int(done)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._completed, description=self._label)
+
+    def finished(self, result: CellRuns) -> None:
         self.done += 1
         if self._bar is not None:
             return
-        cell, n = runs.cell, len(runs.outcomes)
-        as_expected = "ok" if runs.result().passed else f"FAIL (expected {cell.expected})"
+        cell, n = result.cell, len(result.outcomes)
+        as_expected = "ok" if result.result().passed else f"FAIL (expected {cell.expected})"
         self.console.print(
             f"[{self.done}/{self.cells}] {cell.scenario.name} {cell.strategy} {cell.mode}: "
-            f"{runs.verdict} {as_expected}, {n} run{'s' if n != 1 else ''}, "
-            f"{runs.duration_ms / 1000:.1f} s",
+            f"{result.verdict} {as_expected}, {n} run{'s' if n != 1 else ''}, "
+            f"{result.duration_ms / 1000:.1f} s",
             highlight=False,
             markup=False,
             soft_wrap=True,

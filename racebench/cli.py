@@ -197,7 +197,7 @@ def race(
     ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
-    from racebench.harness.matrix import run_race
+    from racebench.race import run_race
 
     try:
         code = run_race(

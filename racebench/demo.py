@@ -83,8 +83,8 @@ def merge(run_id: str, race: Results | None, bench: Results | None, **facts: obj
 def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> int:
     """Race matrix, benchmark, report; print the table and the report's path. 0 when every
     stage succeeded and the race gate held."""
-    from racebench.harness.matrix import run_race
     from racebench.loadtests.bench import parse_duration, run_bench
+    from racebench.race import run_race
     from racebench.reports.build import HTML_FILE, run_report
 
     parse_duration(duration)  # a typo fails now, not after the race matrix

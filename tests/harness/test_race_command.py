@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from racebench.harness.invariants import CheckResult
-from racebench.harness.matrix import Cell, CellRuns, run_race
+from racebench.harness.matrix import Cell, CellRuns
 from racebench.harness.race_display import write_junit
 from racebench.harness.runner import RunOutcome
+from racebench.race import run_race
 from racebench.results import Results
 from racebench.scenarios import SCENARIOS
 

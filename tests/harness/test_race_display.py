@@ -34,8 +34,9 @@ def test_a_log_gets_one_line_per_finished_cell() -> None:
             _runs("for_update", CheckResult(True, [])),
             _runs("advisory", CheckResult(True, []), ["the schedule did not happen"]),
         ):
-            progress.run_done(runs.cell, runs.outcomes[0])
-            progress.cell_done(runs)
+            progress.started(runs.cell.title, 1, 3)
+            progress.advanced(1, 1)
+            progress.finished(runs)
     assert log.getvalue().splitlines() == [
         "[1/3] simultaneous none in_process: race_detected ok, 1 run, 1.2 s",
         "[2/3] simultaneous for_update in_process: safe ok, 1 run, 1.2 s",

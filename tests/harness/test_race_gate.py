@@ -11,8 +11,9 @@ import pytest
 import pytest_asyncio
 
 from racebench.harness.matrix import Cell, CellRuns, plan, run_cells
+from racebench.scenarios import SCENARIOS
 
-CELLS = plan("all", "all", "auto")
+CELLS = plan(SCENARIOS, "all", "all", "auto")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageColor
 
-from racebench.harness.matrix import run_race
+from racebench.race import run_race
 from racebench.reports.build import HTML_FILE, MATRIX_FILE, TABLE_FILE, run_report
 from racebench.reports.swimlanes import WAIT_FILL
 from racebench.results import Results
