@@ -1,0 +1,361 @@
+"""The `racebench` command (DESIGN.md, CONTRACT: command line)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+import racebench
+from racebench.console import console as make_console
+from racebench.harness.database import DatabaseError
+from racebench.reports.thresholds import (
+    DEFAULT_MAX_P99_INCREASE_PCT,
+    DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    DEFAULT_MIN_P99_INCREASE_MS,
+)
+
+app = typer.Typer(
+    name="racebench",
+    help="Force, detect and measure the payment-capture race.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help, the same in a terminal and in a CI log
+    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": 100},
+)
+console = make_console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://... (default: $DATABASE_URL, else an embedded PostgreSQL)",
+        show_default=False,
+    ),
+]
+
+RunFolder = Annotated[
+    Path | None,
+    typer.Option(metavar="DIR", help="run folder (default ./reports/runs/<id>)"),
+]
+
+
+Names = Callable[[], dict[str, tuple[str, ...]]]
+
+
+def _strategies() -> dict[str, tuple[str, ...]]:
+    from racebench.reference_service.strategies import STRATEGY_NAMES
+
+    return {"Strategies": STRATEGY_NAMES}
+
+
+def _scenarios_and_strategies() -> dict[str, tuple[str, ...]]:
+    from racebench.scenarios import SCENARIO_NAMES
+
+    return {"Scenarios": SCENARIO_NAMES, **_strategies()}
+
+
+def _strategies_and_profiles() -> dict[str, tuple[str, ...]]:
+    from racebench.loadtests.profiles import PROFILE_NAMES
+
+    return {**_strategies(), "Profiles": PROFILE_NAMES}
+
+
+def _nothing() -> dict[str, tuple[str, ...]]:
+    return {}
+
+
+class _HelpWithNames(TyperCommand):
+    """A command whose --help lists the names it takes, read from the registries (so a new
+    strategy, scenario or profile shows up by itself) only when the help is shown: importing
+    the registries costs more than a second that `racebench --version` should not pay."""
+
+    names: Names = _nothing
+    exits: str = ""
+    summary: str = ""
+
+    @property  # type: ignore[override]
+    def help(self) -> str:
+        listed = [f"{label}: {', '.join(values)}." for label, values in self.names().items()]
+        # One paragraph a line: click keeps paragraphs apart and wraps inside them.
+        return "\n\n".join([self.summary, *listed, f"Exit codes: {self.exits}"])
+
+    @help.setter
+    def help(self, summary: str | None) -> None:
+        self.summary = summary or ""
+
+
+def _command(summary: str, names: Names, exits: str) -> Any:
+    """app.command() for a command whose help is `summary`, its names and its exit codes."""
+    cls = type("Command", (_HelpWithNames,), {"names": staticmethod(names), "exits": exits})
+    return app.command(cls=cls, help=summary, short_help=summary)
+
+
+BAD_INPUT = "2 bad input (an unknown name, a bad value) or no database"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"racebench {racebench.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Force, detect and measure the payment-capture race."""
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]racebench:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@_command(
+    "Run the reference service under uvicorn.",
+    _strategies,
+    f"0 stopped (Ctrl-C, SIGTERM); {BAD_INPUT}.",
+)
+def serve(
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="lock strategy (default: $RACEBENCH_LOCK_STRATEGY, else for_update)",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="address to listen on")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="uvicorn worker processes")] = 1,
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.serve import serve as run_serve
+
+    try:
+        run_serve(
+            strategy=strategy or os.environ.get("RACEBENCH_LOCK_STRATEGY") or "for_update",
+            host=host,
+            port=port,
+            workers=workers,
+            database_url=database_url,
+        )
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@_command(
+    "Run scenarios x strategies; exit 0 only if every safe strategy held every invariant and"
+    " every unsafe one was caught.",
+    _scenarios_and_strategies,
+    "0 every cell as expected; 1 a cell failed (a safe strategy left a violation, an"
+    " unsafe one was not caught, or a run broke: an unexpected answer, a schedule that did not"
+    " happen); 2 bad input (an unknown name, a scenario named that does not run in the mode"
+    " asked) or no database.",
+)
+def race(
+    strategy: Annotated[
+        str, typer.Option(metavar="NAMES", help="a strategy name, a,b,c, or all")
+    ] = "all",
+    scenario: Annotated[
+        str, typer.Option(metavar="NAMES", help="a scenario name, a,b,c, or all")
+    ] = "all",
+    repeat: Annotated[int, typer.Option(min=1, metavar="K", help="runs of each cell")] = 1,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="seed for the race-point jitter")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
+    ] = None,
+    out: RunFolder = None,
+    junit: Annotated[Path | None, typer.Option(metavar="PATH", help="write JUnit XML here")] = None,
+    timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            metavar="MODE",
+            help="auto (each scenario in its own modes), in_process, or http (with --scenario"
+            " all: the scenarios that run over http)",
+        ),
+    ] = "auto",
+    schedule: Annotated[
+        bool, typer.Option(help="force the scenarios' interleavings at the race points")
+    ] = True,
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.race import run_race
+
+    try:
+        code = run_race(
+            strategies=strategy,
+            scenarios=scenario,
+            repeat=repeat,
+            seed=seed,
+            json_path=json_path,
+            out=out,
+            junit=junit,
+            show_timeline=timeline,
+            mode=mode,
+            database_url=database_url,
+            schedules=schedule,
+        )
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+@_command(
+    "Benchmark strategies under load with Locust; count the violations left behind.",
+    _strategies_and_profiles,
+    "0 every round ran and every strategy expected to hold left no violation; 1 a round failed"
+    f" or such a strategy left a violation; {BAD_INPUT}; 130 interrupted.",
+)
+def bench(
+    strategies: Annotated[
+        str, typer.Option(metavar="NAMES", help="comma-separated strategies, or all")
+    ] = "none,for_update",
+    profile: Annotated[str, typer.Option(metavar="NAME", help="the load profile")] = "verify",
+    users: Annotated[
+        int, typer.Option(min=1, metavar="N", help="closed model: concurrent users")
+    ] = 32,
+    rate: Annotated[
+        float | None,
+        typer.Option(metavar="RPS", help="open model: requests/s on a fixed schedule"),
+    ] = None,
+    duration: Annotated[
+        str, typer.Option(metavar="TIME", help="measured time per round, e.g. 30s, 2m")
+    ] = "30s",
+    rounds: Annotated[
+        int, typer.Option(min=1, metavar="K", help="alternating rounds (A B A B ...)")
+    ] = 3,
+    workers: Annotated[
+        int, typer.Option(min=1, metavar="N", help="uvicorn workers of the service")
+    ] = 1,
+    processes: Annotated[int, typer.Option(min=1, metavar="N", help="Locust processes")] = 1,
+    out: RunFolder = None,
+    ceiling: Annotated[
+        bool, typer.Option(help="also run pgbench on the capture transaction, in the same run")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.harness.service_process import ServiceStartError
+    from racebench.loadtests.bench import run_bench
+
+    try:
+        code = run_bench(
+            strategies=strategies,
+            profile=profile,
+            users=users,
+            rate=rate,
+            duration=duration,
+            rounds=rounds,
+            workers=workers,
+            processes=processes,
+            out=out,
+            database_url=database_url,
+            ceiling=ceiling,
+        )
+    except (DatabaseError, ValueError, ServiceStartError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the service and Locust are stopped", code=130) from None
+    raise typer.Exit(code)
+
+
+@_command(
+    "Write table.md, matrix.md and report.html for a run (and compare with a baseline).",
+    _nothing,
+    "0 the gates held; 1 the run broke the race gate (a safe strategy left violations, or an"
+    " unsafe one went uncaught) or, with --baseline, throughput or p99 moved past the"
+    " thresholds; 2 RUN_DIR or the baseline is not a readable run.",
+)
+def report(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", help="a run folder holding results.json, or that results.json"
+        ),
+    ],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(metavar="RUN_DIR", help="compare against this run (the performance gate)"),
+    ] = None,
+    max_throughput_drop: Annotated[
+        float, typer.Option(metavar="PCT", help="gate: largest allowed throughput drop, percent")
+    ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    max_p99_increase: Annotated[
+        float, typer.Option(metavar="PCT", help="gate: largest allowed p99 increase, percent")
+    ] = DEFAULT_MAX_P99_INCREASE_PCT,
+    min_p99_increase_ms: Annotated[
+        float, typer.Option(metavar="MS", help="gate: p99 increases below this many ms are noise")
+    ] = DEFAULT_MIN_P99_INCREASE_MS,
+) -> None:
+    from racebench.reports.build import run_report
+
+    try:
+        code = run_report(
+            run_dir,
+            baseline=baseline,
+            max_throughput_drop=max_throughput_drop,
+            max_p99_increase=max_p99_increase,
+            min_p99_increase_ms=min_p99_increase_ms,
+        )
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+@_command(
+    "The main job: the race matrix, a short benchmark of none vs for_update, the report.",
+    _nothing,
+    f"0 every stage ran and the race gate held; 1 a stage failed; {BAD_INPUT}.",
+)
+def demo(
+    out: RunFolder = None,
+    duration: Annotated[str, typer.Option(metavar="TIME", help="benchmark time per round")] = (
+        "10s"
+    ),
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.demo import run_demo
+
+    try:
+        code = run_demo(out=out, duration=duration, database_url=database_url)
+    except (DatabaseError, ValueError) as error:
+        raise _fail(str(error)) from None
+    raise typer.Exit(code)
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (a CI cancel, `timeout`, `docker stop`) into KeyboardInterrupt, so that the
+    `finally` blocks that stop child services and drop run databases run for it as for Ctrl-C."""
+
+    def as_ctrl_c(signum: int, frame: object) -> None:
+        # Raised directly, not re-sent as SIGINT: a job started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and would then never stop.
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, as_ctrl_c)
+
+
+def main() -> None:
+    _stop_on_sigterm()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Lock observation: the harness's own database connection, and what it sees of lock waits.
+
+- `Monitor`: the harness's connection to the run database (clean the tables, sample
+  pg_stat_activity, check the invariants). Its statements are bounded (statement_timeout).
+- `LockSampler`: samples lock waits while a launch runs, as the timeline's intervals.
+- `LockProbe`: the schedule's BlockProbe: is this actor (or anyone) blocked on a lock?
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from racebench.harness.database import connect, parse_url
+from racebench.harness.invariants import CheckResult, check_connection
+from racebench.harness.targets import Target
+from racebench.harness.timeline import LockWait, Timeline
+from racebench.reference_service import config
+
+# Lock waits shorter than this may be missed by the timeline; shorter sampling would load the
+# 2-core machine with pg_stat_activity queries.
+LOCK_SAMPLE_INTERVAL_S = 0.005
+# The monitor's statements take milliseconds (a few DELETEs, pg_stat_activity, the invariant
+# queries); one that waits this long is stuck behind a lock a leftover transaction holds, and
+# must fail the run instead of hanging it.
+MONITOR_STATEMENT_TIMEOUT_MS = 10_000
+# The service's pooled connections carry this application_name.
+SERVICE_APPLICATION_NAME = config.APPLICATION_NAME
+
+LOCK_WAITERS = f"""
+SELECT pid, wait_event_type || '/' || wait_event AS wait_event, query,
+       pg_blocking_pids(pid) AS blocked_by
+FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = '{SERVICE_APPLICATION_NAME}'
+  AND wait_event_type = 'Lock'
+"""
+# Children before parents; no TRUNCATE, whose ACCESS EXCLUSIVE lock and file churn cost more
+# than deleting a few rows.
+CLEAN_TABLES = """
+DELETE FROM payment_allocations; DELETE FROM receipts; DELETE FROM payment_events;
+DELETE FROM webhook_events; DELETE FROM payments; DELETE FROM invoices;
+"""
+
+
+class Monitor:
+    """The harness's own connection to the run database: clean, sample lock waits, check."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, database_url: str) -> AsyncIterator[Monitor]:
+        conn = await connect(parse_url(database_url))
+        try:
+            await conn.execute(f"SET statement_timeout = {MONITOR_STATEMENT_TIMEOUT_MS}")
+            yield cls(conn)
+        finally:
+            await conn.close()
+
+    async def lock_waiters(self) -> list[asyncpg.Record]:
+        async with self._lock:
+            return list(await self.conn.fetch(LOCK_WAITERS))
+
+    async def clean(self) -> None:
+        async with self._lock:
+            await self.conn.execute(CLEAN_TABLES)
+
+    async def check(self, acknowledged_event_ids: Sequence[str]) -> CheckResult:
+        async with self._lock:
+            return await check_connection(self.conn, acknowledged_event_ids=acknowledged_event_ids)
+
+
+class LockProbe:
+    """BlockProbe over pg_stat_activity (and, in-process, the actors' asyncio tasks).
+
+    PostgreSQL does not say which backend serves which actor, so the probe counts: the actors
+    held at race points are idle in their transactions, so they cannot be lock waiters. If
+    more backends wait on a lock than there are other actors in flight, the actor asked about
+    is one of them. The count never blames an actor that is merely slow.
+    """
+
+    def __init__(self, target: Target, sampler: LockSampler) -> None:
+        self.target, self.sampler = target, sampler
+
+    async def blocked(self, actor: str, others_in_flight: int) -> str | None:
+        if self.target.lock_waiting_task(actor):
+            return "on an asyncio.Lock (app_lock)"
+        waiters = _held_up(await self.sampler.sample())
+        if len(waiters) > others_in_flight:
+            return _evidence(waiters[0])
+        return None
+
+    async def anyone_blocked(self) -> str | None:
+        waiters = _held_up(await self.sampler.sample())
+        if waiters:
+            return _evidence(waiters[0])
+        if self.target.lock_waiting_task(""):
+            return "on an asyncio.Lock (app_lock)"
+        return None
+
+
+def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Waiters that someone still blocks (no blocker: the lock is being granted right now)."""
+    return [row for row in rows if row["blocked_by"]]
+
+
+def _evidence(row: asyncpg.Record) -> str:
+    return f"on {row['wait_event']} (held by pid {', '.join(map(str, row['blocked_by']))})"
+
+
+class LockSampler:
+    """Samples lock waits while a launch runs, and turns them into the timeline's intervals."""
+
+    def __init__(self, monitor: Monitor, timeline: Timeline) -> None:
+        self.monitor, self.timeline = monitor, timeline
+        self._open: dict[int, LockWait] = {}
+        self.in_flight: Callable[[], list[str]] = list
+        """The actors running and not held; a lone one with a lone wait is its owner."""
+
+    async def sample(self) -> list[asyncpg.Record]:
+        rows = await self.monitor.lock_waiters()
+        now = round(self.timeline.now_ms(), 3)
+        seen = set()
+        for row in rows:
+            pid = row["pid"]
+            seen.add(pid)
+            wait = self._open.get(pid)
+            if wait is None:
+                running = self.in_flight()
+                actor = running[0] if len(running) == 1 and len(rows) == 1 else f"pid {pid}"
+                wait = LockWait(actor, pid, now, now, row["wait_event"], str(row["query"]), [])
+                self._open[pid] = wait
+                self.timeline.lock_waits.append(wait)
+            wait.end_ms = now
+            wait.blocked_by = sorted(set(wait.blocked_by) | set(row["blocked_by"]))
+        for pid in list(self._open):
+            if pid not in seen:
+                del self._open[pid]
+        return rows
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LOCK_SAMPLE_INTERVAL_S)

@@ -1,0 +1,240 @@
+"""racebench's locustfile: one FastHttpUser that sends the work items of a load profile.
+
+Run it through `racebench bench`, or by hand (one machine, several cores):
+
+    locust -f loadtests/locustfile.py --headless -H http://127.0.0.1:8000 -u 32 -r 32 -t 30s \
+        --processes 2 --bench-profile verify --pool-first 1 --pool-size 100000 \
+        --tally-dir /tmp/tally
+
+or distributed, with Locust's own master and workers (the options travel from the master):
+
+    locust -f loadtests/locustfile.py --master --expect-workers 4 --headless ... (as above)
+    locust -f loadtests/locustfile.py --worker --master-host MASTER   # on each load machine
+
+The pool must already be seeded (`loadtests.pool.seed`). Every process writes its exact
+latencies and outcomes to `<tally-dir>/tally-<pid>.json`; `loadtests.tally` merges them.
+Options can also come from the environment (RACEBENCH_PROFILE, RACEBENCH_POOL_FIRST, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from racebench.loadtests.pool import DEFAULT_AMOUNT, Pool
+from racebench.loadtests.profiles import PROFILE_NAMES, Call, ItemSource, parse_profile
+from racebench.loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
+from racebench.loadtests.tally import BUSY_STATUS, Tally
+
+# What a 2xx webhook answer may say (DESIGN.md, HTTP API); anything else is a failure.
+WEBHOOK_STATUSES = frozenset({"processed", "duplicate", "ignored", "unmatched"})
+# Connections one simulated client may hold: a contention item needs two at once.
+CONNECTIONS_PER_USER = 2
+# A request that takes longer than this is a failure (the service's own lock and statement
+# timeouts are 5 s and 10 s, so an honest answer always comes sooner).
+NETWORK_TIMEOUT_S = 30.0
+MS_PER_S = 1_000.0
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    group = parser.add_argument_group("racebench")
+    group.add_argument(
+        "--bench-profile",
+        choices=PROFILE_NAMES,
+        default="verify",
+        env_var="RACEBENCH_PROFILE",
+        help="racebench load profile",
+    )
+    group.add_argument(
+        "--pool-first", type=int, default=1, env_var="RACEBENCH_POOL_FIRST",
+        help="first payment id of the seeded pool",
+    )  # fmt: skip
+    group.add_argument(
+        "--pool-size", type=int, default=1, env_var="RACEBENCH_POOL_SIZE",
+        help="payments in the seeded pool",
+    )  # fmt: skip
+    group.add_argument(
+        "--pool-amount", type=int, default=DEFAULT_AMOUNT, env_var="RACEBENCH_POOL_AMOUNT",
+        help="amount of every pool payment (paise)",
+    )  # fmt: skip
+    group.add_argument(
+        "--open-rate", type=float, default=0.0, env_var="RACEBENCH_RATE",
+        help="open model: work items per second, all processes together (0: closed model)",
+    )  # fmt: skip
+    group.add_argument(
+        "--hot-epoch", type=float, default=0.0, env_var="RACEBENCH_HOT_EPOCH",
+        help="hot_row: epoch seconds at which the hot set starts moving (0: test start)",
+    )  # fmt: skip
+    group.add_argument(
+        "--tally-dir", default="", env_var="RACEBENCH_TALLY_DIR",
+        help="folder for each process's tally-<pid>.json",
+    )  # fmt: skip
+
+
+@dataclass
+class ProcessState:
+    """What this Locust process sends and what it saw."""
+
+    source: ItemSource
+    pacer: Pacer | None
+    tally: Tally
+    tally_dir: Path | None
+
+    def observe(
+        self,
+        call: Call,
+        *,
+        intended: float | None,
+        start_time: float,
+        response_time: float,
+        response: Any,
+        exception: BaseException | None,
+    ) -> None:
+        """Classify one answer and record its latency (from the intended start, if paced)."""
+        status = int(getattr(response, "status_code", 0) or 0)
+        latency = response_time
+        start = start_time
+        if intended is not None:
+            latency = corrected_latency_ms(
+                intended_start=intended, actual_start=start_time, response_ms=response_time
+            )
+            start = min(intended, start_time)
+        outcome, busy, failed, acked = _classify(call, status, response, exception)
+        self.tally.record(
+            outcome=outcome,
+            latency_ms=latency,
+            start=start,
+            end=start_time + response_time / MS_PER_S,
+            busy=busy,
+            failed=failed,
+            acked_event_id=acked,
+        )
+
+
+def _classify(
+    call: Call, status: int, response: Any, exception: BaseException | None
+) -> tuple[str, bool, bool, str | None]:
+    """(outcome, busy?, failed?, acked event id) of one answer."""
+    if status == BUSY_STATUS:
+        return f"{call.kind}:503", True, False, None
+    if status != 200:
+        return f"{call.kind}:{status or type(exception).__name__}", False, True, None
+    content = response.content or b""
+    if call.kind == "verify":
+        if b'"replayed":false' in content:
+            return "verify:captured", False, False, None
+        if b'"replayed":true' in content:
+            return "verify:replayed", False, False, None
+        return "verify:bad_body", False, True, None
+    try:
+        answer = json.loads(content).get("status")
+    except (ValueError, AttributeError):
+        answer = None
+    if answer not in WEBHOOK_STATUSES:
+        return "webhook:bad_body", False, True, call.event_id
+    return f"webhook:{answer}", False, False, call.event_id
+
+
+STATE: ProcessState | None = None
+
+
+def _process_position(environment: Environment) -> tuple[int, int]:
+    """(index, count) of this process among the processes that send load."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        count = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
+        return max(runner.worker_index, 0), count
+    return 0, 1
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    global STATE
+    if isinstance(environment.runner, MasterRunner):
+        return  # the master sends no requests
+    options = environment.parsed_options
+    if options is None:
+        raise RuntimeError("racebench's locustfile runs under the locust command, with options")
+    index, count = _process_position(environment)
+    pool = Pool(options.pool_first, options.pool_size, options.pool_amount)
+    source = ItemSource(
+        parse_profile(options.bench_profile),
+        pool,
+        process_index=index,
+        processes=count,
+        hot_epoch=options.hot_epoch or None,
+    )
+    pacer = None
+    if options.open_rate > 0:
+        pacer = Pacer(OpenSchedule(options.open_rate, index, count))
+    tally_dir = Path(options.tally_dir) if options.tally_dir else None
+    STATE = ProcessState(source, pacer, Tally(), tally_dir)
+
+
+@events.request.add_listener
+def _on_request(
+    context: dict[str, Any],
+    start_time: float,
+    response_time: float,
+    response: Any = None,
+    exception: BaseException | None = None,
+    **_: Any,
+) -> None:
+    call = context.get("racebench_call")
+    if STATE is None or call is None:
+        return
+    STATE.observe(
+        call,
+        intended=context.get("racebench_intended"),
+        start_time=start_time,
+        response_time=response_time,
+        response=response,
+        exception=exception,
+    )
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if STATE is None or STATE.tally_dir is None:
+        return
+    STATE.tally.pool_wrapped = STATE.source.wrapped
+    STATE.tally.write(STATE.tally_dir)
+
+
+class PaymentTraffic(FastHttpUser):
+    """Takes the next work item of the profile and sends its calls at the same moment."""
+
+    wait_time = constant(0)
+    concurrency = CONNECTIONS_PER_USER
+    network_timeout = NETWORK_TIMEOUT_S
+    connection_timeout = NETWORK_TIMEOUT_S
+
+    @task
+    def send_item(self) -> None:
+        state = STATE
+        if state is None:
+            return
+        intended = state.pacer.next_start() if state.pacer is not None else None
+        item = state.source.next_item()
+        if len(item) == 1:
+            self._send(item[0], intended)
+            return
+        gevent.joinall([gevent.spawn(self._send, call, intended) for call in item])
+
+    def _send(self, call: Call, intended: float | None) -> None:
+        self.client.request(
+            "POST",
+            call.path,
+            name=call.kind,
+            data=call.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
+            headers=call.headers,
+            context={"racebench_call": call, "racebench_intended": intended},
+        )

@@ -1,0 +1,118 @@
+"""Domain errors and the JSON error format: {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from racebench.reference_service import config
+from racebench.reference_service.db import DatabaseBusy
+
+
+class ServiceError(Exception):
+    """An error the client caused (or may retry); carries its HTTP status and a code."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class SignatureMissing(ServiceError):
+    status, code = 400, "signature_missing"
+
+
+class SignatureInvalid(ServiceError):
+    status, code = 400, "signature_invalid"
+
+
+class EventIdMissing(ServiceError):
+    status, code = 400, "event_id_missing"
+
+
+class BodyNotUtf8(ServiceError):
+    status, code = 400, "body_not_utf8"
+
+
+class PayloadInvalid(ServiceError):
+    status, code = 422, "payload_invalid"
+
+
+class AmountMismatch(ServiceError):
+    status, code = 422, "amount_mismatch"
+
+
+class PaymentNotFound(ServiceError):
+    status, code = 404, "payment_not_found"
+
+
+class InvoiceNotFound(ServiceError):
+    status, code = 404, "invoice_not_found"
+
+
+class OrderMismatch(ServiceError):
+    status, code = 409, "order_mismatch"
+
+
+class CurrencyMismatch(ServiceError):
+    status, code = 409, "currency_mismatch"
+
+
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    headers = {"Retry-After": str(config.RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON in one shape; none as a bare 500 page."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+
+    @app.exception_handler(DatabaseBusy)
+    async def _busy(_: Request, exc: DatabaseBusy) -> JSONResponse:
+        return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    # SQLSTATE class 53 (too many connections, out of memory or disk) and class 57 (shutting
+    # down, starting up, statement timeout): the server cannot serve us now, not our input.
+    @app.exception_handler(asyncpg.exceptions.InsufficientResourcesError)
+    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(503, "database_unavailable", f"the database cannot serve: {exc}")
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # Reached only by a bug: still JSON, still in the one error shape.
+        return error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return error_response(422, "validation_error", "the request is malformed", errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))

@@ -1,0 +1,108 @@
+"""Named pause points in the capture path, for a harness to force interleavings.
+
+With no controller installed, `race_point()` returns a shared, already-finished awaitable: no
+task switch, no allocation, no lookup. The harness installs a controller to hold an actor at a
+point until the schedule releases it (see harness/schedule.py). A service started by the harness
+for http mode gets RACEBENCH_RACE_GATE instead, and reports each point to the harness over a
+local connection (RemoteGate below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Generator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+AFTER_READ = "capture.after_read"
+"""The capture has read the payment and decided it is pending (its write has not happened)."""
+BEFORE_COMMIT = "capture.before_commit"
+"""The capture has made all its writes; its commit comes next."""
+
+current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
+"""Which harness actor the running request belongs to (set by the harness, None in service)."""
+
+
+class RaceController(Protocol):
+    """Something that decides when an actor that reached a point may go on."""
+
+    def reached(self, point: str, actor: str | None) -> Awaitable[None]: ...
+
+
+class _Done:
+    """An awaitable that finishes at once, without suspending."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+NOOP = _Done()
+
+GATE_ENV = "RACEBENCH_RACE_GATE"
+"""host:port of a harness's race gate; set only by the harness when it starts the service."""
+# A worker never waits longer than this for the gate's answer: the harness answers within its
+# own schedule timeout (10 s), so this only matters if the harness has gone away.
+REMOTE_GATE_TIMEOUT_S = 60.0
+
+
+class RemoteGate:
+    """A controller in another process (the harness's http mode): report, then wait for go.
+
+    Each hit opens one local connection, sends {"point", "actor", "pid"} as a JSON line and
+    waits for a line back. If the gate is unreachable or silent, the worker simply goes on.
+    """
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host, int(port)
+
+    def reached(self, point: str, actor: str | None) -> Awaitable[None]:
+        return self._report(point, actor)
+
+    async def _report(self, point: str, actor: str | None) -> None:
+        try:
+            async with asyncio.timeout(REMOTE_GATE_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    message = {"point": point, "actor": actor, "pid": os.getpid()}
+                    writer.write(json.dumps(message).encode() + b"\n")
+                    await writer.drain()
+                    await reader.readline()
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError):
+            pass
+
+
+def _from_environment() -> RaceController | None:
+    address = os.environ.get(GATE_ENV)
+    return RemoteGate(address) if address else None
+
+
+_controller: RaceController | None = _from_environment()
+
+
+def race_point(point: str) -> Awaitable[None]:
+    """Await this at a named point. Free unless a controller is installed."""
+    controller = _controller
+    if controller is None:
+        return NOOP
+    return controller.reached(point, current_actor.get())
+
+
+@contextmanager
+def installed(controller: RaceController) -> Iterator[RaceController]:
+    """Install `controller` for the duration of the block (one at a time)."""
+    global _controller
+    if _controller is not None:
+        raise RuntimeError("a race controller is already installed")
+    _controller = controller
+    try:
+        yield controller
+    finally:
+        _controller = None

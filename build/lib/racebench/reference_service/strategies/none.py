@@ -1,0 +1,11 @@
+"""`none`: read, check, write, as in the documents' BEFORE. Guards nothing: the canary."""
+
+from __future__ import annotations
+
+from racebench.reference_service.strategies.base import LockStrategy, Safety
+
+
+class NoLock(LockStrategy):
+    name = "none"
+    summary = "read, check, write; no lock (the documents' BEFORE)"
+    safety = Safety.UNSAFE

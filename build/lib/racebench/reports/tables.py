@@ -1,0 +1,186 @@
+"""The report's tables as data: the documents' performance table and the safety matrix.
+
+Each renderer (markdown, terminal, HTML) draws the same Table, so the three always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from racebench.reports import formatting as fmt
+from racebench.reports.matrix import Matrix, Outcome
+from racebench.reports.summary import AFTER, BEFORE, BenchSummary, RunSummary, SafetySummary, Spread
+
+Tone = Literal["good", "bad", "warn", "neutral"]
+
+ROW_MEAN = "Average Response Time"
+ROW_P99 = "P99 Response Time"
+ROW_THROUGHPUT = "Concurrent Throughput"
+ROW_RISK = "Race Condition Risk (violations observed)"
+ROW_INTEGRITY = "Data Integrity"
+# What the source document claims for After against Before, shown beside what was measured.
+DOCUMENTS_CLAIM = (
+    "The documents claim, for After against Before: 150 -> 160 ms average (+10 ms), "
+    "300 -> 350 ms p99 (+50 ms), 100 -> 98 req/s (-2%)."
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    delta: str = ""  # against Before, e.g. "+10 ms" or "-2.0%"
+    note: str = ""  # the spread across rounds, or the evidence
+    tone: Tone = "neutral"
+
+    def inline(self) -> str:
+        """The cell on one line: `160 ms (+10 ms); range 158..163`."""
+        text = f"{self.text} ({self.delta})" if self.delta else self.text
+        return f"{text}; {self.note}" if self.note else text
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    cells: list[Cell]
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: list[str]  # the first names the label column
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def column_title(strategy: str) -> str:
+    if strategy == BEFORE:
+        return f"Before ({BEFORE})"
+    if strategy == AFTER:
+        return f"After ({AFTER})"
+    return strategy
+
+
+def _metric_row(
+    label: str,
+    bench: dict[str, BenchSummary],
+    strategies: list[str],
+    get: Callable[[BenchSummary], Spread],
+    show: Callable[[float], str],
+    delta: Callable[[float, float], str],
+) -> Row:
+    before = bench.get(BEFORE)
+    cells = []
+    for s in strategies:
+        summary = bench.get(s)
+        if summary is None:
+            cells.append(Cell("not benchmarked"))
+            continue
+        spread = get(summary)
+        change = "" if before is None or s == BEFORE else delta(spread.median, get(before).median)
+        note = f"range {fmt.span(spread.low, spread.high)}" if spread.rounds > 1 else "1 round"
+        cells.append(Cell(show(spread.median), change, note))
+    return Row(label, cells)
+
+
+def _where(safety: SafetySummary) -> str:
+    parts = []
+    if safety.race_cells:
+        parts.append(fmt.plural(safety.race_runs, "scenario run"))
+    if safety.bench_requests:
+        parts.append(fmt.plural(safety.bench_requests, "request"))
+    return " + ".join(parts)
+
+
+def risk_cell(safety: SafetySummary) -> Cell:
+    if not safety.tested:
+        return Cell("not tested")
+    total = safety.total_violations
+    if total:
+        return Cell(f"⚠ HIGH: {total:,}", note=fmt.counts(safety.violations), tone="bad")
+    return Cell("✅ NONE: 0", note=f"in {_where(safety)}", tone="good")
+
+
+def integrity_cell(safety: SafetySummary) -> Cell:
+    if not safety.tested:
+        return Cell("not tested")
+    if safety.total_violations:
+        where = (
+            f"{safety.scenarios_with_violations} of the scenarios"
+            if safety.scenarios_with_violations
+            else "the benchmark"
+        )
+        return Cell("⚠ At Risk", note=f"broken in {where}", tone="bad")
+    if safety.race_errors:
+        errored = fmt.plural(safety.race_errors, "scenario cell")
+        return Cell("? unknown", note=f"{errored} errored", tone="warn")
+    return Cell("✅ HELD", note=f"every invariant, {_where(safety)}", tone="good")
+
+
+def performance_table(summary: RunSummary, profile: str | None) -> Table:
+    """The documents' table for one benchmark profile (None: the run has no benchmark)."""
+    bench = summary.bench.get(profile, {}) if profile else {}
+    # The strategies this profile measured; with no benchmark, every strategy the race ran.
+    strategies = list(bench) or summary.strategies
+    rounds = sorted({s.throughput_rps.rounds for s in bench.values()})
+    title = f"Performance impact: {profile} profile" if profile else "Performance impact"
+    notes = []
+    if rounds == [1]:
+        notes.append("One round per strategy (no spread, no median); deltas against Before.")
+    elif bench:
+        notes.append(
+            f"Medians of {'/'.join(map(str, rounds))} alternating rounds per strategy; "
+            "deltas against Before; range = lowest..highest round."
+        )
+    else:
+        notes.append("No benchmark in this run: latency and throughput are not measured.")
+    notes.append(
+        "Violations: invariant breaks counted after every race scenario and benchmark round."
+    )
+    if BEFORE in bench and AFTER in bench:
+        notes.append(DOCUMENTS_CLAIM)
+    rows = [
+        _metric_row(ROW_MEAN, bench, strategies, lambda b: b.mean_ms, fmt.ms, fmt.delta_ms),
+        _metric_row(ROW_P99, bench, strategies, lambda b: b.p99_ms, fmt.ms, fmt.delta_ms),
+        _metric_row(
+            ROW_THROUGHPUT,
+            bench,
+            strategies,
+            lambda b: b.throughput_rps,
+            fmt.rps,
+            fmt.delta_percent,
+        ),
+        Row(ROW_RISK, [risk_cell(summary.safety[s]) for s in strategies]),
+        Row(ROW_INTEGRITY, [integrity_cell(summary.safety[s]) for s in strategies]),
+    ]
+    return Table(title, ["Metric", *map(column_title, strategies)], rows, notes)
+
+
+_TONES: dict[Outcome, Tone] = {
+    Outcome.SAFE: "good",
+    Outcome.CAUGHT: "good",
+    Outcome.UNEXPECTED: "bad",
+    Outcome.NOT_RUN: "neutral",
+}
+
+
+def matrix_table(matrix: Matrix) -> Table:
+    tally = matrix.tally()
+    summary = ", ".join(f"{tally[o]} {o.value}" for o in Outcome if o is not Outcome.NOT_RUN)
+    rows = []
+    for row in matrix.rows:
+        cells = []
+        for s in matrix.strategies:
+            cell = matrix.cell(row, s)
+            text = fmt.MISSING if cell.outcome is Outcome.NOT_RUN else cell.outcome.value
+            cells.append(Cell(text, note=cell.detail, tone=_TONES[cell.outcome]))
+        rows.append(Row(row, cells))
+    notes = [
+        f"{len(matrix.cells)} cells: {summary}." if matrix.cells else "No race results.",
+        "safe: a safe strategy held every invariant. caught: a strategy expected to race was "
+        "caught. unexpected: a safe strategy broke, a race went unseen, or the run errored.",
+    ]
+    return Table(
+        "Safety matrix: scenario x strategy", ["Scenario", *matrix.strategies], rows, notes
+    )

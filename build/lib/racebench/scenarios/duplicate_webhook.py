@@ -1,0 +1,36 @@
+"""duplicate_webhook: Razorpay delivers one event (one event id) five times at once.
+
+    d1..d5   POST /webhooks/razorpay, the same bytes and X-Razorpay-Event-Id
+    d1       claims the event id (partial unique index), captures, COMMIT
+    d2..d5   BLOCK on the index until d1 commits, then find the claim taken: "duplicate"
+    every delivery is kept in webhook_events; the event is applied once
+    forged   the same event id with a bad signature: 400 (expected), nothing kept or applied
+
+Expected: safe for every strategy, `none` included: deduplication is the claim index's job,
+not the lock strategy's.
+"""
+
+from __future__ import annotations
+
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario
+
+DELIVERIES = 5
+CLAIM_RACE = Schedule.of("deliveries race for the claim", rendezvous("T1"))
+
+
+async def script(race: Race) -> None:
+    payment = await race.payment()
+    event = race.event(payment, "payment.captured")
+    answers = await race.together(
+        *(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)), schedule=CLAIM_RACE
+    )
+    outcomes = sorted(str(a.body.get("status")) for a in answers if isinstance(a.body, dict))
+    if outcomes != ["duplicate"] * (DELIVERIES - 1) + ["processed"]:
+        race.fail(f"expected one processed and {DELIVERIES - 1} duplicates, got {outcomes}")
+    # Any answer but 400 is an error of the run (Race checks each answer against `expect`).
+    await race.then(race.deliver("forged", event.with_bad_signature(), expect=(400,)))
+
+
+SCENARIO = Scenario("duplicate_webhook", "one event id delivered 5 times at once", script)

@@ -1,0 +1,39 @@
+"""hundred_way: 100 copies of the checkout callback at the same instant (the documents' Test 3).
+
+    v001..v100  POST /payments/verify   -- launched together behind one barrier
+    (rendezvous: the first two that read pending are held until both have, unless a lock
+     lets only one through; then everyone goes on)
+    exactly one captures; 99 answer replayed: true
+
+Expected: `none` is caught; app_lock is caught over HTTP with two workers; every other
+strategy captures exactly once. With --no-schedule the rendezvous is off and the launch alone
+decides (the detection rate is then a measurement, not a guarantee).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario, caught
+
+CONCURRENT_VERIFIES = 100
+TWO_READ_PENDING = Schedule.of("two read pending", rendezvous("T1", quorum=2))
+
+
+async def script(race: Race) -> None:
+    payment = await race.payment()
+    callback = race.verify("v000", payment)
+    requests = [replace(callback, actor=f"v{i:03d}") for i in range(1, CONCURRENT_VERIFIES + 1)]
+    # Each must answer 2xx: Race counts any other answer as an error of the run.
+    await race.together(*requests, schedule=TWO_READ_PENDING)
+
+
+SCENARIO = Scenario(
+    "hundred_way",
+    "100 concurrent verifies",
+    script,
+    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    modes=("in_process", "http"),
+)

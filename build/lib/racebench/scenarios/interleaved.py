@@ -1,0 +1,49 @@
+"""interleaved: the documents' T0-T7 timeline, forced with the race points.
+
+    T0  client   reads payment: status = pending
+    T1  webhook  reads payment: status = pending     -- a locking strategy: BLOCKS here
+    T4  client   UPDATE status = captured; UPDATE invoice
+    T5  webhook  UPDATE status = captured; UPDATE invoice (DUPLICATE!)
+                                                     -- optimistic/conditional/serializable:
+                                                        BLOCKS on the client's row
+    T6  client   COMMIT                              -- this unblocks the webhook
+    T7  webhook  COMMIT                              -- or: sees captured, IDEMPOTENT SKIP
+
+Expected: `none` is caught every time; app_lock is caught over HTTP (client and webhook on two
+workers); every other strategy captures exactly once.
+"""
+
+from __future__ import annotations
+
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, commit, reach
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.scenarios.base import Scenario, caught
+
+T0_T7 = Schedule.of(
+    "the documents' T0-T7",
+    reach("T0", "client", AFTER_READ),
+    reach("T1", "webhook", AFTER_READ),
+    reach("T4", "client", BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
+    reach("T5", "webhook", BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
+    commit("T6", "client"),
+    commit("T7", "webhook"),
+)
+
+
+async def script(race: Race) -> None:
+    payment = await race.payment()
+    await race.together(
+        race.verify("client", payment),
+        race.webhook("webhook", payment, "payment.captured"),
+        schedule=T0_T7,
+    )
+
+
+SCENARIO = Scenario(
+    "interleaved",
+    "the documents' T0-T7, forced",
+    script,
+    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    modes=("in_process", "http"),
+)

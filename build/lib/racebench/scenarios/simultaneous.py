@@ -1,0 +1,37 @@
+"""simultaneous: the checkout callback and the webhook arrive at the same instant.
+
+    client   POST /payments/verify      -- reads payment: pending
+    webhook  POST /webhooks/razorpay    -- reads payment: pending (none), or BLOCKS (a lock)
+    (rendezvous: both are held after their read, then let go together)
+    client   UPDATE captured, COMMIT
+    webhook  UPDATE captured, COMMIT    -- none: DUPLICATE! (DOUBLE_CAPTURE)
+
+Expected: `none` is caught; app_lock is caught over HTTP with two workers (each worker has its
+own lock); every other strategy captures exactly once.
+"""
+
+from __future__ import annotations
+
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.scenarios.base import Scenario, caught
+
+BOTH_READ_PENDING = Schedule.of("both read pending", rendezvous("T1"))
+
+
+async def script(race: Race) -> None:
+    payment = await race.payment()
+    await race.together(
+        race.verify("client", payment),
+        race.webhook("webhook", payment, "payment.captured"),
+        schedule=BOTH_READ_PENDING,
+    )
+
+
+SCENARIO = Scenario(
+    "simultaneous",
+    "client + webhook at once",
+    script,
+    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    modes=("in_process", "http"),
+)

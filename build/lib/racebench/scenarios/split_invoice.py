@@ -1,0 +1,46 @@
+"""split_invoice: two payments of one invoice are captured at the same instant.
+
+    T0  first    reads its payment: pending
+    T1  second   reads its payment: pending (another row: nobody blocks)
+    T4  first    reads invoice amount_paid = 0, writes 50000
+    T5  second   reads invoice amount_paid = 0 (first has not committed), writes 50000
+                 -- none: BLOCKS on the invoice row, then overwrites it (LOST UPDATE)
+                 -- a safe strategy: BLOCKS before reading the invoice, then reads 50000
+    T6  first    COMMIT
+    T7  second   COMMIT: amount_paid = 50000 (none: INVOICE_DRIFT) or 100000
+
+Expected: `none` is caught (a lost update: amount_paid differs from the allocations); every
+other strategy leaves the invoice paid, 100000 of 100000.
+"""
+
+from __future__ import annotations
+
+from racebench.harness.runner import Race
+from racebench.harness.schedule import Schedule, commit, reach
+from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.scenarios.base import Scenario, caught
+
+INVOICE_AMOUNT = 100_000
+T0_T7 = Schedule.of(
+    "both read the invoice before either commits",
+    reach("T0", "first", AFTER_READ),
+    reach("T1", "second", AFTER_READ),
+    reach("T4", "first", BEFORE_COMMIT, "amount_paid 0 -> 50000"),
+    reach("T5", "second", BEFORE_COMMIT, "amount_paid 0 -> 50000 (LOST UPDATE)"),
+    commit("T6", "first"),
+    commit("T7", "second"),
+)
+
+
+async def script(race: Race) -> None:
+    first = await race.payment(INVOICE_AMOUNT // 2)
+    second = await race.payment(INVOICE_AMOUNT // 2, invoice_id=first.invoice_id)
+    await race.together(race.verify("first", first), race.webhook("second", second), schedule=T0_T7)
+
+
+SCENARIO = Scenario(
+    "split_invoice",
+    "two payments of one invoice captured at once",
+    script,
+    races={"in_process": caught("none")},
+)
