@@ -26,6 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "racebench.race",
         "racebench.serve",
         "racebench.pytest_plugin",
+        "racebench.__main__",
     ),
     ("racebench.reports", "racebench.loadtests"),
     ("racebench.scenarios",),

@@ -1,0 +1,5 @@
+"""`python -m racebench`: the `racebench` command."""
+
+from racebench.cli import main
+
+main()
