@@ -54,7 +54,7 @@ def collect(
         "failures": tally.failures,
         "duration_s": round(tally.duration_s, 3),
         "throughput_rps": round(tally.throughput_rps, 1),
-        "latency_ms": tally.latency.summary().__dict__,
+        "latency_ms": tally.latency.summary().model_dump(),
         "outcomes": dict(tally.outcomes),
         "pool_wrapped": tally.pool_wrapped,
     }

@@ -99,7 +99,7 @@ def test_report_writes_the_documents_table(reported: Path) -> None:
     for figure in DOCUMENT_FIGURES:
         assert figure in table
     assert "range 97.0..99.0" in table  # the spread of for_update's throughput rounds
-    # none: 3 race cells x 2 violations + 3 rounds x 8; the median rows are not counted again.
+    # none: 3 race cells x 2 violations + 3 rounds x 8.
     assert "⚠ HIGH: 30; DOUBLE_CAPTURE 15, DUPLICATE_RECEIPT 12, DUPLICATE_ALLOCATION 3" in table
     assert "✅ NONE: 0; in 3 scenario runs + 2,940 requests" in table
 
