@@ -269,3 +269,9 @@ def test_a_single_round_is_not_called_a_median(tmp_path: Path) -> None:
     table = (run_dir / TABLE_FILE).read_text()
     assert "One round per strategy (no spread, no median)" in table
     assert "Medians of" not in table
+
+
+def test_the_header_counts_the_rounds_that_ran(reported: Path) -> None:
+    """Three alternating rounds of three strategies: nine measured rows, never an aggregate."""
+    html = (reported / HTML_FILE).read_text(encoding="utf-8")
+    assert "<td>benchmark rounds</td><td>3 rounds of 3 strategies (9 measured)</td>" in html
