@@ -2,7 +2,9 @@
 
 A timeline is data (events with a time, an actor and what it did or saw, plus the lock waits
 PostgreSQL reported); `render()` draws it as text in the style of the documents' T0-T7 diagrams.
-Computing it (harness/runner.py, harness/schedule.py) is kept apart from showing it.
+Computing it (harness/runner.py, harness/schedule.py) is kept apart from showing it. The
+entries are the results contract's own types (racebench.results: TimelineEvent, LockWait): what
+is written here is what results.json holds and the report reads.
 """
 
 from __future__ import annotations
