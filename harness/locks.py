@@ -18,8 +18,9 @@ import asyncpg
 from racebench.harness.database import connect, parse_url
 from racebench.harness.invariants import CheckResult, check_connection
 from racebench.harness.targets import Target
-from racebench.harness.timeline import LockWait, Timeline
+from racebench.harness.timeline import Timeline
 from racebench.reference_service import config
+from racebench.results import LockWait
 
 # Lock waits shorter than this may be missed by the timeline; shorter sampling would load the
 # 2-core machine with pg_stat_activity queries.
@@ -134,7 +135,14 @@ class LockSampler:
             if wait is None:
                 running = self.in_flight()
                 actor = running[0] if len(running) == 1 and len(rows) == 1 else f"pid {pid}"
-                wait = LockWait(actor, pid, now, now, row["wait_event"], str(row["query"]), [])
+                wait = LockWait(
+                    actor=actor,
+                    pid=pid,
+                    start_ms=now,
+                    end_ms=now,
+                    wait_event=row["wait_event"],
+                    query=str(row["query"]),
+                )
                 self._open[pid] = wait
                 self.timeline.lock_waits.append(wait)
             wait.end_ms = now

@@ -26,6 +26,7 @@ from racebench.harness.schedule import Jitter, Schedule, ScheduleController
 from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
 from racebench.reference_service import race_points
+from racebench.results import TimelineEntry
 
 # A healthy run takes well under a second (out_of_order, the longest, has six launches); this
 # only bounds a run so that a bug (a hang in setup, a launch, the check) cannot hang a CI job.
@@ -305,7 +306,7 @@ class RunOutcome:
     """What one scenario run left behind."""
 
     check: CheckResult
-    timeline: list[dict[str, Any]]
+    timeline: list[TimelineEntry]
     errors: list[str]
 
     @property
@@ -339,7 +340,7 @@ async def run_once(
         race.fail(f"{type(error).__name__}: {error}")
     check = await race.check()
     race.timeline.note(_verdict_line(check, race.errors))
-    return RunOutcome(check, race.timeline.to_json(), race.errors)
+    return RunOutcome(check, race.timeline.entries(), race.errors)
 
 
 def _plain(value: Any) -> Any:

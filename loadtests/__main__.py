@@ -1,8 +1,8 @@
-"""`python -m loadtests seed|collect`: the two steps around a hand-run or distributed Locust.
+"""`python -m racebench.loadtests seed|collect`: the steps around a hand-run or distributed Locust.
 
-    python -m loadtests seed --database-url URL --size 200000      # before: the pending pool
+    python -m racebench.loadtests seed --database-url URL --size 200000  # before: the pool
     locust -f loadtests/locustfile.py --master ...; locust ... --worker ...
-    python -m loadtests collect TALLY_DIR --database-url URL      # after: exact figures + checks
+    python -m racebench.loadtests collect TALLY_DIR --database-url URL  # after: figures + checks
 
 `racebench bench` does both itself; these are for runs it does not drive (several machines).
 """
@@ -54,7 +54,7 @@ def collect(
         "failures": tally.failures,
         "duration_s": round(tally.duration_s, 3),
         "throughput_rps": round(tally.throughput_rps, 1),
-        "latency_ms": tally.latency.summary().__dict__,
+        "latency_ms": tally.latency.summary().model_dump(),
         "outcomes": dict(tally.outcomes),
         "pool_wrapped": tally.pool_wrapped,
     }

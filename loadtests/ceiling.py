@@ -21,7 +21,12 @@ from typing import Any
 
 from sqlalchemy import make_url
 
-from racebench.loadtests.pool import Pool
+from racebench.harness.database import provision
+from racebench.harness.service_process import running_service
+from racebench.loadtests.cell import NOBODY
+from racebench.loadtests.config import BenchConfig
+from racebench.loadtests.pool import Pool, seed
+from racebench.progress import Progress
 
 # pgbench peaks at about 16 clients on this 2-core machine (reference_service/config.py), and
 # the service's pool is 20: the same order of concurrency for both.
@@ -120,3 +125,19 @@ def run_pgbench(database_url: str, pool: Pool, duration_s: float) -> Ceiling:
         duration_s=seconds,
         transactions=int(processed.group(1)) if processed else 0,
     )
+
+
+def measure_ceiling(config: BenchConfig, progress: Progress[Ceiling] | None = None) -> Ceiling:
+    """pgbench's rate for the capture transaction, on a fresh database seeded like a cell's."""
+    shown: Progress[Ceiling] = progress or NOBODY
+    pool, _ = config.pools()
+    with provision(config.database_url) as database:
+        shown.phase("tables")
+        with running_service(strategy="for_update", database_url=database.url):
+            pass  # the service creates its tables at start; pgbench needs nothing else of it
+        shown.phase("seeding")
+        seed(database.url, pool)
+        shown.phase("pgbench")
+        ceiling = run_pgbench(database.url, pool, config.duration_s)
+    shown.finished(ceiling)
+    return ceiling

@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from racebench.results import CpuFigures, CpuGroup
+
 # Often enough to see a Locust worker forked after the start, cheap enough to be invisible.
 CPU_SAMPLE_INTERVAL_S = 0.5
 
@@ -88,7 +90,7 @@ class CpuSampler:
                 else:
                     entry.last_cpu_s, entry.last_at = cpu, now
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> CpuFigures:
         """Stop sampling; per group: busiest process and total, in cores; machine busy share."""
         self._sample()
         self._stop.set()
@@ -97,28 +99,40 @@ class CpuSampler:
         self._machine_end = psutil.cpu_times()
         return self.figures()
 
-    def figures(self) -> dict[str, Any]:
-        result: dict[str, Any] = {}
+    def figures(self) -> CpuFigures:
+        groups: dict[str, CpuGroup] = {}
         for group, seen in self._seen.items():
             uses = [
                 (s.last_cpu_s - s.first_cpu_s) / (s.last_at - s.first_at)
                 for s in seen.values()
                 if s.last_at - s.first_at > 0
             ]
-            result[group] = {
-                "processes": len(uses),
-                "busiest_cores": round(max(uses, default=0.0), 3),
-                "total_cores": round(sum(uses), 3),
-            }
+            groups[group] = CpuGroup(
+                processes=len(uses),
+                busiest_cores=round(max(uses, default=0.0), 3),
+                total_cores=round(sum(uses), 3),
+            )
         cpus = psutil.cpu_count() or 1
-        result["cpus"] = cpus
+        figures = CpuFigures(groups=groups, cpus=cpus)
         if self._machine_start is not None and self._machine_end is not None:
             busy = _busy_share(self._machine_start, self._machine_end)
-            result["machine_busy"] = round(busy, 3)
+            figures.machine_busy = round(busy, 3)
             # Busy cores that none of the watched groups used: everyone else on the machine.
-            ours = sum(g["total_cores"] for g in result.values() if isinstance(g, dict))
-            result["other_cores"] = round(max(0.0, busy * cpus - ours), 3)
-        return result
+            ours = sum(g.total_cores for g in groups.values())
+            figures.other_cores = round(max(0.0, busy * cpus - ours), 3)
+        return figures
+
+
+def cpu_ms_per_request(cpu: CpuFigures, throughput_rps: float) -> float | None:
+    """CPU time the system under test (service + its PostgreSQL backends) spent per request.
+
+    On a machine shared with other work, throughput follows whatever CPU is left over; the CPU
+    each request costs does much less, so it compares strategies more steadily.
+    """
+    service, postgres = cpu.groups.get("service"), cpu.groups.get("postgres")
+    if throughput_rps <= 0 or service is None or postgres is None:
+        return None
+    return round(1_000.0 * (service.total_cores + postgres.total_cores) / throughput_rps, 4)
 
 
 def _busy_share(start: Any, end: Any) -> float:

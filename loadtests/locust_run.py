@@ -15,6 +15,7 @@ from typing import Any
 
 from racebench.loadtests.pool import Pool
 from racebench.loadtests.profiles import Profile
+from racebench.results import LocustFigures
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 JSON_STEM = "locust"  # Locust writes <stem>.json
@@ -80,14 +81,14 @@ class LocustPlan:
         return command
 
 
-def locust_figures(json_path: Path) -> dict[str, Any]:
+def locust_figures(json_path: Path) -> LocustFigures | None:
     """Locust's own totals from its --json-file (its percentiles are rounded: reference only)."""
     try:
         entries: list[dict[str, Any]] = json.loads(json_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+        return None
     if not entries:
-        return {}
+        return None
     requests = sum(int(e["num_requests"]) for e in entries)
     failures = sum(int(e["num_failures"]) for e in entries)
     total_ms = sum(float(e["total_response_time"]) for e in entries)
@@ -97,16 +98,17 @@ def locust_figures(json_path: Path) -> dict[str, Any]:
     for entry in entries:
         for value, count in entry["response_times"].items():
             buckets[int(float(value))] = buckets.get(int(float(value)), 0) + int(count)
-    figures: dict[str, Any] = {
-        "requests": requests,
-        "failures": failures,
-        "mean_ms": round(total_ms / requests, 3) if requests else 0.0,
-        "max_ms": round(max(float(e["max_response_time"] or 0) for e in entries), 3),
-        "throughput_rps": round(requests / (end - start), 1) if end > start else 0.0,
-    }
-    for percentile in LOCUST_PERCENTILES:
-        figures[f"p{percentile:g}_ms"] = _bucket_percentile(buckets, requests, percentile)
-    return figures
+    return LocustFigures(
+        requests=requests,
+        failures=failures,
+        mean_ms=round(total_ms / requests, 3) if requests else 0.0,
+        max_ms=round(max(float(e["max_response_time"] or 0) for e in entries), 3),
+        throughput_rps=round(requests / (end - start), 1) if end > start else 0.0,
+        percentiles_ms={
+            f"p{percentile:g}": _bucket_percentile(buckets, requests, percentile)
+            for percentile in LOCUST_PERCENTILES
+        },
+    )
 
 
 def _bucket_percentile(buckets: dict[int, int], total: int, percentile: float) -> float:

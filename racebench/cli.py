@@ -254,26 +254,31 @@ def bench(
 ) -> None:
     from racebench.harness.service_process import ServiceStartError
     from racebench.loadtests.bench import run_bench
+    from racebench.loadtests.display import RichObserver
+    from racebench.reports.bench_table import print_bench_summary
 
     try:
-        code = run_bench(
-            strategies=strategies,
-            profile=profile,
-            users=users,
-            rate=rate,
-            duration=duration,
-            rounds=rounds,
-            workers=workers,
-            processes=processes,
-            out=out,
-            database_url=database_url,
-            ceiling=ceiling,
-        )
+        with RichObserver() as progress:
+            done = run_bench(
+                strategies=strategies,
+                profile=profile,
+                users=users,
+                rate=rate,
+                duration=duration,
+                rounds=rounds,
+                workers=workers,
+                processes=processes,
+                out=out,
+                database_url=database_url,
+                ceiling=ceiling,
+                progress=progress,
+            )
     except (DatabaseError, ValueError, ServiceStartError) as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; the service and Locust are stopped", code=130) from None
-    raise typer.Exit(code)
+    print_bench_summary(done.results, done.path)
+    raise typer.Exit(done.exit_code)
 
 
 @_command(

@@ -80,10 +80,34 @@ def merge(run_id: str, race: Results | None, bench: Results | None, **facts: obj
     return merged
 
 
+def _bench(duration: str, out: Path, database_url: str) -> int:
+    """The benchmark stage: the rounds, then their summary (racebench.reports computes it)."""
+    from racebench.loadtests.bench import run_bench
+    from racebench.loadtests.display import RichObserver
+    from racebench.reports.bench_table import print_bench_summary
+
+    with RichObserver() as progress:
+        done = run_bench(
+            strategies=DEMO_STRATEGIES,
+            profile=DEMO_PROFILE,
+            users=DEMO_USERS,
+            rate=None,
+            duration=duration,
+            rounds=DEMO_ROUNDS,
+            workers=DEMO_SERVICE_WORKERS,
+            processes=DEMO_LOCUST_PROCESSES,
+            out=out,
+            database_url=database_url,
+            progress=progress,
+        )
+    print_bench_summary(done.results, done.path)
+    return done.exit_code
+
+
 def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> int:
     """Race matrix, benchmark, report; print the table and the report's path. 0 when every
     stage succeeded and the race gate held."""
-    from racebench.loadtests.bench import parse_duration, run_bench
+    from racebench.loadtests.config import parse_duration
     from racebench.race import run_race
     from racebench.reports.build import HTML_FILE, run_report
 
@@ -110,21 +134,7 @@ def run_demo(*, out: Path | None, duration: str, database_url: str | None) -> in
             f"{DEMO_ROUNDS} x {duration} rounds",
             started,
         )
-        bench_code = _guarded(
-            "the benchmark",
-            lambda: run_bench(
-                strategies=DEMO_STRATEGIES,
-                profile=DEMO_PROFILE,
-                users=DEMO_USERS,
-                rate=None,
-                duration=duration,
-                rounds=DEMO_ROUNDS,
-                workers=DEMO_SERVICE_WORKERS,
-                processes=DEMO_LOCUST_PROCESSES,
-                out=run_dir / BENCH_DIR,
-                database_url=url,
-            ),
-        )
+        bench_code = _guarded("the benchmark", lambda: _bench(duration, run_dir / BENCH_DIR, url))
 
     _stage(3, "report", started)
     merged = merge(

@@ -1,36 +1,88 @@
-"""The results file (DESIGN.md, CONTRACT: the results file): what runs write, reports read."""
+"""The results file (DESIGN.md, CONTRACT: the results file): what runs write, reports read.
+
+Typed models, one reader (`Results.read`). The contract: a results file may gain fields
+freely (readers ignore keys they do not know); renaming or removing a field bumps the schema,
+and the reader still reads every older schema (CI compares a new run with a baseline an older
+racebench wrote). `racebench.results/1` kept a bag of loosely named keys (`extra`) in each
+benchmark row and appended median rows as a fake round 0; `_upgrade_v1` turns such a file into
+this schema's shape on read.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import re
 import secrets
-from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-SCHEMA = "racebench.results/1"
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA = "racebench.results/2"
+SCHEMA_V1 = "racebench.results/1"
+READABLE_SCHEMAS = (SCHEMA, SCHEMA_V1)
 RESULTS_FILE = "results.json"
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
 
 Mode = Literal["in_process", "http"]
 Expected = Literal["safe", "race"]
 Verdict = Literal["safe", "race_detected", "error"]
+EventKind = Literal["send", "arrive", "blocked", "release", "answer", "note", "error"]
+LoadModel = Literal["closed", "open"]
+HARNESS_ACTOR = "-"  # the actor of the harness's own timeline events (schedule notes, errors)
 
 
-@dataclass
-class RaceResult:
+class _Model(BaseModel):
+    """Strict (a count written as "100" is an error, not 100), and keys it does not know are
+    ignored (a newer writer's fields: forward compatibility)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class TimelineEvent(_Model):
+    """Something an actor did or saw at one moment (ms from the run's first launch)."""
+
+    kind: EventKind
+    actor: str
+    t_ms: float
+    what: str
+    label: str = ""  # the schedule step that caused it (T0, T1, ...), if any
+
+
+class LockWait(_Model):
+    """An interval in which a backend waited on a lock, as pg_stat_activity showed it."""
+
+    kind: Literal["lock_wait"] = "lock_wait"
+    actor: str
+    start_ms: float
+    end_ms: float
+    pid: int
+    wait_event: str  # "Lock/transactionid", "Lock/advisory", ...
+    query: str
+    blocked_by: list[int] = Field(default_factory=list)
+
+
+TimelineEntry = Annotated[TimelineEvent | LockWait, Field(discriminator="kind")]
+
+
+def starts_ms(entry: TimelineEvent | LockWait) -> float:
+    """When a timeline entry begins: an event's time, a wait's start."""
+    return entry.t_ms if isinstance(entry, TimelineEvent) else entry.start_ms
+
+
+class RaceResult(_Model):
     scenario: str
     strategy: str
     mode: Mode
     runs: int
     expected: Expected
     verdict: Verdict
-    violations: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, int] = Field(default_factory=dict)
     duration_ms: float = 0.0
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
     # Not in the contract's minimum, but worth keeping: why a run errored, and the seed.
     error: str | None = None
     seed: int | None = None
@@ -43,8 +95,7 @@ class RaceResult:
         return self.verdict == "safe"
 
 
-@dataclass
-class LatencyMs:
+class LatencyMs(_Model):
     mean: float
     p50: float
     p90: float
@@ -53,8 +104,37 @@ class LatencyMs:
     max: float
 
 
-@dataclass
-class BenchResult:
+class CpuGroup(_Model):
+    """The CPU of one group of processes (Locust, the service, its PostgreSQL backends)."""
+
+    processes: int
+    busiest_cores: float
+    total_cores: float
+
+
+class CpuFigures(_Model):
+    """CPU sampled while Locust ran, in cores (1.0 = one core busy for the whole run)."""
+
+    groups: dict[str, CpuGroup] = Field(default_factory=dict)  # "locust", "service", "postgres"
+    cpus: int | None = None
+    machine_busy: float | None = None  # share of all cores' time that was not idle
+    other_cores: float | None = None  # busy cores none of the groups used: everyone else
+
+
+class LocustFigures(_Model):
+    """Locust's own totals from its --json-file (its percentiles are rounded: reference only)."""
+
+    requests: int
+    failures: int
+    mean_ms: float
+    max_ms: float
+    throughput_rps: float
+    percentiles_ms: dict[str, float] = Field(default_factory=dict)  # "p50" -> ms
+
+
+class BenchResult(_Model):
+    """One strategy in one round of `racebench bench` (rounds count from 1)."""
+
     strategy: str
     profile: str
     round: int
@@ -65,8 +145,26 @@ class BenchResult:
     failures: int
     throughput_rps: float
     latency_ms: LatencyMs
-    violations: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    violations: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None  # why the round failed; such a round counts for safety only
+    workers: int = 1  # service processes
+    expected_safe: bool | None = None  # holds(strategy, workers) when the round ran
+    model: LoadModel = "closed"
+    busy: int = 0  # 503 with Retry-After
+    outcomes: dict[str, int] = Field(default_factory=dict)  # "verify:captured" -> count
+    acked_webhooks: int = 0
+    pool_size: int | None = None
+    pool_wrapped: int = 0  # work items that had to reuse a payment
+    locust_processes: int | None = None
+    locust_returncode: int | None = None
+    locust_cpu_warning: bool = False  # Locust said one of its processes passed 90 % CPU
+    locust: LocustFigures | None = None
+    cpu: CpuFigures | None = None
+    cpu_ms_per_request: float | None = None  # service + its PostgreSQL backends
+
+    @property
+    def errored(self) -> bool:
+        return self.error is not None
 
 
 def new_run_id(kind: str) -> str:
@@ -83,18 +181,24 @@ def environment() -> dict[str, Any]:
     }
 
 
-@dataclass
-class Results:
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Results(_Model):
+    schema_: str = Field(default=SCHEMA, alias="schema")
     run_id: str
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    environment: dict[str, Any] = field(default_factory=environment)
-    race: list[RaceResult] = field(default_factory=list)
-    bench: list[BenchResult] = field(default_factory=list)
-    schema: str = SCHEMA
+    created_at: str = Field(default_factory=_now)
+    environment: dict[str, Any] = Field(default_factory=environment)
+    race: list[RaceResult] = Field(default_factory=list)
+    bench: list[BenchResult] = Field(default_factory=list)
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {"schema": data.pop("schema"), **data}
+        data = self.model_dump(mode="json", by_alias=True)
+        data["schema"] = SCHEMA  # written by this racebench: this schema, whatever was read
+        return data
 
     def write(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,12 +208,12 @@ class Results:
 
     @classmethod
     def read(cls, path: Path) -> Results:
-        """Load a results.json (or the one inside a run folder).
+        """Load a results.json (or the one inside a run folder), of this schema or an older one.
 
-        ValueError, naming the entry and the field, when the file is not a results file of this
-        schema: a missing field, a value of the wrong type or outside the contract's choices.
-        Keys this reader does not know are ignored, at the top level and in every entry, so a
-        newer writer that adds a field stays readable (forward compatibility); such keys are not
+        ValueError, naming the file, the entry and the field, when it is not a results file: a
+        missing field, a value of the wrong type or outside the contract's choices. Keys this
+        reader does not know are ignored, at the top level and in every entry, so a newer
+        writer that adds a field stays readable (forward compatibility); such keys are not
         kept, and a file written back from what was read leaves them out.
         """
         if path.is_dir():
@@ -124,38 +228,83 @@ class Results:
             raise ValueError(f"{path} is not JSON: {error}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} is not a {SCHEMA} file (a {_kind(data)}, not an object)")
-        if data.get("schema") != SCHEMA:
+        if data.get("schema") not in READABLE_SCHEMAS:
             raise ValueError(f"{path} is not a {SCHEMA} file (schema={data.get('schema')!r})")
+        if data["schema"] == SCHEMA_V1:
+            data = _upgrade_v1(data)
+        # What a writer fills in by itself must be in a file: defaults are for writing only.
+        missing = next((key for key in _WRITTEN_BY_EVERY_WRITER if key not in data), None)
+        if missing is not None:
+            raise ValueError(f"{path}: field {missing!r} is missing")
+        data = {"environment": {}, **data}  # an older writer's file may have none
         try:
-            return cls._from_json(data)
-        except _ShapeError as error:
-            raise ValueError(f"{path}: {error}") from None
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise ValueError(f"{path}: {_explain(error.errors()[0], data)}") from None
 
-    @classmethod
-    def _from_json(cls, data: dict[str, Any]) -> Results:
-        top = _Entry("", data)
-        run_id = top.get("run_id", str)
-        created_at = top.get("created_at", str)
-        environment = top.get("environment", dict, default={})
-        race_rows = top.get("race", list, default=[])
-        bench_rows = top.get("bench", list, default=[])
-        return cls(
-            run_id=run_id,
-            created_at=created_at,
-            environment=environment,
-            race=[_race_result(_Entry.of(f"race[{i}]", r)) for i, r in enumerate(race_rows)],
-            bench=[_bench_result(_Entry.of(f"bench[{i}]", b)) for i, b in enumerate(bench_rows)],
+
+_WRITTEN_BY_EVERY_WRITER = ("run_id", "created_at")
+
+
+# --- racebench.results/1 -------------------------------------------------------------------
+
+# v1 kept CPU groups beside the machine's figures in one object; these were not groups.
+_V1_CPU_MACHINE_KEYS = ("cpus", "machine_busy", "other_cores")
+_V1_AGGREGATE_ROUND = 0
+_V1_LOCUST_TOTALS = ("requests", "failures", "mean_ms", "max_ms", "throughput_rps")
+_V1_PERCENTILE_KEY = re.compile(r"^(p[\d.]+)_ms$")
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A racebench.results/1 file in this schema's shape: each bench row's `extra` keys become
+    its fields, the median rows (round 0, recomputed by every reader) are dropped, and lock
+    waits lose the `t_ms` they repeated from `start_ms`. Rows of another shape are passed on
+    unchanged, for the validation to name."""
+    bench = data.get("bench")
+    if isinstance(bench, list):
+        data = {**data, "bench": [_upgrade_v1_bench(b) for b in bench if not _v1_aggregate(b)]}
+    return data
+
+
+def _v1_aggregate(row: object) -> bool:
+    if not isinstance(row, dict):
+        return False
+    extra = row.get("extra")
+    return row.get("round") == _V1_AGGREGATE_ROUND or (
+        isinstance(extra, dict) and "aggregate" in extra
+    )
+
+
+def _upgrade_v1_bench(row: object) -> object:
+    if not isinstance(row, dict) or not isinstance(row.get("extra"), dict):
+        return row
+    extra = dict(row["extra"])
+    cpu = extra.get("cpu")
+    if isinstance(cpu, dict):
+        extra["cpu"] = {
+            "groups": {k: v for k, v in cpu.items() if k not in _V1_CPU_MACHINE_KEYS},
+            **{k: cpu[k] for k in _V1_CPU_MACHINE_KEYS if k in cpu},
+        }
+    locust = extra.get("locust")
+    if isinstance(locust, dict):
+        percentiles = {
+            match[1]: value
+            for key, value in locust.items()
+            if (match := _V1_PERCENTILE_KEY.match(key)) and key not in _V1_LOCUST_TOTALS
+        }
+        extra["locust"] = (
+            {
+                **{k: locust[k] for k in _V1_LOCUST_TOTALS if k in locust},
+                "percentiles_ms": percentiles,
+            }
+            if locust
+            else None
         )
+    rest = {k: v for k, v in row.items() if k != "extra"}
+    return {**extra, **rest}
 
 
-class _ShapeError(Exception):
-    """A field of results.json that is missing or of the wrong shape (Results.read adds the
-    file's path and raises ValueError)."""
-
-
-_MISSING: Any = object()
-_NUMBER = (int, float)
-
+# --- error messages ------------------------------------------------------------------------
 
 _TYPE_NAMES: dict[type, str] = {
     dict: "object",
@@ -166,6 +315,19 @@ _TYPE_NAMES: dict[type, str] = {
     float: "number",
     type(None): "null",
 }
+# pydantic's error types, as the JSON type a field wanted.
+_WANTED = {
+    "int_type": "integer",
+    "float_type": "number",
+    "string_type": "string",
+    "bool_type": "boolean",
+    "dict_type": "object",
+    "list_type": "list",
+    "model_type": "object",
+    "model_attributes_type": "object",
+}
+_COUNTS = ("violations", "outcomes")  # invariant code (or outcome) -> count
+_MISSING = object()
 
 
 def _kind(value: object) -> str:
@@ -177,102 +339,49 @@ def _describe(value: object) -> str:
     return "null" if value is None else f"{_kind(value)} {value!r:.40}"
 
 
-def _wanted(kinds: tuple[type, ...], nullable: bool) -> str:
-    names = ["number"] if float in kinds else [_TYPE_NAMES.get(k, k.__name__) for k in kinds]
-    return " or ".join(names + (["null"] if nullable else []))
+def _entry_name(key: str, index: int, row: object) -> str:
+    """`race[3] (simultaneous x none)`, `bench[1] (for_update round 1)`, `timeline[2]`."""
+    name = f"{key}[{index}]"
+    if isinstance(row, dict) and "scenario" in row and "strategy" in row:
+        return f"{name} ({row['scenario']} x {row['strategy']})"
+    if isinstance(row, dict) and "strategy" in row and "round" in row:
+        return f"{name} ({row['strategy']} round {row['round']})"
+    return name
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """One JSON object of results.json, read field by field with its name for the errors."""
-
-    name: str  # "" for the file's top level
-    data: dict[str, Any]
-
-    @property
-    def where(self) -> str:
-        return f"{self.name}: " if self.name else ""
-
-    @classmethod
-    def of(cls, name: str, row: object) -> _Entry:
-        if not isinstance(row, dict):
-            raise _ShapeError(f"{name} is {_describe(row)}, not an object")
-        entry = cls(name, row)
-        if "scenario" in row and "strategy" in row:
-            entry = cls(f"{name} ({row['scenario']} x {row['strategy']})", row)
-        elif "strategy" in row and "round" in row:
-            entry = cls(f"{name} ({row['strategy']} round {row['round']})", row)
-        return entry
-
-    def get(
-        self,
-        key: str,
-        kind: type | tuple[type, ...],
-        *,
-        default: Any = _MISSING,
-        nullable: bool = False,
-        choices: tuple[str, ...] = (),
-    ) -> Any:
-        if key not in self.data:
-            if default is _MISSING:
-                raise _ShapeError(f"{self.where}field {key!r} is missing")
-            return default
-        value = self.data[key]
-        if value is None and nullable:
-            return None
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise _ShapeError(
-                f"{self.where}field {key!r} is {_describe(value)}, not {_wanted(kinds, nullable)}"
-            )
-        if choices and value not in choices:
-            raise _ShapeError(
-                f"{self.where}field {key!r} is {value!r}, not one of {', '.join(choices)}"
-            )
-        return value
-
-    def counts(self, key: str) -> dict[str, int]:
-        """A `violations` object: invariant code -> count."""
-        value: dict[str, Any] = self.get(key, dict, default={})
-        for code, count in value.items():
-            if not isinstance(count, int) or isinstance(count, bool):
-                raise _ShapeError(
-                    f"{self.where}field {key!r}: {code} is {_describe(count)}, not an integer count"
-                )
-        return value
-
-
-def _race_result(entry: _Entry) -> RaceResult:
-    return RaceResult(
-        scenario=entry.get("scenario", str),
-        strategy=entry.get("strategy", str),
-        mode=entry.get("mode", str, choices=get_args(Mode)),
-        runs=entry.get("runs", int),
-        expected=entry.get("expected", str, choices=get_args(Expected)),
-        verdict=entry.get("verdict", str, choices=get_args(Verdict)),
-        violations=entry.counts("violations"),
-        duration_ms=float(entry.get("duration_ms", _NUMBER, default=0.0)),
-        timeline=entry.get("timeline", list, default=[]),
-        error=entry.get("error", str, default=None, nullable=True),
-        seed=entry.get("seed", int, default=None, nullable=True),
-    )
-
-
-def _bench_result(entry: _Entry) -> BenchResult:
-    latency = _Entry(f"{entry.name}, latency_ms", entry.get("latency_ms", dict))
-    return BenchResult(
-        strategy=entry.get("strategy", str),
-        profile=entry.get("profile", str),
-        round=entry.get("round", int),
-        users=entry.get("users", int, nullable=True),
-        rate=entry.get("rate", _NUMBER, nullable=True),
-        duration_s=float(entry.get("duration_s", _NUMBER)),
-        requests=entry.get("requests", int),
-        failures=entry.get("failures", int),
-        throughput_rps=float(entry.get("throughput_rps", _NUMBER)),
-        latency_ms=LatencyMs(
-            **{f.name: float(latency.get(f.name, _NUMBER)) for f in fields(LatencyMs)}
-        ),
-        violations=entry.counts("violations"),
-        extra=entry.get("extra", dict, default={}),
-    )
+def _explain(error: Any, data: dict[str, Any]) -> str:
+    """One pydantic error as the entry and field it is about, in the file's own terms."""
+    loc = list(error["loc"])
+    # Follow the path through the data; pydantic adds the tag of a tagged union (an event's
+    # kind) to it, which is not in the data and is skipped.
+    names: list[str] = []  # entries, outermost first
+    node: Any = data
+    field_name: str | None = None
+    count_of: str | None = None  # the counts field a bad count is in
+    for position, key in enumerate(loc):
+        last = position == len(loc) - 1
+        if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            names.append(_entry_name(str(field_name), key, node[key]))
+            field_name, node = None, node[key]
+        elif isinstance(node, dict) and isinstance(key, str) and (key in node or last):
+            if field_name in _COUNTS and last:
+                count_of = field_name
+            elif field_name is not None:
+                names.append(field_name)
+            field_name, node = key, node.get(key, _MISSING)
+    where = f"{', '.join(names)}: " if names else ""
+    kind = error["type"]
+    if kind.startswith("union_tag") and isinstance(node, dict):  # an entry's `kind`
+        field_name, node = "kind", node.get("kind", _MISSING)
+    if field_name is None:  # the entry itself: a list item that is not an object
+        return f"{', '.join(names)} is {_describe(node)}, not an object"
+    if count_of is not None:
+        return f"{where}field {count_of!r}: {field_name} is {_describe(node)}, not an integer count"
+    if kind == "missing" or node is _MISSING:
+        return f"{where}field {field_name!r} is missing"
+    if kind in ("literal_error", "union_tag_invalid"):
+        ctx = error.get("ctx", {})
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags")))
+        return f"{where}field {field_name!r} is {node!r}, not one of {', '.join(choices)}"
+    wanted = _WANTED.get(kind, error["msg"])
+    return f"{where}field {field_name!r} is {_describe(node)}, not {wanted}"

@@ -100,11 +100,21 @@ def _facts(results: Results, run_dir: Path, baseline: Path | None) -> list[tuple
             f"{len(results.race)} scenario x strategy cells, "
             f"{fmt.plural(sum(r.runs for r in results.race), 'scenario run')}",
         ),
-        ("benchmark rounds", str(len(results.bench))),
+        ("benchmark rounds", _rounds_fact(results)),
     ]
     if baseline is not None:
         facts.append(("baseline", str(baseline)))
     return facts
+
+
+def _rounds_fact(results: Results) -> str:
+    """`3 rounds of 2 strategies (6 measured)`: the rounds that ran, never an aggregate."""
+    if not results.bench:
+        return "0"
+    rounds = len({(b.profile, b.round) for b in results.bench})
+    strategies = len({b.strategy for b in results.bench})
+    kinds = "strategy" if strategies == 1 else "strategies"
+    return f"{fmt.plural(rounds, 'round')} of {strategies} {kinds} ({len(results.bench)} measured)"
 
 
 def resolve_run_dir(path: Path) -> Path:

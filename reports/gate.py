@@ -5,20 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from racebench.reference_service.strategies import Safety
 from racebench.reports import formatting as fmt
 from racebench.reports.matrix import Matrix, Outcome
-from racebench.reports.summary import BenchSummary, RunSummary, is_errored, promised_safety
+from racebench.reports.summary import BenchSummary, RunSummary, expected_to_hold
 from racebench.reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     DEFAULT_MIN_P99_INCREASE_MS,
 )
-from racebench.results import BenchResult
 
-# Processes the service must have run with before app_lock's per-process lock is expected to
-# leak: with one process it is a real mutex.
-APP_LOCK_SAFE_WORKERS = 1
 # The race gate names this many cells for each distinct failure and counts the rest: a gate
 # line is read in a CI log, and a broken harness fails all ninety cells the same way.
 MAX_CELLS_LISTED = 5
@@ -77,20 +72,6 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
 
-def may_race_under_load(bench: BenchResult) -> bool:
-    """Whether violations are expected of this benchmark round (the canary, or app_lock across
-    several service processes). A strategy the registry does not know must be safe."""
-    promised = bench.extra.get("expected_safe")
-    if isinstance(promised, bool):  # racebench bench says what it expected of this round
-        return not promised
-    safety = promised_safety(bench.strategy)
-    if safety is Safety.UNSAFE:
-        return True
-    workers = bench.extra.get("workers", APP_LOCK_SAFE_WORKERS)
-    multi = isinstance(workers, int) and workers > APP_LOCK_SAFE_WORKERS
-    return safety is Safety.SINGLE_PROCESS and multi
-
-
 def unexpected_detail(matrix: Matrix) -> str:
     """The unexpected cells, grouped by what went wrong: one broken import fails every cell
     with the same error, and that error should be read once, not ninety times."""
@@ -123,12 +104,12 @@ def race_checks(summary: RunSummary, matrix: Matrix) -> list[Check]:
     broken = [
         f"{b.strategy} round {b.round} ({b.profile}): {fmt.counts(b.violations)}"
         for b in summary.rounds
-        if any(b.violations.values()) and not may_race_under_load(b)
+        if any(b.violations.values()) and expected_to_hold(b)
     ]
     errored = [
-        f"{b.strategy} round {b.round} ({b.profile}): {b.extra['error']}"
+        f"{b.strategy} round {b.round} ({b.profile}): {b.error}"
         for b in summary.rounds
-        if is_errored(b)
+        if b.errored
     ]
     if summary.rounds:
         detail = "; ".join(broken) if broken else "no safe strategy left a violation"
@@ -147,7 +128,7 @@ def missing_checks(new: RunSummary, old: RunSummary) -> list[Check]:
             if strategy in new.bench.get(profile, {}):
                 continue
             errored = any(
-                is_errored(r) for r in new.rounds if (r.profile, r.strategy) == (profile, strategy)
+                r.errored for r in new.rounds if (r.profile, r.strategy) == (profile, strategy)
             )
             why = "every round errored" if errored else "not benchmarked"
             checks.append(
@@ -204,7 +185,7 @@ def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateRes
             )
         )
         new_violations = sum(c.new.violations.values()) - sum(c.old.violations.values())
-        expected = any(may_race_under_load(r) for r in c.new.rounds)
+        expected = not all(expected_to_hold(r) for r in c.new.rounds)
         if new_violations > 0 and not expected:
             checks.append(
                 Check(

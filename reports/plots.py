@@ -4,7 +4,6 @@ time, violations. Each returns PNG bytes, or None when the run holds no data for
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from matplotlib import colormaps
 
@@ -12,11 +11,6 @@ from racebench.reports.figures import BAD, GOOD, MUTED, colour, new_figure, png
 from racebench.reports.summary import BenchSummary, SafetySummary
 
 PERCENTILES = (("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))
-# Keys BenchResult.extra may use for a per-interval series (see latency_over_time).
-SERIES_KEYS = ("timeseries", "series", "latency_over_time")
-SERIES_TIME_KEYS = ("t_s", "t", "time_s", "second")
-SERIES_P50_KEYS = ("p50_ms", "p50")
-SERIES_P99_KEYS = ("p99_ms", "p99")
 
 
 def latency_percentiles(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
@@ -60,49 +54,23 @@ def throughput(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
     return png(figure)
 
 
-def _series(extra: Mapping[str, Any]) -> list[tuple[float, float | None, float | None]]:
-    """(t_s, p50, p99) points from BenchResult.extra, if the benchmark recorded a series."""
-    raw = next((extra[k] for k in SERIES_KEYS if isinstance(extra.get(k), list)), None)
-    points = []
-    for row in raw or []:
-        if not isinstance(row, Mapping):
-            continue
-        t = next((row[k] for k in SERIES_TIME_KEYS if isinstance(row.get(k), int | float)), None)
-        p50 = next((row[k] for k in SERIES_P50_KEYS if isinstance(row.get(k), int | float)), None)
-        p99 = next((row[k] for k in SERIES_P99_KEYS if isinstance(row.get(k), int | float)), None)
-        if t is not None and (p50 is not None or p99 is not None):
-            points.append((float(t), p50, p99))
-    return points
-
-
 def latency_over_time(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
-    """Per-second latency if the benchmark recorded a series; else p50/p99 per round, in the
-    order the rounds ran (A B A B: a drifting machine shows as a slope shared by all)."""
+    """p50/p99 per round, in the order the rounds ran (A B A B: a drifting machine shows as
+    a slope shared by all)."""
     if not bench:
         return None
     figure = new_figure(8, 3.6)
     ax = figure.add_subplot()
-    series = {s: [(r.round, _series(r.extra)) for r in b.rounds] for s, b in bench.items()}
-    if any(points for rounds in series.values() for _, points in rounds):
-        for i, (strategy, rounds) in enumerate(series.items()):
-            for n, (_, points) in enumerate(rounds):
-                ts = [t for t, _, p99 in points if p99 is not None]
-                p99s = [p99 for _, _, p99 in points if p99 is not None]
-                label = f"{strategy} p99" if n == 0 else None
-                ax.plot(ts, p99s, color=colour(strategy, i), lw=1, alpha=0.8, label=label)
-        ax.set_xlabel("seconds into the round")
-        ax.set_title(f"Latency over time ({profile}): p99 per interval, every round")
-    else:
-        order = len(bench)
-        for i, (strategy, summary) in enumerate(bench.items()):
-            xs = [(r.round - 1) * order + i + 1 for r in summary.rounds]
-            c = colour(strategy, i)
-            p50 = [r.latency_ms.p50 for r in summary.rounds]
-            p99 = [r.latency_ms.p99 for r in summary.rounds]
-            ax.plot(xs, p99, "o-", color=c, label=f"{strategy} p99")
-            ax.plot(xs, p50, "s--", color=c, alpha=0.6, label=f"{strategy} p50")
-        ax.set_xlabel("benchmark run, in the order run (rounds alternate strategies)")
-        ax.set_title(f"Latency over time ({profile}): p50 and p99 of each round")
+    order = len(bench)
+    for i, (strategy, summary) in enumerate(bench.items()):
+        xs = [(r.round - 1) * order + i + 1 for r in summary.rounds]
+        c = colour(strategy, i)
+        p50 = [r.latency_ms.p50 for r in summary.rounds]
+        p99 = [r.latency_ms.p99 for r in summary.rounds]
+        ax.plot(xs, p99, "o-", color=c, label=f"{strategy} p99")
+        ax.plot(xs, p50, "s--", color=c, alpha=0.6, label=f"{strategy} p50")
+    ax.set_xlabel("benchmark run, in the order run (rounds alternate strategies)")
+    ax.set_title(f"Latency over time ({profile}): p50 and p99 of each round")
     ax.set_ylabel("latency, ms")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -1,18 +1,18 @@
-"""What a run measured, per strategy: medians and spread of the benchmark rounds, and every
-violation observed by the race matrix and the benchmark. Pure computation on results.json."""
+"""What a run measured, per strategy: medians and spread of the benchmark rounds, each strategy
+against the first one round by round, and every violation observed by the race matrix and the
+benchmark. Pure computation on results.json; every aggregate of a run is computed here (results
+files hold only what was measured)."""
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from racebench.reference_service.strategies import STRATEGIES, STRATEGY_NAMES, Safety
+from racebench.reference_service.strategies import STRATEGY_NAMES, holds
 from racebench.results import BenchResult, RaceResult, Results
 
-# The `round` of the median rows `racebench bench` appends; measured rounds count from 1.
-AGGREGATE_ROUND = 0
 BEFORE = "none"  # the documents' BEFORE
 AFTER = "for_update"  # the documents' AFTER
 
@@ -33,6 +33,54 @@ class Spread:
             raise ValueError("a spread needs at least one value")
         return cls(statistics.median(items), min(items), max(items), len(items))
 
+    @property
+    def rel_range(self) -> float:
+        """(highest - lowest) / median: how far the rounds disagree."""
+        return (self.high - self.low) / self.median if self.median else 0.0
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """One strategy against the baseline strategy, round by round: A and B of one round ran
+    back to back on the same machine state, so their ratio is steadier than a ratio of medians.
+    Each figure is the median over the rounds both have."""
+
+    baseline: str
+    rounds: int
+    throughput_change_pct: float  # this / baseline - 1, in percent
+    p99_delta_ms: float  # this - baseline
+    mean_delta_ms: float
+    cpu_per_request_change_pct: float | None  # None when a round has no CPU figure
+
+    @classmethod
+    def of(
+        cls, rows: Sequence[BenchResult], baseline: Sequence[BenchResult]
+    ) -> PairedChange | None:
+        by_round = {b.round: b for b in baseline}
+        pairs = [(r, by_round[r.round]) for r in rows if r.round in by_round]
+        pairs = [(r, b) for r, b in pairs if b.throughput_rps > 0]
+        if not pairs:
+            return None
+        costs = [
+            (r.cpu_ms_per_request, b.cpu_ms_per_request)
+            for r, b in pairs
+            if r.cpu_ms_per_request and b.cpu_ms_per_request
+        ]
+        return cls(
+            baseline=baseline[0].strategy,
+            rounds=len(pairs),
+            throughput_change_pct=statistics.median(
+                100.0 * (r.throughput_rps / b.throughput_rps - 1) for r, b in pairs
+            ),
+            p99_delta_ms=statistics.median(r.latency_ms.p99 - b.latency_ms.p99 for r, b in pairs),
+            mean_delta_ms=statistics.median(
+                r.latency_ms.mean - b.latency_ms.mean for r, b in pairs
+            ),
+            cpu_per_request_change_pct=statistics.median(100.0 * (r / b - 1) for r, b in costs)
+            if costs
+            else None,
+        )
+
 
 @dataclass(frozen=True)
 class BenchSummary:
@@ -50,6 +98,8 @@ class BenchSummary:
     throughput_rps: Spread
     requests: int
     failures: int
+    busy: int
+    cpu_ms_per_request: Spread | None  # None when no round has a CPU figure
     violations: Counter[str]
 
     @classmethod
@@ -62,6 +112,7 @@ class BenchSummary:
         violations: Counter[str] = Counter()
         for r in ordered:
             violations.update(r.violations)
+        costs = [r.cpu_ms_per_request for r in ordered if r.cpu_ms_per_request]
         return cls(
             strategy=ordered[0].strategy,
             profile=ordered[0].profile,
@@ -75,6 +126,8 @@ class BenchSummary:
             throughput_rps=spread(lambda r: r.throughput_rps),
             requests=sum(r.requests for r in ordered),
             failures=sum(r.failures for r in ordered),
+            busy=sum(r.busy for r in ordered),
+            cpu_ms_per_request=Spread.of(costs) if costs else None,
             violations=+violations,
         )
 
@@ -109,7 +162,7 @@ class RunSummary:
     strategies: list[str]
     bench: dict[str, dict[str, BenchSummary]]  # profile -> strategy -> summary
     safety: dict[str, SafetySummary]
-    rounds: list[BenchResult]  # the measured benchmark rounds (no median rows)
+    rounds: list[BenchResult]  # every benchmark round, errored ones too
 
     @property
     def profiles(self) -> list[str]:
@@ -124,26 +177,12 @@ def strategy_order(names: Iterable[str]) -> list[str]:
     return ordered + sorted(seen - set(ordered))
 
 
-def promised_safety(strategy: str) -> Safety:
-    """What the registry says a strategy promises; a strategy it does not know must be safe."""
-    cls = STRATEGIES.get(strategy)
-    return Safety.SAFE if cls is None else Safety(cls.safety)
-
-
-def is_aggregate(row: BenchResult) -> bool:
-    """A median row that `racebench bench` adds after the rounds (round 0)."""
-    return row.round == AGGREGATE_ROUND or "aggregate" in row.extra
-
-
-def is_errored(row: BenchResult) -> bool:
-    return "error" in row.extra
-
-
-def measured_rounds(bench: list[BenchResult]) -> list[BenchResult]:
-    """The per-round rows; for a strategy and profile that has none, its aggregate rows."""
-    rounds = [b for b in bench if not is_aggregate(b)]
-    have = {(b.profile, b.strategy) for b in rounds}
-    return rounds + [b for b in bench if is_aggregate(b) and (b.profile, b.strategy) not in have]
+def expected_to_hold(row: BenchResult) -> bool:
+    """Whether a benchmark round was expected to leave no violation: what racebench bench
+    recorded when it ran the round, else holds() for its strategy and service processes."""
+    if row.expected_safe is not None:
+        return row.expected_safe
+    return holds(row.strategy, row.workers)
 
 
 def _safety(strategy: str, race: list[RaceResult], bench: list[BenchResult]) -> SafetySummary:
@@ -166,11 +205,11 @@ def _safety(strategy: str, race: list[RaceResult], bench: list[BenchResult]) -> 
 
 def summarize(results: Results) -> RunSummary:
     """Errored rounds count for safety (their violations are real) but not for the medians."""
-    rounds = measured_rounds(results.bench)
+    rounds = list(results.bench)
     strategies = strategy_order([r.strategy for r in results.race] + [b.strategy for b in rounds])
     grouped: dict[str, dict[str, list[BenchResult]]] = {}
     for b in rounds:
-        if not is_errored(b):
+        if not b.errored:
             grouped.setdefault(b.profile, {}).setdefault(b.strategy, []).append(b)
     bench = {
         profile: {s: BenchSummary.of(by_strategy[s]) for s in strategy_order(by_strategy)}

@@ -130,7 +130,6 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
     footer = []
     if len(lanes.actors) > MAX_LANES:
         footer.append(f"{len(lanes.actors) - MAX_LANES} more actors not drawn")
-    footer += lanes.problems
     if footer:
         ax.text(0.1, bottom + 0.25, "; ".join(footer), fontsize=7.5, color=MUTED, va="center")
     return png(figure)

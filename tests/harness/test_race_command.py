@@ -50,7 +50,7 @@ def test_race_interleaved_prints_the_timeline_and_writes_results(tmp_path: Path)
     }
     caught = next(r for r in results.race if r.strategy == "none")
     assert caught.violations["DOUBLE_CAPTURE"] == 1
-    assert any(row["kind"] == "lock_wait" for row in caught.timeline)
+    assert any(row.kind == "lock_wait" for row in caught.timeline)
 
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "0"

@@ -15,7 +15,7 @@ from racebench.harness.gateway import Gateway
 from racebench.harness.locks import Monitor
 from racebench.harness.matrix import Cell, CellRuns
 from racebench.pytest_plugin import AppFactory
-from racebench.results import Results
+from racebench.results import Results, TimelineEvent
 from racebench.scenarios import SCENARIOS
 
 
@@ -38,7 +38,9 @@ async def test_a_run_whose_requests_are_all_refused_is_an_error(
     errors = "\n".join(outcome.errors)
     assert "did not happen" in errors  # ...but the schedule was not played,
     assert "answered 400 signature_invalid, expected 2xx" in errors  # and each answer is wrong
-    assert not any(str(row.get("what", "")).startswith("COMMIT") for row in outcome.timeline)
+    assert not any(
+        isinstance(row, TimelineEvent) and row.what.startswith("COMMIT") for row in outcome.timeline
+    )
     runs = CellRuns(Cell(SCENARIOS[scenario], "for_update", "in_process"), [outcome], [None])
     assert runs.result().verdict == "error"
     assert not runs.result().passed

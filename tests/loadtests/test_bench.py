@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from racebench import cli
 from racebench.harness.database import connect, parse_url, server
-from racebench.loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
+from racebench.loadtests.bench import run_bench, run_cells
+from racebench.loadtests.config import BenchConfig
 from racebench.loadtests.profiles import Profile
-from racebench.loadtests.summary import AGGREGATE_ROUND
-from racebench.results import Results
+from racebench.results import BenchResult, Results
 
 # Short but real: a few seconds of load, a few users.
 SHORT_DURATION = "3s"
@@ -61,29 +61,31 @@ def test_contention_bench_catches_none_and_clears_for_update(
         ],
     )  # fmt: skip
     assert outcome.exit_code == 0, outcome.output
+    # The summary at the end is racebench.reports' (the table wraps at CliRunner's width).
+    assert "racebench bench: medians of alternating rounds" in outcome.output
 
-    results = Results.read(tmp_path)
-    rounds = [r for r in results.bench if r.round != AGGREGATE_ROUND]
-    medians = [r for r in results.bench if r.round == AGGREGATE_ROUND]
-    assert [(r.strategy, r.round) for r in rounds] == [("none", 1), ("for_update", 1)]
-    assert [r.strategy for r in medians] == ["none", "for_update"]
-    none, for_update = rounds
-    assert sum(none.violations.values()) > 0, ("the canary must be caught", none.extra)
-    assert for_update.violations == {}, for_update.extra
-    for row in rounds:
-        assert row.requests > 0 and row.failures == 0, (row.strategy, row.extra["outcomes"])
-        assert row.extra["locust_processes"] == 2
-        assert row.extra["acked_webhooks"] > 0
-        assert row.extra["outcomes"].get("verify:captured", 0) > 0
+    results = Results.read(tmp_path)  # rounds only: every aggregate is the reports' work
+    assert [(r.strategy, r.round) for r in results.bench] == [("none", 1), ("for_update", 1)]
+    none, for_update = results.bench
+    assert sum(none.violations.values()) > 0, ("the canary must be caught", none)
+    assert for_update.violations == {}, for_update
+    assert (none.expected_safe, for_update.expected_safe) == (False, True)
+    for row in results.bench:
+        assert row.requests > 0 and row.failures == 0, (row.strategy, row.outcomes)
+        assert row.error is None and row.workers == 1
+        assert row.locust_processes == 2
+        assert row.acked_webhooks > 0
+        assert row.outcomes.get("verify:captured", 0) > 0
         assert row.latency_ms.p50 <= row.latency_ms.p99 <= row.latency_ms.max
-        assert row.extra["locust"]["requests"] > 0  # Locust's own figures, kept beside
-    assert medians[1].extra["vs_baseline"]["strategy"] == "none"
+        assert row.locust is not None and row.locust.requests > 0  # Locust's own, kept beside
+        assert row.cpu is not None and "service" in row.cpu.groups
     assert _children() == []
 
 
 def test_open_model_never_runs_ahead_of_its_schedule(tmp_path: Path, admin_url: str) -> None:
     rate = 50.0
-    code = run_bench(
+    recorder = Recorder()
+    done = run_bench(
         strategies="for_update",
         profile="verify",
         users=FEW_USERS,
@@ -94,25 +96,49 @@ def test_open_model_never_runs_ahead_of_its_schedule(tmp_path: Path, admin_url: 
         processes=1,
         out=tmp_path,
         database_url=admin_url,
-        observer=QuietObserver(),
+        progress=recorder,
     )
 
-    (row, _median) = Results.read(tmp_path).bench
-    assert code == 0
-    assert row.extra["model"] == "open" and row.rate == rate
+    (row,) = Results.read(tmp_path).bench
+    assert done.exit_code == 0 and done.results.bench == [row]
+    assert row.model == "open" and row.rate == rate
+    assert recorder.units == [("for_update round 1/1", 1, 1)]
+    assert "load" in recorder.phases and recorder.results == [row]
     # Slots start at 0, 1/rate, 2/rate, ...: a run of d seconds can start at most rate*d + 1.
     assert 0 < row.requests <= rate * 3 + 1
     assert _children() == []
 
 
-class InterruptDuringLoad(QuietObserver):
+class Recorder:
+    """A racebench.progress.Progress that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.units: list[tuple[str, int, int]] = []
+        self.phases: list[str] = []
+        self.results: list[BenchResult] = []
+
+    def started(self, label: str, index: int, total: int) -> None:
+        self.units.append((label, index, total))
+
+    def phase(self, name: str) -> None:
+        self.phases.append(name)
+
+    def advanced(self, done: float, total: float) -> None:
+        pass
+
+    def finished(self, result: BenchResult) -> None:
+        self.results.append(result)
+
+
+class InterruptDuringLoad(Recorder):
     """Plays Ctrl-C as soon as Locust is running."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pids: list[int] = []
         self.databases: set[str] = set()
 
-    def load_progress(self, elapsed_s: float, duration_s: float) -> None:
+    def advanced(self, done: float, total: float) -> None:
         children = _children()
         self.pids = [p.pid for p in children]
         for child in children:

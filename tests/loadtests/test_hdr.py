@@ -46,7 +46,8 @@ def test_mean_and_max_are_exact_beyond_the_histogram_resolution() -> None:
 
 
 def test_an_empty_recorder_summarises_to_zeros() -> None:
-    assert LatencyRecorder().summary() == LatencyMs(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    zeros = LatencyMs(mean=0.0, p50=0.0, p90=0.0, p99=0.0, p999=0.0, max=0.0)
+    assert LatencyRecorder().summary() == zeros
     assert LatencyRecorder.from_json(LatencyRecorder().to_json()).count == 0
 
 

@@ -1,4 +1,4 @@
-"""Synthetic, valid results.json files (harness/results.py) for the report tests.
+"""Synthetic, valid results.json files (racebench/results.py) for the report tests.
 
 The benchmark numbers are the documents' own: Before 150 ms / 300 ms / 100 req/s, After
 160 ms / 350 ms / 98 req/s, each the median of three alternating rounds.
@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from racebench.results import BenchResult, LatencyMs, RaceResult, Results
+from racebench.results import (
+    BenchResult,
+    EventKind,
+    LatencyMs,
+    LockWait,
+    RaceResult,
+    Results,
+    TimelineEntry,
+    TimelineEvent,
+)
 
 # (mean, p99, throughput) per round; the medians are the documents' figures.
 ROUNDS: dict[str, list[tuple[float, float, float]]] = {
@@ -20,14 +29,14 @@ ROUNDS: dict[str, list[tuple[float, float, float]]] = {
 NONE_VIOLATIONS_PER_ROUND = {"DOUBLE_CAPTURE": 4, "DUPLICATE_RECEIPT": 4}
 
 
-def event(t_ms: float, actor: str, what: str, kind: str, label: str = "") -> dict[str, Any]:
-    return {"t_ms": t_ms, "actor": actor, "what": what, "kind": kind, "label": label}
+def event(t_ms: float, actor: str, what: str, kind: EventKind, label: str = "") -> TimelineEvent:
+    return TimelineEvent(t_ms=t_ms, actor=actor, what=what, kind=kind, label=label)
 
 
 UPDATE = "UPDATE status = captured; UPDATE invoice"
 
 
-def interleaved_timeline(locking: bool) -> list[dict[str, Any]]:
+def interleaved_timeline(locking: bool) -> list[TimelineEntry]:
     """The documents' T0-T7, as harness/timeline.py writes it (events and one lock wait)."""
     rows = [
         event(0.0, "-", "schedule: the documents' T0-T7", "note"),
@@ -44,17 +53,15 @@ def interleaved_timeline(locking: bool) -> list[dict[str, Any]]:
             event(8.0, "client", "answers 200 captured", "answer", "T6"),
             event(9.0, "webhook", "answers 200 processed", "answer", "T7"),
         ]
-    lock_wait = {
-        "t_ms": 3.0,
-        "kind": "lock_wait",
-        "actor": "webhook",
-        "pid": 4242,
-        "start_ms": 3.0,
-        "end_ms": 44.2,
-        "wait_event": "Lock/transactionid",
-        "query": "SELECT ... FOR UPDATE",
-        "blocked_by": [4241],
-    }
+    lock_wait = LockWait(
+        actor="webhook",
+        pid=4242,
+        start_ms=3.0,
+        end_ms=44.2,
+        wait_event="Lock/transactionid",
+        query="SELECT ... FOR UPDATE",
+        blocked_by=[4241],
+    )
     return [
         *rows,
         event(3.0, "webhook", "BLOCKS on Lock/transactionid", "blocked", "T1"),
@@ -101,7 +108,7 @@ def race_results() -> list[RaceResult]:
 
 
 def bench_row(
-    strategy: str, round_no: int, mean: float, p99: float, rps: float, **extra: Any
+    strategy: str, round_no: int, mean: float, p99: float, rps: float, **fields: Any
 ) -> BenchResult:
     violations = NONE_VIOLATIONS_PER_ROUND if strategy == "none" else {}
     return BenchResult(
@@ -118,12 +125,14 @@ def bench_row(
             mean=mean, p50=mean * 0.9, p90=mean * 1.5, p99=p99, p999=p99 * 1.2, max=p99 * 1.5
         ),
         violations=dict(violations),
-        extra={"workers": 1, "expected_safe": strategy != "none", **extra},
+        workers=1,
+        expected_safe=strategy != "none",
+        **fields,
     )
 
 
 def bench_results(scale: dict[str, tuple[float, float]] | None = None) -> list[BenchResult]:
-    """Three alternating rounds per strategy, then racebench bench's median rows (round 0).
+    """Three alternating rounds per strategy, as racebench bench writes them.
     `scale`: strategy -> (throughput factor, p99 factor), to make a slower run."""
     rows = []
     for round_no in range(1, 4):
@@ -131,14 +140,6 @@ def bench_results(scale: dict[str, tuple[float, float]] | None = None) -> list[B
             mean, p99, rps = rounds[round_no - 1]
             rps_factor, p99_factor = (scale or {}).get(strategy, (1.0, 1.0))
             rows.append(bench_row(strategy, round_no, mean, p99 * p99_factor, rps * rps_factor))
-    for strategy in ROUNDS:
-        # The median row repeats what the rounds say; a report must not count it again.
-        mine = [r for r in rows if r.strategy == strategy]
-        median = bench_row(strategy, 0, 0.0, 0.0, 0.0, aggregate="median")
-        median.violations = {
-            code: sum(r.violations.get(code, 0) for r in mine) for code in mine[0].violations
-        }
-        rows.append(median)
     return rows
 
 

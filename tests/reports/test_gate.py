@@ -136,7 +136,7 @@ def test_a_strategy_whose_every_round_errored_is_missing_too(tmp_path: Path) -> 
     bench = bench_results()
     for row in bench:
         if row.strategy == "optimistic":
-            row.extra["error"] = "Locust sent no requests (exit 1); see locust.log"
+            row.error = "Locust sent no requests (exit 1); see locust.log"
     new = write_run(tmp_path / "new", bench=bench)
     failures = gate(new, old, Thresholds()).failures
     assert [(c.name, c.detail) for c in failures] == [

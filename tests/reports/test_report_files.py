@@ -99,7 +99,7 @@ def test_report_writes_the_documents_table(reported: Path) -> None:
     for figure in DOCUMENT_FIGURES:
         assert figure in table
     assert "range 97.0..99.0" in table  # the spread of for_update's throughput rounds
-    # none: 3 race cells x 2 violations + 3 rounds x 8; the median rows are not counted again.
+    # none: 3 race cells x 2 violations + 3 rounds x 8.
     assert "⚠ HIGH: 30; DOUBLE_CAPTURE 15, DUPLICATE_RECEIPT 12, DUPLICATE_ALLOCATION 3" in table
     assert "✅ NONE: 0; in 3 scenario runs + 2,940 requests" in table
 
@@ -269,3 +269,9 @@ def test_a_single_round_is_not_called_a_median(tmp_path: Path) -> None:
     table = (run_dir / TABLE_FILE).read_text()
     assert "One round per strategy (no spread, no median)" in table
     assert "Medians of" not in table
+
+
+def test_the_header_counts_the_rounds_that_ran(reported: Path) -> None:
+    """Three alternating rounds of three strategies: nine measured rows, never an aggregate."""
+    html = (reported / HTML_FILE).read_text(encoding="utf-8")
+    assert "<td>benchmark rounds</td><td>3 rounds of 3 strategies (9 measured)</td>" in html

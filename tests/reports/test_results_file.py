@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from racebench.cli import app
 from racebench.reports.build import HTML_FILE
-from racebench.results import Results
+from racebench.results import SCHEMA, LockWait, Results, TimelineEvent
 from tests.reports.synthetic import write_run
 
 Edit = Callable[[dict[str, Any]], None]
@@ -76,6 +76,24 @@ def drop_p99(data: dict[str, Any]) -> None:
     del data["bench"][1]["latency_ms"]["p99"]
 
 
+def timeline_edit(index: int, key: str, value: Any) -> Edit:
+    """race[3] is interleaved x none, whose timeline the synthetic run fills."""
+
+    def edit(data: dict[str, Any]) -> None:
+        row = data["race"][3]["timeline"][index]
+        if value is None:
+            del row[key]
+        else:
+            row[key] = value
+
+    return edit
+
+
+def synonyms(data: dict[str, Any]) -> None:
+    """A made-up writer's words for an event (racebench reads only what it writes)."""
+    data["race"][3]["timeline"][1] = {"at_ms": 1, "lane": "client", "step": "read"}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -108,6 +126,25 @@ def drop_p99(data: dict[str, Any]) -> None:
             put("bench", 0, "throughput_rps", None),
             "results.json: bench[0] (none round 1): field 'throughput_rps' is null, not number",
         ),
+        (
+            timeline_edit(1, "t_ms", None),
+            "results.json: race[3] (interleaved x none), timeline[1]: field 't_ms' is missing",
+        ),
+        (
+            timeline_edit(2, "kind", "wait"),
+            "results.json: race[3] (interleaved x none), timeline[2]: field 'kind' is 'wait', "
+            "not one of send, arrive, blocked, release, answer, note, error, lock_wait",
+        ),
+        (
+            timeline_edit(2, "t_ms", "2.5"),
+            "results.json: race[3] (interleaved x none), timeline[2]: field 't_ms' is "
+            "string '2.5', not number",
+        ),
+        (synonyms, "results.json: race[3] (interleaved x none), timeline[1]: field 'kind' is"),
+        (
+            put("bench", 2, "error", 1),
+            "results.json: bench[2] (optimistic round 1): field 'error' is integer 1, not string",
+        ),
         (replace_top("race", {"a": 1}), "results.json: field 'race' is object"),
         (replace_top("bench", ["x"]), "results.json: bench[0] is string 'x', not an object"),
     ],
@@ -128,4 +165,52 @@ def test_a_file_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("[1, 2]")
     code, output = cli_report(tmp_path)
     assert code == 2
-    assert "is not a racebench.results/1 file (a list, not an object)" in output
+    assert "is not a racebench.results/2 file (a list, not an object)" in output
+
+
+V1_FILE = Path(__file__).parent / "fixtures" / "results-v1.json"
+
+
+def test_a_v1_file_reads_as_typed_rounds_without_its_median_rows() -> None:
+    """racebench.results/1 (a baseline an older racebench wrote): `extra` becomes fields, the
+    median rows (round 0) are dropped, lock waits lose their repeated `t_ms`."""
+    results = Results.read(V1_FILE)
+    assert [(b.strategy, b.round) for b in results.bench] == [
+        ("none", 1), ("for_update", 1), ("none", 2), ("for_update", 2),
+    ]  # fmt: skip
+    none = results.bench[0]
+    assert (none.workers, none.expected_safe, none.error, none.model) == (1, False, None, "closed")
+    assert (none.busy, none.acked_webhooks, none.pool_size) == (2, 500, 40000)
+    assert none.outcomes == {"verify:captured": 1000}
+    assert none.cpu is not None and none.cpu.groups["service"].total_cores == 0.9
+    assert none.cpu.machine_busy == 0.95 and none.cpu_ms_per_request == 14.0
+    assert none.locust is not None and none.locust.percentiles_ms == {"p50": 150.0, "p99": 300.0}
+    timeline = results.race[1].timeline
+    waits = [e for e in timeline if isinstance(e, LockWait)]
+    assert len(timeline) == 6 and len(waits) == 1
+    assert (waits[0].actor, waits[0].start_ms, waits[0].end_ms) == ("webhook", 3.0, 44.2)
+    assert all(isinstance(e, TimelineEvent) for e in timeline if e not in waits)
+
+
+def test_a_v1_file_written_back_is_v2_and_reads_the_same(tmp_path: Path) -> None:
+    results = Results.read(V1_FILE)
+    results.write(tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["schema"] == SCHEMA
+    again = Results.read(tmp_path)
+    assert again.bench == results.bench and again.race == results.race
+
+
+def test_a_v1_baseline_gates_a_v2_run(tmp_path: Path) -> None:
+    """CI compares a new run with a baseline an older racebench wrote."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(V1_FILE.read_text())
+    new = tmp_path / "new"
+    Results.read(old).write(new)
+    result = CliRunner().invoke(app, ["report", str(new), "--baseline", str(old)])
+    assert result.exit_code == 0, result.output
+    # The v1 median rows are not rounds: 2 rounds of 2 strategies, and none's violations once.
+    table = (new / "table.md").read_text()
+    assert "| ⚠ HIGH: 8; DOUBLE_CAPTURE 8 |" in table  # 1 race run + 4 + 3 in the rounds
+    html = (new / HTML_FILE).read_text()
+    assert "2 rounds of 2 strategies (4 measured)" in html

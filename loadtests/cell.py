@@ -1,0 +1,218 @@
+"""One cell of the benchmark: one strategy in one round, from a fresh database to its result.
+
+In order:
+1. a fresh database (harness.database.provision), dropped afterwards;
+2. `racebench serve --strategy S --workers W` as a subprocess, awaited until healthy (it
+   creates its tables);
+3. the pool of pending payments, seeded in bulk with SQL;
+4. a warm-up on payments of its own (connections opened, code paths warm);
+5. Locust as a subprocess (`--processes P`), the CPU of Locust and the service sampled;
+6. the service stopped, then the invariant queries run on what is left in the database,
+   with every webhook event id that was answered 2xx (WEBHOOK_LOST).
+
+Ctrl-C (KeyboardInterrupt) unwinds every context: Locust's process group and the service's are
+stopped, and the database dropped, before the exception leaves `CellRun.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from racebench.harness.database import provision, run_sync
+from racebench.harness.invariants import check
+from racebench.harness.service_process import running_service, stop_process_group
+from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
+from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
+from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
+from racebench.loadtests.pool import Pool, seed
+from racebench.loadtests.profiles import Calls
+from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
+from racebench.progress import Progress
+from racebench.reference_service.strategies import holds
+from racebench.results import BenchResult, CpuFigures
+
+# Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
+# if it is still running this long after, something is wrong and we stop it.
+LOCUST_EXIT_GRACE_S = 60.0
+# What Locust logs when one of its processes is CPU-bound.
+CPU_WARNING = "CPU usage above"
+# How often the progress display hears from a running Locust.
+PROGRESS_TICK_S = 0.5
+WARMUP_CONCURRENCY = 16
+# A warm-up request answers in milliseconds; this only bounds a stuck service.
+WARMUP_TIMEOUT_S = 30.0
+RESULT_FILE = "result.json"  # each cell's own result, beside its logs
+
+
+class _Nobody:
+    """Where the progress of a runner given no hook goes."""
+
+    def started(self, label: str, index: int, total: int) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
+        pass
+
+    def advanced(self, done: float, total: float) -> None:
+        pass
+
+    def finished(self, result: object) -> None:
+        pass
+
+
+NOBODY = _Nobody()
+
+
+@dataclass
+class CellRun:
+    """One strategy in one round; `run()` returns its BenchResult."""
+
+    config: BenchConfig
+    strategy: str
+    round_no: int
+    progress: Progress[BenchResult] = NOBODY
+    cell_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cell_dir = (
+            self.config.run_dir.resolve() / "cells" / f"r{self.round_no}-{self.strategy}"
+        )
+
+    def run(self) -> BenchResult:
+        config = self.config
+        self.cell_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (*self.cell_dir.glob(TALLY_GLOB), self.cell_dir / f"{JSON_STEM}.json"):
+            stale.unlink(missing_ok=True)  # a reused --out folder must not add old requests
+        pool, warmup_pool = config.pools()
+        self.progress.phase("database")
+        with provision(config.database_url) as database:
+            self.progress.phase("service")
+            with running_service(
+                strategy=self.strategy,
+                database_url=database.url,
+                workers=config.workers,
+                log_path=self.cell_dir / "service.log",
+            ) as service:
+                self.progress.phase("seeding")
+                seed(database.url, pool, warmup_pool)
+                self.progress.phase("warm-up")
+                warm_up(service.base_url, warmup_pool, WARMUP_CONCURRENCY)
+                self.progress.phase("load")
+                plan = LocustPlan(
+                    base_url=service.base_url,
+                    profile=config.profile,
+                    pool=pool,
+                    users=config.users,
+                    duration_s=config.duration_s,
+                    processes=config.processes,
+                    tally_dir=self.cell_dir,
+                    rate=config.item_rate,
+                    hot_epoch=time.time(),
+                )
+                returncode, cpu = self._run_locust(plan, service.pid, database.name)
+            # The service is stopped: what is in the database now is all it will ever write.
+            return self._result(database.url, pool, returncode, cpu)
+
+    def _run_locust(
+        self, plan: LocustPlan, service_pid: int, database_name: str
+    ) -> tuple[int, CpuFigures]:
+        log = (self.cell_dir / "locust.log").open("wb")
+        process = subprocess.Popen(
+            plan.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: Ctrl-C here reaches it only through us
+            cwd=self.cell_dir,  # Locust writes nothing relative; the cell is its home
+        )
+        sampler = CpuSampler(
+            {"locust": process.pid, "service": service_pid},
+            matching={"postgres": f" {database_name} "},  # its backends' process titles
+        ).start()
+        started = time.monotonic()
+        deadline = started + plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=PROGRESS_TICK_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    now = time.monotonic()
+                    self.progress.advanced(now - started, plan.duration_s)
+                    if now > deadline:
+                        stop_process_group(process)
+                        returncode = process.returncode
+                        break
+        finally:
+            cpu = sampler.stop()
+            stop_process_group(process)
+            log.close()
+        return returncode, cpu
+
+    def _result(
+        self, database_url: str, pool: Pool, returncode: int, cpu: CpuFigures
+    ) -> BenchResult:
+        config = self.config
+        self.progress.phase("invariants")
+        tally = merge_tallies(read_tallies(self.cell_dir))
+        outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
+        result = BenchResult(
+            strategy=self.strategy,
+            profile=config.profile.value,
+            round=self.round_no,
+            users=config.users,
+            rate=config.rate,
+            duration_s=round(tally.duration_s, 3),
+            requests=tally.requests,
+            failures=tally.failures,
+            throughput_rps=round(tally.throughput_rps, 1),
+            latency_ms=tally.latency.summary(),
+            violations=dict(outcome.counts),
+            error=None
+            if tally.requests
+            else f"Locust sent no requests (exit {returncode}); see locust.log",
+            workers=config.workers,
+            expected_safe=holds(self.strategy, config.workers),
+            model="closed" if config.rate is None else "open",
+            busy=tally.busy,
+            outcomes=dict(sorted(tally.outcomes.items())),
+            acked_webhooks=len(tally.acked_event_ids),
+            pool_size=pool.size,
+            pool_wrapped=tally.pool_wrapped,
+            locust_processes=tally.processes,
+            locust_returncode=returncode,
+            # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
+            locust_cpu_warning=CPU_WARNING
+            in (self.cell_dir / "locust.log").read_text(errors="replace"),
+            locust=locust_figures(self.cell_dir / f"{JSON_STEM}.json"),
+            cpu=cpu,
+            cpu_ms_per_request=cpu_ms_per_request(cpu, tally.throughput_rps),
+        )
+        (self.cell_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+        return result
+
+
+def warm_up(base_url: str, pool: Pool, concurrency: int) -> None:
+    """Verify every payment of `pool` through the service, `concurrency` at a time."""
+    run_sync(_warm_up(base_url, pool, concurrency))
+
+
+async def _warm_up(base_url: str, pool: Pool, concurrency: int) -> None:
+    calls = Calls(pool)
+    ids = iter(range(pool.first, pool.last + 1))
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=WARMUP_TIMEOUT_S, limits=limits
+    ) as client:
+
+        async def worker() -> None:
+            for payment_id in ids:
+                call = calls.verify(payment_id)
+                await client.post(call.path, content=call.body, headers=call.headers)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -1,0 +1,89 @@
+"""What one `racebench bench` run is asked to do: strategies, load, durations, rounds.
+
+Parsing the command line's texts (durations, strategy lists) and sizing the pool of pending
+payments a cell needs live here, apart from running anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from racebench.loadtests.pool import Pool
+from racebench.loadtests.profiles import Profile, pool_size_for, requests_per_item
+from racebench.reference_service.strategies import STRATEGIES
+
+# The most work items per second we size a pool for. The service on this 2-core machine does
+# well under half of this; a faster machine that runs out only reuses payments (and says so).
+POOL_ITEMS_PER_S = 3_000
+# Locust takes a second or two to start (more with --processes); hot_row's moving hot set and
+# the pool must cover that too.
+LOCUST_STARTUP_ALLOWANCE_S = 10.0
+# Warm-up: enough requests to open the service's pooled connections and warm its code paths,
+# few enough to cost a second or two.
+WARMUP_REQUESTS = 300
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '30s', '2m', '1m30s', '1h', '500ms' or a bare number of seconds."""
+    text = text.strip().lower()
+    position, total = 0, 0.0
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"not a duration: {text!r} (try 30s, 2m, 1m30s)")
+        total += float(match.group(1)) * scale[match.group(2)]
+        position = match.end()
+    if total <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return total
+
+
+def parse_strategies(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if text.strip() == "all":
+        names = list(STRATEGIES)
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown strategy {', '.join(unknown) or '(none given)'}; "
+            f"choose from: {', '.join(STRATEGIES)} (or all)"
+        )
+    return names
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    strategies: list[str]
+    profile: Profile
+    users: int
+    rate: float | None  # open model: requests per second
+    duration_s: float
+    rounds: int
+    workers: int
+    processes: int
+    run_dir: Path
+    database_url: str | None
+    warmup_requests: int = WARMUP_REQUESTS
+
+    @property
+    def cells(self) -> int:
+        """Strategy x round: the units of work, each one result."""
+        return len(self.strategies) * self.rounds
+
+    @property
+    def item_rate(self) -> float | None:
+        """Open model: work items per second (a contention item is two requests)."""
+        return None if self.rate is None else self.rate / requests_per_item(self.profile)
+
+    def pools(self) -> tuple[Pool, Pool]:
+        """(the measured run's pool, the warm-up's pool right after it)."""
+        items_per_s = self.item_rate or POOL_ITEMS_PER_S
+        seconds = self.duration_s + LOCUST_STARTUP_ALLOWANCE_S
+        size = pool_size_for(self.profile, items=items_per_s * seconds, duration_s=seconds)
+        pool = Pool(1, size)
+        return pool, pool.after(self.warmup_requests)

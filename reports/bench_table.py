@@ -1,0 +1,120 @@
+"""What `racebench bench` prints at its end: medians of the rounds per strategy, their spread,
+each strategy against the first one round by round, and pgbench's ceiling if it was measured.
+
+The figures come from racebench.reports.summary, like the report's; the bench itself writes only
+its rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from racebench.console import console as make_console
+from racebench.reports.summary import BenchSummary, PairedChange, summarize
+from racebench.results import BenchResult, Results
+
+# Wide enough for the summary table even when stderr is not a terminal (CI logs).
+console = make_console(stderr=True)
+
+
+@dataclass(frozen=True)
+class StrategyLine:
+    """One strategy's line: its rounds digested, and the change against the baseline
+    (None for the baseline itself, the first strategy the bench ran)."""
+
+    summary: BenchSummary
+    versus: PairedChange | None
+
+
+def strategy_lines(results: Results) -> list[StrategyLine]:
+    """Per profile, the strategies in the order they ran; the first is the others' baseline.
+    Errored rounds are left out (their violations still count in the report)."""
+    summary = summarize(results)
+    lines = []
+    for profile, by_strategy in summary.bench.items():
+        ran = [b for b in summary.rounds if b.profile == profile and not b.errored]
+        order = [s for s in dict.fromkeys(b.strategy for b in ran) if s in by_strategy]
+        if not order:
+            continue
+        baseline = _rounds(ran, order[0])
+        for strategy in order:
+            versus = None
+            if strategy != order[0]:
+                versus = PairedChange.of(_rounds(ran, strategy), baseline)
+            lines.append(StrategyLine(by_strategy[strategy], versus))
+    return lines
+
+
+def _rounds(rows: list[BenchResult], strategy: str) -> list[BenchResult]:
+    return [r for r in rows if r.strategy == strategy]
+
+
+def summary_table(results: Results) -> Table:
+    """Medians of the rounds per strategy, with the spread and the change against the first."""
+    table = Table(title="racebench bench: medians of alternating rounds", title_justify="left")
+    columns = ("strategy", "req/s", "range", "vs base", "mean", "p50", "p99", "p99 vs base")
+    for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "violations"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for line in strategy_lines(results):
+        s, versus = line.summary, line.versus
+        table.add_row(
+            f"{s.strategy} ({s.throughput_rps.rounds}r)",
+            f"{s.throughput_rps.median:.1f}",
+            f"{100 * s.throughput_rps.rel_range:.1f}%",
+            f"{versus.throughput_change_pct:+.1f}%" if versus else "base",
+            f"{s.mean_ms.median:.2f}",
+            f"{s.p50_ms.median:.2f}",
+            f"{s.p99_ms.median:.2f}",
+            f"{versus.p99_delta_ms:+.2f}" if versus else "base",
+            f"{s.p999_ms.median:.2f}",
+            f"{s.max_ms.median:.1f}",
+            _cost(line),
+            str(s.busy),
+            str(s.failures),
+            str(sum(s.violations.values())),
+        )
+    table.caption = (
+        "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s; "
+        "cpu ms/req: service + its PostgreSQL backends"
+    )
+    return table
+
+
+def _cost(line: StrategyLine) -> str:
+    cost = line.summary.cpu_ms_per_request
+    if cost is None:
+        return "-"
+    change = line.versus.cpu_per_request_change_pct if line.versus else None
+    return f"{cost.median:.3f}" + (f" ({change:+.1f}%)" if change is not None else "")
+
+
+def ceiling_lines(results: Results) -> list[str]:
+    """pgbench's rate and each strategy's median throughput as a share of it, if the run
+    measured the ceiling."""
+    ceiling = results.environment.get("ceiling")
+    if not ceiling:
+        return []
+    pgbench = ceiling["pgbench"]
+    lines = [
+        f"ceiling: pgbench {pgbench['tps']:.0f} tps for the capture transaction "
+        f"({pgbench['clients']} clients, {pgbench['duration_s']} s)"
+    ]
+    if pgbench["tps"] > 0:
+        for line in strategy_lines(results):
+            rps = line.summary.throughput_rps.median
+            lines.append(
+                f"  {line.summary.strategy}: {rps:.0f} req/s = "
+                f"{100 * rps / pgbench['tps']:.1f}% of pgbench"
+            )
+    return lines
+
+
+def print_bench_summary(results: Results, path: Path) -> None:
+    wide = console
+    wide.print(summary_table(results))
+    for line in ceiling_lines(results):
+        console.print(line, highlight=False)
+    console.print(f"results: {path}", highlight=False)
