@@ -32,7 +32,7 @@ from racebench.harness.service_process import ServiceStartError
 from racebench.harness.targets import HttpTarget, InProcessTarget, Target
 from racebench.progress import Progress
 from racebench.reference_service.strategies import STRATEGY_NAMES
-from racebench.results import Expected, Mode, RaceResult, Verdict
+from racebench.results import Expected, Mode, RaceResult, Verdict, judge
 
 MODES: tuple[Mode, ...] = ("in_process", "http")
 
@@ -66,8 +66,8 @@ class Cell:
     def wrong(self, outcome: RunOutcome) -> bool:
         """Did this run go against the cell's expectation (a catch where safe was expected, a
         miss where a race was, or an error)?"""
-        missed = outcome.caught if self.expected == "safe" else not outcome.caught
-        return missed or bool(outcome.errors)
+        against = not judge(self.expected, caught=outcome.caught, errored=False).passed
+        return against or bool(outcome.errors)
 
 
 @dataclass

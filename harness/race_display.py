@@ -20,6 +20,7 @@ from racebench.console import console
 from racebench.harness.matrix import CellRuns
 from racebench.harness.targets import HTTP_WORKERS
 from racebench.harness.timeline import render
+from racebench.results import Finding
 
 # Errors of a failing run shown under FAIL; the rest are in results.json.
 MAX_ERRORS_SHOWN = 3
@@ -152,14 +153,15 @@ def _cell_text(c: CellRuns) -> str:
     result = c.result()
     n = len(c.outcomes)
     count = f" {c.caught}/{n}" if n > 1 else ""
-    if result.verdict == "error" or (result.error and not c.caught):
+    finding = result.finding
+    if finding is Finding.ERROR or (result.error and not c.caught):
         return "[yellow]ERROR[/]"
-    if result.expected == "race":
-        if c.caught == n:
-            return f"[green]caught{count}[/]"
+    if finding is Finding.CAUGHT:
         # Caught at least once passes the cell; anything short of every run is worth a look.
-        return f"[yellow]caught{count}[/]" if c.caught else f"[red]MISSED{count}[/]"
-    if c.caught:
+        return f"[green]caught{count}[/]" if c.caught == n else f"[yellow]caught{count}[/]"
+    if finding is Finding.MISSED:
+        return f"[red]MISSED{count}[/]"
+    if finding is Finding.VIOLATED:
         return f"[bold red]RACE{count}[/]"
     return f"[green]safe{count}[/]"
 
@@ -199,7 +201,7 @@ def write_junit(cell_runs: Sequence[CellRuns], path: Path) -> None:
         )
         if result.passed:
             continue
-        if result.verdict == "error" and result.expected == "safe":
+        if result.finding is Finding.ERROR:
             errors += 1
             ET.SubElement(case, "error", message=result.error or "error").text = explain(c)
         else:

@@ -16,6 +16,7 @@ import platform
 import re
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,32 @@ DEFAULT_RUNS_DIR = Path("reports") / "runs"
 Mode = Literal["in_process", "http"]
 Expected = Literal["safe", "race"]
 Verdict = Literal["safe", "race_detected", "error"]
+
+
+class Finding(StrEnum):
+    """What a verdict means against what was expected: the one reading of (expected,
+    verdict), for a whole cell and for one run of it alike."""
+
+    SAFE = "safe"  # expected to hold, and it held
+    CAUGHT = "caught"  # expected to race, and the race was caught
+    VIOLATED = "violated"  # expected to hold, and it left violations
+    MISSED = "missed"  # expected to race, and no run caught it: the harness was blind
+    ERROR = "error"  # a run broke (an unexpected answer, a schedule that did not happen)
+
+    @property
+    def passed(self) -> bool:
+        return self in (Finding.SAFE, Finding.CAUGHT)
+
+
+def judge(expected: Expected, *, caught: bool, errored: bool) -> Finding:
+    """Read a cell (or a run): a catch decides it; else an error; else whether it held."""
+    if caught:
+        return Finding.CAUGHT if expected == "race" else Finding.VIOLATED
+    if errored:
+        return Finding.ERROR
+    return Finding.MISSED if expected == "race" else Finding.SAFE
+
+
 EventKind = Literal["send", "arrive", "blocked", "release", "answer", "note", "error"]
 LoadModel = Literal["closed", "open"]
 HARNESS_ACTOR = "-"  # the actor of the harness's own timeline events (schedule notes, errors)
@@ -88,11 +115,17 @@ class RaceResult(_Model):
     seed: int | None = None
 
     @property
+    def finding(self) -> Finding:
+        return judge(
+            self.expected,
+            caught=self.verdict == "race_detected",
+            errored=self.verdict == "error",
+        )
+
+    @property
     def passed(self) -> bool:
         """A race-expected cell passes when caught; a safe one only with no violations."""
-        if self.expected == "race":
-            return self.verdict == "race_detected"
-        return self.verdict == "safe"
+        return self.finding.passed
 
 
 class LatencyMs(_Model):

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from racebench.reports.formatting import counts
 from racebench.reports.summary import strategy_order
-from racebench.results import RaceResult
+from racebench.results import Finding, RaceResult
 
 
 class Outcome(StrEnum):
@@ -20,7 +20,7 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class Cell:
+class MatrixCell:
     outcome: Outcome
     detail: str = ""  # the evidence: violation counts, "not caught", the error
     runs: int = 0
@@ -30,10 +30,10 @@ class Cell:
 class Matrix:
     rows: list[str]  # scenario; "scenario (http)" for the http row of a scenario run in both
     strategies: list[str]
-    cells: dict[tuple[str, str], Cell]
+    cells: dict[tuple[str, str], MatrixCell]
 
-    def cell(self, row: str, strategy: str) -> Cell:
-        return self.cells.get((row, strategy), Cell(Outcome.NOT_RUN))
+    def cell(self, row: str, strategy: str) -> MatrixCell:
+        return self.cells.get((row, strategy), MatrixCell(Outcome.NOT_RUN))
 
     def tally(self) -> Counter[Outcome]:
         return Counter(c.outcome for c in self.cells.values())
@@ -43,7 +43,7 @@ class Matrix:
         return all(c.outcome is not Outcome.UNEXPECTED for c in self.cells.values())
 
 
-def _cell(results: list[RaceResult]) -> Cell:
+def _cell(results: list[RaceResult]) -> MatrixCell:
     """One cell from every result that fell in it (repeats, or one result per run)."""
     violations: Counter[str] = Counter()
     for r in results:
@@ -52,16 +52,16 @@ def _cell(results: list[RaceResult]) -> Cell:
     evidence = counts(violations)
     failed = [r for r in results if not r.passed]
     if not failed:
-        race = results[0].expected == "race"
-        return Cell(Outcome.CAUGHT if race else Outcome.SAFE, evidence, runs)
-    errors = [r for r in failed if r.verdict == "error"]
+        caught = results[0].finding is Finding.CAUGHT
+        return MatrixCell(Outcome.CAUGHT if caught else Outcome.SAFE, evidence, runs)
+    errors = [r for r in failed if r.finding is Finding.ERROR]
     if errors:
         detail = "error: " + (errors[0].error or "see the race log")
-    elif failed[0].expected == "race":
+    elif failed[0].finding is Finding.MISSED:
         detail = "race not caught"
     else:
         detail = evidence or "violations"
-    return Cell(Outcome.UNEXPECTED, detail, runs)
+    return MatrixCell(Outcome.UNEXPECTED, detail, runs)
 
 
 def build_matrix(race: list[RaceResult]) -> Matrix:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from html import escape
 
 from racebench.reports.gate import GateResult
-from racebench.reports.tables import Cell, Table
+from racebench.reports.tables import Table, TableCell
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _cell(cell: Cell) -> str:
+def _cell(cell: TableCell) -> str:
     parts = [f'<span class="{cell.tone}">{escape(cell.text)}</span>']
     if cell.delta:
         parts.append(f' <span class="delta">({escape(cell.delta)})</span>')

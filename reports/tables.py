@@ -28,7 +28,7 @@ DOCUMENTS_CLAIM = (
 
 
 @dataclass(frozen=True)
-class Cell:
+class TableCell:
     text: str
     delta: str = ""  # against Before, e.g. "+10 ms" or "-2.0%"
     note: str = ""  # the spread across rounds, or the evidence
@@ -43,7 +43,7 @@ class Cell:
 @dataclass(frozen=True)
 class Row:
     label: str
-    cells: list[Cell]
+    cells: list[TableCell]
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,12 @@ def _metric_row(
     for s in strategies:
         summary = bench.get(s)
         if summary is None:
-            cells.append(Cell("not benchmarked"))
+            cells.append(TableCell("not benchmarked"))
             continue
         spread = get(summary)
         change = "" if before is None or s == BEFORE else delta(spread.median, get(before).median)
         note = f"range {fmt.span(spread.low, spread.high)}" if spread.rounds > 1 else "1 round"
-        cells.append(Cell(show(spread.median), change, note))
+        cells.append(TableCell(show(spread.median), change, note))
     return Row(label, cells)
 
 
@@ -93,29 +93,29 @@ def _where(safety: SafetySummary) -> str:
     return " + ".join(parts)
 
 
-def risk_cell(safety: SafetySummary) -> Cell:
+def risk_cell(safety: SafetySummary) -> TableCell:
     if not safety.tested:
-        return Cell("not tested")
+        return TableCell("not tested")
     total = safety.total_violations
     if total:
-        return Cell(f"⚠ HIGH: {total:,}", note=fmt.counts(safety.violations), tone="bad")
-    return Cell("✅ NONE: 0", note=f"in {_where(safety)}", tone="good")
+        return TableCell(f"⚠ HIGH: {total:,}", note=fmt.counts(safety.violations), tone="bad")
+    return TableCell("✅ NONE: 0", note=f"in {_where(safety)}", tone="good")
 
 
-def integrity_cell(safety: SafetySummary) -> Cell:
+def integrity_cell(safety: SafetySummary) -> TableCell:
     if not safety.tested:
-        return Cell("not tested")
+        return TableCell("not tested")
     if safety.total_violations:
         where = (
             f"{safety.scenarios_with_violations} of the scenarios"
             if safety.scenarios_with_violations
             else "the benchmark"
         )
-        return Cell("⚠ At Risk", note=f"broken in {where}", tone="bad")
+        return TableCell("⚠ At Risk", note=f"broken in {where}", tone="bad")
     if safety.race_errors:
         errored = fmt.plural(safety.race_errors, "scenario cell")
-        return Cell("? unknown", note=f"{errored} errored", tone="warn")
-    return Cell("✅ HELD", note=f"every invariant, {_where(safety)}", tone="good")
+        return TableCell("? unknown", note=f"{errored} errored", tone="warn")
+    return TableCell("✅ HELD", note=f"every invariant, {_where(safety)}", tone="good")
 
 
 def performance_table(summary: RunSummary, profile: str | None) -> Table:
@@ -174,7 +174,7 @@ def matrix_table(matrix: Matrix) -> Table:
         for s in matrix.strategies:
             cell = matrix.cell(row, s)
             text = fmt.MISSING if cell.outcome is Outcome.NOT_RUN else cell.outcome.value
-            cells.append(Cell(text, note=cell.detail, tone=_TONES[cell.outcome]))
+            cells.append(TableCell(text, note=cell.detail, tone=_TONES[cell.outcome]))
         rows.append(Row(row, cells))
     notes = [
         f"{len(matrix.cells)} cells: {summary}." if matrix.cells else "No race results.",

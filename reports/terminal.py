@@ -9,7 +9,7 @@ from rich.text import Text
 
 from racebench.console import console
 from racebench.reports.gate import GateResult
-from racebench.reports.tables import Cell, Table
+from racebench.reports.tables import Table, TableCell
 
 # Width when stdout is a file or a pipe (CI logs): wide enough for the tables, not unbounded.
 # In the compact matrix a cell's note is cut here: seven strategy columns share a 140-column
@@ -24,7 +24,7 @@ def terminal_console() -> Console:
     return console()
 
 
-def _cell(cell: Cell, compact: bool) -> Text:
+def _cell(cell: TableCell, compact: bool) -> Text:
     text = Text(cell.text, style=STYLES[cell.tone])
     if cell.delta:
         text.append(f" ({cell.delta})", style="cyan")

@@ -21,9 +21,9 @@ from racebench.reports.tables import (
     ROW_P99,
     ROW_RISK,
     ROW_THROUGHPUT,
-    Cell,
     Row,
     Table,
+    TableCell,
 )
 from racebench.reports.terminal import COMPACT_NOTE_CHARS, print_table
 from racebench.results import RaceResult
@@ -252,7 +252,7 @@ def test_the_compact_terminal_matrix_cuts_long_notes() -> None:
     table = Table(
         "m",
         ["Scenario", "for_update"],
-        [Row("simultaneous", [Cell("x", note=long_error, tone="bad")])],
+        [Row("simultaneous", [TableCell("x", note=long_error, tone="bad")])],
     )
     stream = io.StringIO()
     print_table(Console(file=stream, width=400), table, compact=True)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from racebench.cli import app
 from racebench.reports.build import HTML_FILE
-from racebench.results import SCHEMA, LockWait, Results, TimelineEvent
+from racebench.results import SCHEMA, Expected, LockWait, Results, TimelineEvent, judge
 from tests.reports.synthetic import write_run
 
 Edit = Callable[[dict[str, Any]], None]
@@ -214,3 +214,22 @@ def test_a_v1_baseline_gates_a_v2_run(tmp_path: Path) -> None:
     assert "| ⚠ HIGH: 8; DOUBLE_CAPTURE 8 |" in table  # 1 race run + 4 + 3 in the rounds
     html = (new / HTML_FILE).read_text()
     assert "2 rounds of 2 strategies (4 measured)" in html
+
+
+@pytest.mark.parametrize(
+    ("expected", "caught", "errored", "finding"),
+    [
+        ("safe", False, False, "safe"),
+        ("safe", True, False, "violated"),
+        ("safe", False, True, "error"),
+        ("race", True, False, "caught"),
+        ("race", True, True, "caught"),  # a catch decides the cell, errors or not
+        ("race", False, False, "missed"),
+        ("race", False, True, "error"),
+    ],
+)
+def test_one_reading_of_expected_and_verdict(
+    expected: Expected, caught: bool, errored: bool, finding: str
+) -> None:
+    assert judge(expected, caught=caught, errored=errored) == finding
+    assert judge(expected, caught=caught, errored=errored).passed == (finding in ("safe", "caught"))
