@@ -26,6 +26,7 @@ from racebench.harness.schedule import Jitter, Schedule, ScheduleController
 from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
 from racebench.reference_service import race_points
+from racebench.reference_service.events import RazorpayEvent
 
 # A healthy run takes well under a second (out_of_order, the longest, has six launches); this
 # only bounds a run so that a bug (a hang in setup, a launch, the check) cannot hang a CI job.
@@ -127,7 +128,10 @@ class Race:
         )
 
     def event(
-        self, payment: Payment, event_type: str = "payment.captured", event_id: str | None = None
+        self,
+        payment: Payment,
+        event_type: str = RazorpayEvent.PAYMENT_CAPTURED,
+        event_id: str | None = None,
     ) -> WebhookDelivery:
         """A signed Razorpay event about `payment`."""
         return self.gateway.event(
@@ -143,7 +147,7 @@ class Race:
         self,
         actor: str,
         payment: Payment,
-        event_type: str = "payment.captured",
+        event_type: str = RazorpayEvent.PAYMENT_CAPTURED,
         *,
         expect: tuple[int, ...] = (),
     ) -> Request:

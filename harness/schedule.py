@@ -2,9 +2,9 @@
 
 A schedule is a short script of steps, each naming an actor, in the manner of Hermitage:
 
-    T0  client   reach AFTER_READ       client reads the payment: pending
-    T1  webhook  reach AFTER_READ       webhook reads it too (or BLOCKS on a lock)
-    T4  client   reach BEFORE_COMMIT    client writes
+    T0  client   reach RacePoint.AFTER_READ       client reads the payment: pending
+    T1  webhook  reach RacePoint.AFTER_READ       webhook reads it too (or BLOCKS on a lock)
+    T4  client   reach RacePoint.BEFORE_COMMIT    client writes
     ...
 
 `ScheduleController` is the race-point controller that plays it. An actor that reaches a point
@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from racebench.harness.timeline import EventKind
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.reference_service.race_points import RacePoint
 
 # How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
 # millisecond; 5 ms keeps the probe's own queries from loading the 2-core machine.
@@ -44,9 +44,9 @@ STALL_TIMEOUT_S = 10.0
 # order of the statements that follow without making a run slow.
 MAX_JITTER_S = 0.002
 
-POINT_WORDS = {
-    AFTER_READ: "reads payment: status = pending",
-    BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
+POINT_WORDS: dict[str, str] = {
+    RacePoint.AFTER_READ: "reads payment: status = pending",
+    RacePoint.BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
 }
 
 StepKind = Literal["reach", "commit", "rendezvous", "launch"]
@@ -57,7 +57,7 @@ class Step:
     kind: StepKind
     label: str
     actors: tuple[str, ...] = ()
-    point: str = AFTER_READ
+    point: str = RacePoint.AFTER_READ
     note: str = ""
     quorum: int = 2
     may_skip: bool = False  # finishing without reaching the point is not an error
@@ -74,7 +74,7 @@ def reach(label: str, actor: str, point: str, note: str = "", *, may_skip: bool 
 def commit(label: str, actor: str, note: str = "COMMIT") -> Step:
     """`actor` is let go for good: it runs through its later race points to its commit, and the
     step waits until its request returns (or it blocks). A failed request is an error."""
-    return Step("commit", label, (actor,), BEFORE_COMMIT, note)
+    return Step("commit", label, (actor,), RacePoint.BEFORE_COMMIT, note)
 
 
 def launch(label: str, *actors: str) -> Step:
@@ -84,7 +84,7 @@ def launch(label: str, *actors: str) -> Step:
 
 def rendezvous(
     label: str,
-    point: str = AFTER_READ,
+    point: str = RacePoint.AFTER_READ,
     quorum: int = 2,
     note: str = "",
     *,

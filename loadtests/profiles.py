@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from racebench.harness.gateway import ORDER_PAID, Gateway
+from racebench.harness.gateway import Gateway
 from racebench.loadtests.pool import Pool, order_id, razorpay_payment_id
+from racebench.reference_service.events import CAPTURE_EVENTS, RazorpayEvent
 
 VERIFY_PATH = "/payments/verify"
 WEBHOOK_PATH = "/webhooks/razorpay"
@@ -46,7 +47,7 @@ HOT_WEBHOOK_EVERY = 4
 MIXED_CLIENT_RETURNS = 0.9
 MIXED_REDELIVERY = 0.1
 MIXED_FAILED_FIRST = 0.05
-MIXED_CAPTURE_EVENTS = ("payment.authorized", "payment.captured", ORDER_PAID)
+MIXED_CAPTURE_EVENTS = CAPTURE_EVENTS
 # mixed: deliveries of this many payments are shuffled together, so events of one payment arrive
 # out of order and close together, interleaved with other payments' traffic.
 MIXED_WINDOW = 4
@@ -164,12 +165,12 @@ class ItemSource:
                 return (self.calls.verify(self._next_payment()),)
             case Profile.WEBHOOK:
                 pid = self._next_payment()
-                return (self.calls.webhook(pid, "payment.captured", f"evt_w{pid}"),)
+                return (self.calls.webhook(pid, RazorpayEvent.PAYMENT_CAPTURED, f"evt_w{pid}"),)
             case Profile.CONTENTION:
                 pid = self._next_payment()
                 return (
                     self.calls.verify(pid),
-                    self.calls.webhook(pid, "payment.captured", f"evt_c{pid}"),
+                    self.calls.webhook(pid, RazorpayEvent.PAYMENT_CAPTURED, f"evt_c{pid}"),
                 )
             case Profile.HOT_ROW:
                 return (self._hot_call(),)
@@ -191,7 +192,7 @@ class ItemSource:
         self._unique += 1
         if self._unique % HOT_WEBHOOK_EVERY == 0:
             event_id = f"evt_h{self.process_index}x{self._unique}"
-            return self.calls.webhook(pid, "payment.captured", event_id)
+            return self.calls.webhook(pid, RazorpayEvent.PAYMENT_CAPTURED, event_id)
         return self.calls.verify(pid)
 
     def _refill_mixed(self) -> None:
@@ -207,7 +208,7 @@ class ItemSource:
         if self.rng.random() < MIXED_CLIENT_RETURNS:
             calls.append(self.calls.verify(pid))
         if self.rng.random() < MIXED_FAILED_FIRST:
-            calls.append(self.calls.webhook(pid, "payment.failed", f"evt_m{pid}f"))
+            calls.append(self.calls.webhook(pid, RazorpayEvent.PAYMENT_FAILED, f"evt_m{pid}f"))
         for n, event_type in enumerate(MIXED_CAPTURE_EVENTS):
             delivery = self.calls.webhook(pid, event_type, f"evt_m{pid}e{n}")
             calls.append(delivery)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.reference_service.events import RazorpayEvent
+from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario, caught
 
 BOTH_READ_FAILED = Schedule.of("both read failed", rendezvous("T1"))
@@ -21,12 +23,12 @@ BOTH_READ_FAILED = Schedule.of("both read failed", rendezvous("T1"))
 
 async def script(race: Race) -> None:
     payment = await race.payment()
-    failed = await race.then(race.webhook("webhook1", payment, "payment.failed"))
-    if failed.body != {"status": "processed"}:
+    failed = await race.then(race.webhook("webhook1", payment, RazorpayEvent.PAYMENT_FAILED))
+    if failed.body != {"status": WebhookOutcome.PROCESSED}:
         race.fail(f"payment.failed should be processed first: {failed.body}")
     await race.together(
         race.verify("client", payment),
-        race.webhook("webhook2", payment, "payment.captured"),
+        race.webhook("webhook2", payment, RazorpayEvent.PAYMENT_CAPTURED),
         schedule=BOTH_READ_FAILED,
     )
     status = await race.status_of(payment)
