@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT_S = 30.0
 # Worker processes of the service in http mode: two are enough to split app_lock's locks.
 HTTP_WORKERS = 2
+# Service processes that serve a run's requests, by mode (in process: the harness's own).
+PROCESSES: dict[Mode, int] = {"in_process": 1, "http": HTTP_WORKERS}
+
+
+def processes_of(mode: Mode) -> int:
+    """How many service processes serve a run's requests in `mode`."""
+    return PROCESSES[mode]
+
+
 # A worker sends its one JSON line right after connecting; a silent connection is not ours.
 GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).

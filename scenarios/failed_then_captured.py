@@ -16,7 +16,7 @@ from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
 from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.models import WebhookOutcome
-from racebench.scenarios.base import Scenario, caught
+from racebench.scenarios.base import Scenario
 
 BOTH_READ_FAILED = Schedule.of("both read failed", rendezvous("T1"))
 
@@ -40,5 +40,5 @@ SCENARIO = Scenario(
     "failed_then_captured",
     "failed first, then capture vs callback",
     script,
-    races={"in_process": caught("none")},
+    catches_races=True,
 )

@@ -19,7 +19,7 @@ from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
 from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.race_points import RacePoint
-from racebench.scenarios.base import Scenario, caught
+from racebench.scenarios.base import Scenario
 
 T0_T7 = Schedule.of(
     "the documents' T0-T7",
@@ -45,6 +45,6 @@ SCENARIO = Scenario(
     "interleaved",
     "the documents' T0-T7, forced",
     script,
-    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    catches_races=True,
     modes=("in_process", "http"),
 )

@@ -22,7 +22,7 @@ from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
 from racebench.reference_service.events import CAPTURE_EVENTS
 from racebench.reference_service.race_points import RacePoint
-from racebench.scenarios.base import Scenario, caught
+from racebench.scenarios.base import Scenario
 
 
 def first_ahead(first: str, second: str, third: str) -> Schedule:
@@ -50,5 +50,5 @@ SCENARIO = Scenario(
     "out_of_order",
     "authorized, captured, order.paid in every order, concurrently",
     script,
-    races={"in_process": caught("none")},
+    catches_races=True,
 )

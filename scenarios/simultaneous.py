@@ -15,7 +15,7 @@ from __future__ import annotations
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
 from racebench.reference_service.events import RazorpayEvent
-from racebench.scenarios.base import Scenario, caught
+from racebench.scenarios.base import Scenario
 
 BOTH_READ_PENDING = Schedule.of("both read pending", rendezvous("T1"))
 
@@ -33,6 +33,6 @@ SCENARIO = Scenario(
     "simultaneous",
     "client + webhook at once",
     script,
-    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    catches_races=True,
     modes=("in_process", "http"),
 )
