@@ -16,6 +16,7 @@ ADVISORY_LOCK = "SELECT pg_advisory_xact_lock($1)"
 class Advisory(LockStrategy):
     name = "advisory"
     summary = "pg_advisory_xact_lock(payment), then (invoice), before reading either"
+    statements_per_capture = 7  # two pg_advisory_xact_lock calls on top of `none`
 
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
         # Lock first, then read in a new statement: a read in the same statement would use a

@@ -43,6 +43,7 @@ class _KeyedLocks:
 class AppLock(LockStrategy):
     name = "app_lock"
     summary = "in-process asyncio.Lock per payment, then per invoice"
+    statements_per_capture = 5  # as `none`; its locks live in the process
     safety = Safety.SINGLE_PROCESS
 
     def __init__(self) -> None:

@@ -12,6 +12,7 @@ from racebench.reference_service.writes import WRITE_CAPTURE_IF_STATUS, WRITE_FA
 class ConditionalUpdate(LockStrategy):
     name = "conditional_update"
     summary = "UPDATE ... WHERE status = :read_status RETURNING; winner does the side effects"
+    statements_per_capture = 4  # BEGIN, read payment, one conditional statement, COMMIT
 
     async def write_capture(
         self, tx: Tx, payment: PaymentRow, capture: Capture

@@ -28,6 +28,9 @@ MAX_INVOICE_CAS_ATTEMPTS = 50
 class Optimistic(LockStrategy):
     name = "optimistic"
     summary = "version column; UPDATE ... WHERE version = :v; reload and re-check on conflict"
+    statements_per_capture = (
+        7  # versioned claim, then read + compare-and-set on the invoice, then effects
+    )
 
     async def write_capture(
         self, tx: Tx, payment: PaymentRow, capture: Capture
