@@ -8,7 +8,6 @@ size to address every payment and sign real requests for it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from racebench.harness.database import connect, parse_url, run_sync
@@ -61,11 +60,6 @@ class Pool:
     def after(self, size: int) -> Pool:
         """A pool of `size` payments right after this one."""
         return Pool(self.last + 1, size, self.amount)
-
-
-def pool_rows(items: float, per_payment: float = 1.0) -> int:
-    """How many payments `items` work items use up (at least one)."""
-    return max(1, math.ceil(items / per_payment))
 
 
 async def _seed(database_url: str, pools: tuple[Pool, ...]) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from racebench import cli
 from racebench.harness.database import connect, parse_url, server
 from racebench.loadtests.bench import BenchConfig, QuietObserver, run_bench, run_cells
-from racebench.loadtests.profiles import Profile
+from racebench.loadtests.profiles import PROFILES
 from racebench.loadtests.summary import AGGREGATE_ROUND
 from racebench.results import Results
 
@@ -128,7 +128,7 @@ def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
     observer = InterruptDuringLoad()
     config = BenchConfig(
         strategies=["for_update"],
-        profile=Profile.VERIFY,
+        profile=PROFILES["verify"],
         users=FEW_USERS,
         rate=None,
         duration_s=30.0,
