@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
+from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.gateway import Gateway, WebhookDelivery
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import LockProbe, LockSampler, Monitor
-from racebench.harness.schedule import Jitter, Schedule, ScheduleController
+from racebench.harness.schedule import Schedule
 from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
 from racebench.reference_service import race_points

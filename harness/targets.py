@@ -29,7 +29,7 @@ from racebench.reference_service.strategies import LockStrategy
 from racebench.results import Mode
 
 if TYPE_CHECKING:
-    from racebench.harness.schedule import ScheduleController
+    from racebench.harness.controller import ScheduleController
 
 # One request of a scenario: milliseconds normally; a schedule can hold one for up to its stall
 # timeout (10 s), and the service's lock_timeout is 5 s. Past this, the run is an error.

@@ -2,7 +2,7 @@
 
 With no controller installed, `race_point()` returns a shared, already-finished awaitable: no
 task switch, no allocation, no lookup. The harness installs a controller to hold an actor at a
-point until the schedule releases it (see harness/schedule.py). A service started by the harness
+point until the schedule releases it (see harness/controller.py). A service started by the harness
 for http mode gets RACEBENCH_RACE_GATE instead, and reports each point to the harness over a
 local connection (RemoteGate below).
 """

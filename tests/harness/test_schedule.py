@@ -13,11 +13,10 @@ import asyncio
 
 import pytest
 
-from racebench.harness import schedule as schedule_module
+from racebench.harness import controller as controller_module
+from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.schedule import (
-    Jitter,
     Schedule,
-    ScheduleController,
     commit,
     launch,
     reach,
@@ -258,7 +257,7 @@ async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -
 async def test_a_stalled_step_is_an_error_and_releases_everyone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(schedule_module, "STALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(controller_module, "STALL_TIMEOUT_S", 0.05)
     controller = ScheduleController(["client", "webhook"], T0_T7, Timeline(), FakeProbe())
     log: list[str] = []
     client = asyncio.create_task(capture(controller, "client", log))
@@ -289,4 +288,4 @@ def test_jitter_is_a_function_of_the_seed() -> None:
     delays = [first.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
     assert delays == [again.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
     assert delays != [other.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
-    assert all(0 <= d <= schedule_module.MAX_JITTER_S for d in delays)
+    assert all(0 <= d <= controller_module.MAX_JITTER_S for d in delays)
