@@ -27,3 +27,6 @@ class Advisory(LockStrategy):
     async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await tx.execute(ADVISORY_LOCK, INVOICE_NAMESPACE | invoice_id)
         return await super().read_invoice(tx, invoice_id)
+
+
+STRATEGY = Advisory

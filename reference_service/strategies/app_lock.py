@@ -56,3 +56,6 @@ class AppLock(LockStrategy):
     async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await self._locks.hold_until_end(tx, ("invoice", invoice_id))
         return await super().read_invoice(tx, invoice_id)
+
+
+STRATEGY = AppLock

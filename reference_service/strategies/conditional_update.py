@@ -29,3 +29,6 @@ class ConditionalUpdate(LockStrategy):
 
     async def write_failure(self, tx: Tx, payment: PaymentRow, source: str) -> bool:
         return await tx.execute(WRITE_FAILURE_IF_STATUS, payment.id, source, payment.status) == 1
+
+
+STRATEGY = ConditionalUpdate

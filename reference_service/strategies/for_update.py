@@ -21,3 +21,6 @@ class ForUpdate(LockStrategy):
 
     async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         return await self._select_invoice(tx, SELECT_INVOICE_FOR_UPDATE, invoice_id)
+
+
+STRATEGY = ForUpdate

@@ -12,3 +12,6 @@ class Serializable(LockStrategy):
     isolation_level = "serializable"
     statements_per_capture = 5  # as `none`, under BEGIN ISOLATION LEVEL SERIALIZABLE
     retry_transaction = True
+
+
+STRATEGY = Serializable
