@@ -20,7 +20,7 @@ from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
 from racebench.reference_service.app import create_app
 from racebench.reference_service.config import Settings
-from racebench.reference_service.race_points import AFTER_READ, race_point
+from racebench.reference_service.race_points import RacePoint, race_point
 
 SEED_PAYMENTS = """
 WITH inv AS (
@@ -55,7 +55,7 @@ async def race_point_cost(calls: int = 1_000_000) -> tuple[float, float]:
 
     start = time.perf_counter()
     for _ in range(calls):
-        await race_point(AFTER_READ)
+        await race_point(RacePoint.AFTER_READ)
     point = (time.perf_counter() - start) / calls * 1e9
     start = time.perf_counter()
     for _ in range(calls):

@@ -17,18 +17,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from racebench.reference_service.config import Settings
+from racebench.reference_service.events import RazorpayEvent
 
 _ALPHABET = string.ascii_letters + string.digits
 # Razorpay ids are a prefix and 14 characters.
 ID_LENGTH = 14
 
-PAYMENT_EVENTS = ("payment.authorized", "payment.captured", "payment.failed")
-ORDER_PAID = "order.paid"
-ENTITY_STATUS = {
-    "payment.authorized": "authorized",
-    "payment.captured": "captured",
-    "payment.failed": "failed",
-    ORDER_PAID: "captured",
+# The payment entity's status in each event (Razorpay's payment statuses, not ours).
+ENTITY_STATUS: dict[str, str] = {
+    RazorpayEvent.PAYMENT_AUTHORIZED: "authorized",
+    RazorpayEvent.PAYMENT_CAPTURED: "captured",
+    RazorpayEvent.PAYMENT_FAILED: "failed",
+    RazorpayEvent.ORDER_PAID: "captured",
 }
 
 
@@ -129,7 +129,7 @@ class Gateway:
         }
         payload: dict[str, Any] = {"payment": {"entity": payment}}
         contains = ["payment"]
-        if event_type == ORDER_PAID:
+        if event_type == RazorpayEvent.ORDER_PAID:
             payload["order"] = {
                 "entity": {
                     "id": order_id,

@@ -19,13 +19,15 @@ from typing import Any
 
 import httpx
 
+from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.gateway import Gateway, WebhookDelivery
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import LockProbe, LockSampler, Monitor
-from racebench.harness.schedule import Jitter, Schedule, ScheduleController
+from racebench.harness.schedule import Schedule
 from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
 from racebench.reference_service import race_points
+from racebench.reference_service.events import RazorpayEvent
 from racebench.results import TimelineEntry
 
 # A healthy run takes well under a second (out_of_order, the longest, has six launches); this
@@ -128,7 +130,10 @@ class Race:
         )
 
     def event(
-        self, payment: Payment, event_type: str = "payment.captured", event_id: str | None = None
+        self,
+        payment: Payment,
+        event_type: str = RazorpayEvent.PAYMENT_CAPTURED,
+        event_id: str | None = None,
     ) -> WebhookDelivery:
         """A signed Razorpay event about `payment`."""
         return self.gateway.event(
@@ -144,7 +149,7 @@ class Race:
         self,
         actor: str,
         payment: Payment,
-        event_type: str = "payment.captured",
+        event_type: str = RazorpayEvent.PAYMENT_CAPTURED,
         *,
         expect: tuple[int, ...] = (),
     ) -> Request:

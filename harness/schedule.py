@@ -1,4 +1,4 @@
-"""Schedules: force an interleaving of the capture paths through the service's race points.
+"""Schedules: the steps that force an interleaving of the capture paths at the race points.
 
 A schedule is a short script of steps, each naming an actor, in the manner of Hermitage:
 
@@ -7,46 +7,23 @@ A schedule is a short script of steps, each naming an actor, in the manner of He
     T4  client   reach BEFORE_COMMIT    client writes
     ...
 
-`ScheduleController` is the race-point controller that plays it. An actor that reaches a point
-is held there until the schedule lets it go; after its `commit` step it runs through to its
-commit, and later points let it pass. When the schedule waits for an actor that cannot
-reach its point because it is blocked (a row lock, an advisory lock, the webhook claim index,
-or an in-process asyncio.Lock), a `BlockProbe` reports that and the schedule moves on; it never
-waits for something its own holds prevent. Every wait is bounded (STALL_TIMEOUT_S), and when
-the schedule ends, however it ends, every held actor is released.
-
-A schedule that did not happen is an error, never a pass: an actor whose request returned
-without reaching the point its `reach` step waits for, a rendezvous that nobody (or too few,
-with nobody blocked) reached, an actor whose `commit` step ends in a failed request. A step
-that may legitimately be skipped says so (`may_skip=True`).
+This module is the language: what each step means. harness/controller.py plays a schedule
+(ScheduleController). A schedule that did not happen is an error, never a pass: an actor whose
+request returned without reaching the point its `reach` step waits for, a rendezvous that
+nobody (or too few, with nobody blocked) reached, an actor whose `commit` step ends in a failed
+request. A step that may legitimately be skipped says so (`may_skip=True`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal
 
-from racebench.harness.timeline import EventKind
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.reference_service.race_points import RacePoint
 
-# How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
-# millisecond; 5 ms keeps the probe's own queries from loading the 2-core machine.
-PROBE_INTERVAL_S = 0.005
-# The longest a schedule waits for one step. Far above any honest step (milliseconds) and far
-# below the service's lock_timeout (5 s) times a few retries; past it the run is an error.
-STALL_TIMEOUT_S = 10.0
-# Seeded jitter after a release: up to about one capture's duration, enough to shuffle the
-# order of the statements that follow without making a run slow.
-MAX_JITTER_S = 0.002
-
-POINT_WORDS = {
-    AFTER_READ: "reads payment: status = pending",
-    BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
+POINT_WORDS: dict[str, str] = {
+    RacePoint.AFTER_READ: "reads payment: status = pending",
+    RacePoint.BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
 }
 
 StepKind = Literal["reach", "commit", "rendezvous", "launch"]
@@ -57,13 +34,15 @@ class Step:
     kind: StepKind
     label: str
     actors: tuple[str, ...] = ()
-    point: str = AFTER_READ
+    point: RacePoint = RacePoint.AFTER_READ
     note: str = ""
     quorum: int = 2
     may_skip: bool = False  # finishing without reaching the point is not an error
 
 
-def reach(label: str, actor: str, point: str, note: str = "", *, may_skip: bool = False) -> Step:
+def reach(
+    label: str, actor: str, point: RacePoint, note: str = "", *, may_skip: bool = False
+) -> Step:
     """`actor` runs (or starts) until it reaches `point` or blocks. If its request returns
     without reaching `point`, the schedule did not happen: an error, unless `may_skip`."""
     return Step(
@@ -74,7 +53,7 @@ def reach(label: str, actor: str, point: str, note: str = "", *, may_skip: bool 
 def commit(label: str, actor: str, note: str = "COMMIT") -> Step:
     """`actor` is let go for good: it runs through its later race points to its commit, and the
     step waits until its request returns (or it blocks). A failed request is an error."""
-    return Step("commit", label, (actor,), BEFORE_COMMIT, note)
+    return Step("commit", label, (actor,), RacePoint.BEFORE_COMMIT, note)
 
 
 def launch(label: str, *actors: str) -> Step:
@@ -84,7 +63,7 @@ def launch(label: str, *actors: str) -> Step:
 
 def rendezvous(
     label: str,
-    point: str = AFTER_READ,
+    point: RacePoint = RacePoint.AFTER_READ,
     quorum: int = 2,
     note: str = "",
     *,
@@ -114,290 +93,3 @@ class Schedule:
     @classmethod
     def of(cls, name: str, *steps: Step) -> Schedule:
         return cls(name, steps)
-
-    def actors(self) -> set[str]:
-        return {a for s in self.steps for a in s.actors}
-
-
-class Outcome(StrEnum):
-    ARRIVED = "arrived"
-    BLOCKED = "blocked"
-    FINISHED = "finished"
-
-
-class BlockProbe(Protocol):
-    """Tells a schedule whether an actor is blocked, with the evidence."""
-
-    async def blocked(self, actor: str, others_in_flight: int) -> str | None:
-        """Evidence that `actor` waits on a lock, or None.
-
-        `others_in_flight` counts other actors that are running and not held by the schedule;
-        a probe that cannot tell backends apart must see more lock waiters than that.
-        """
-        ...
-
-    async def anyone_blocked(self) -> str | None:
-        """Evidence that some actor waits on a lock, or None."""
-        ...
-
-
-class Recorder(Protocol):
-    def add(self, actor: str, what: str, kind: EventKind, label: str = "") -> None: ...
-    def note(self, what: str, label: str = "") -> None: ...
-
-
-class ScheduleBroken(Exception):
-    """The schedule did not play as written: the run is an error, whatever the invariants say."""
-
-
-class ScheduleStalled(ScheduleBroken):
-    """A step waited past STALL_TIMEOUT_S."""
-
-
-class Jitter:
-    """Seeded random pauses after race points: the same seed gives the same pauses."""
-
-    def __init__(self, seed: str) -> None:
-        self.seed = seed
-
-    def delay(self, actor: str, point: str, hit: int) -> float:
-        return random.Random(f"{self.seed}|{actor}|{point}|{hit}").uniform(0.0, MAX_JITTER_S)
-
-
-@dataclass(eq=False)
-class _Actor:
-    name: str
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    held_at: str | None = None
-    release: asyncio.Future[None] | None = None
-    finished: bool = False
-    succeeded: bool = False  # its request answered 2xx
-    answer: str = ""  # how its request ended, in a few words ("200 captured", "400 ...")
-    free: bool = False  # past its commit step: later points let it pass
-    hits: dict[str, int] = field(default_factory=dict)
-    stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
-
-
-class ScheduleController:
-    """The race-point controller of one run: holds actors where the schedule says.
-
-    Without a schedule it holds nobody (only jitter applies). Actors that the harness did not
-    register (or that reach a point after the schedule is over) pass straight through, unless
-    `hold_strangers` is set: then each such arrival is held as an anonymous actor, which a
-    rendezvous counts (http mode with more actors than workers cannot name them).
-    """
-
-    def __init__(
-        self,
-        actors: Iterable[str],
-        schedule: Schedule | None,
-        recorder: Recorder,
-        probe: BlockProbe,
-        jitter: Jitter | None = None,
-        *,
-        hold_strangers: bool = False,
-    ) -> None:
-        self.schedule = schedule
-        self.hold_strangers = hold_strangers
-        self.recorder = recorder
-        self.probe = probe
-        self.jitter = jitter
-        self._actors = {name: _Actor(name) for name in actors}
-        self._changed = asyncio.Event()
-        self._done = schedule is None
-        self.broken: str | None = None
-        """Why the schedule did not play as written (None: it did); the run is then an error."""
-        if schedule is None:
-            for state in self._actors.values():
-                state.started.set()
-
-    # -- the actors' side ------------------------------------------------------------------
-
-    async def may_start(self, actor: str) -> None:
-        """Wait until the schedule lets `actor` send its request."""
-        await self._actors[actor].started.wait()
-
-    def finished(self, actor: str, *, succeeded: bool = True, answer: str = "") -> None:
-        """The actor's request has returned (the runner calls this, error or not): `succeeded`
-        if it answered 2xx, and `answer` in a few words for the timeline."""
-        state = self._actors.get(actor)
-        if state is not None:
-            state.finished, state.succeeded, state.answer = True, succeeded, answer
-            self._changed.set()
-
-    async def reached(self, point: str, actor: str | None) -> None:
-        """RaceController: called by the service at a race point."""
-        name = actor or "?"
-        state = self._actors.get(name)
-        if state is None and self.hold_strangers and not self._done:
-            name = f"{name}#{len(self._actors)}"
-            state = self._actors[name] = _Actor(name, stranger=True)
-            state.started.set()
-        hit = 1
-        if state is not None:
-            hit = state.hits[point] = state.hits.get(point, 0) + 1
-        if state is not None and not self._done and not state.free:
-            state.held_at = point
-            state.release = asyncio.get_running_loop().create_future()
-            self._changed.set()
-            try:
-                await state.release
-            finally:
-                state.held_at, state.release = None, None
-        if self.jitter is not None:
-            await asyncio.sleep(self.jitter.delay(name, point, hit))
-
-    # -- the schedule's side -----------------------------------------------------------------
-
-    async def drive(self) -> None:
-        """Play the schedule; whatever happens, release everyone at the end."""
-        try:
-            if self.schedule is not None:
-                for step in self.schedule.steps:
-                    await self._play(step)
-        except ScheduleBroken as broken:
-            self.broken = str(broken)
-            self.recorder.add("-", f"schedule broken: {broken}", "error")
-        except Exception as error:  # a probe that failed: report it, never hang the actors
-            self.broken = f"{type(error).__name__}: {error}"
-            self.recorder.add("-", f"schedule failed: {self.broken}", "error")
-        finally:
-            self._done = True
-            for state in self._actors.values():
-                state.started.set()
-                self._let_go(state)
-
-    async def _play(self, step: Step) -> None:
-        if step.kind == "launch":
-            for name in step.actors:
-                self._actors[name].started.set()
-            self.recorder.note(f"launch {', '.join(step.actors)}", step.label)
-        elif step.kind == "rendezvous":
-            await self._rendezvous(step)
-        else:
-            state = self._actors[step.actors[0]]
-            if step.kind == "commit":
-                state.free = True  # from now on it is never held: it runs to its commit
-                self._let_go(state)
-            elif state.held_at is not None and state.held_at != step.point:
-                self._let_go(state)
-            state.started.set()
-            outcome, detail = await self._wait_for(state)
-            self._record(step, state, outcome, detail)
-
-    def _record(self, step: Step, state: _Actor, outcome: Outcome, detail: str) -> None:
-        """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen."""
-        if outcome is Outcome.BLOCKED:
-            self.recorder.add(state.name, detail, "blocked", step.label)
-        elif outcome is Outcome.FINISHED and step.kind == "commit":
-            if not state.succeeded:
-                what = f"request failed ({state.answer or 'no answer'}): no {step.note}"
-                self.recorder.add(state.name, what, "error", step.label)
-                raise ScheduleBroken(
-                    f"{step.label}: {state.name}'s request failed ({state.answer or 'no answer'})"
-                    f", so there was nothing to {step.note}"
-                )
-            answered = f" (answered {state.answer})" if state.answer else ""
-            self.recorder.add(
-                state.name,
-                f"{step.note}{answered}",
-                "release",
-                step.label,
-            )
-        elif outcome is Outcome.FINISHED:
-            what = (
-                f"{step.label}: {state.name}'s request returned "
-                f"({state.answer or 'no answer'}) without reaching {step.point}"
-            )
-            if not step.may_skip:
-                words = f"returned ({state.answer or 'no answer'}) without reaching {step.point}"
-                self.recorder.add(state.name, words, "error", step.label)
-                raise ScheduleBroken(what)
-            self.recorder.add(
-                state.name,
-                f"returned ({state.answer}) before {step.point}: skipped",
-                "release",
-                step.label,
-            )
-        elif state.held_at == step.point and step.kind == "reach":
-            self.recorder.add(state.name, step.note, "arrive", step.label)
-        else:
-            words = POINT_WORDS.get(state.held_at or "", state.held_at or "")
-            self.recorder.add(state.name, f"then: {words}", "arrive", step.label)
-
-    def _let_go(self, state: _Actor) -> None:
-        """Release the actor from the point it is held at, if any."""
-        if state.release is not None and not state.release.done():
-            state.release.set_result(None)
-            state.held_at = None
-            # Nothing tells the harness when an anonymous actor's request returns.
-            state.finished = state.finished or state.stranger
-
-    def in_flight(self) -> list[str]:
-        """Actors started, not held at a point and not finished (running, or blocked)."""
-        return [
-            s.name
-            for s in self._actors.values()
-            if s.started.is_set() and not s.finished and s.held_at is None
-        ]
-
-    def _in_flight(self, exclude: _Actor) -> int:
-        return sum(
-            1
-            for s in self._actors.values()
-            if s is not exclude and s.started.is_set() and not s.finished and s.held_at is None
-        )
-
-    async def _wait_for(self, state: _Actor) -> tuple[Outcome, str]:
-        """Until the actor is held at a point, has finished, or is seen blocked."""
-        deadline = asyncio.get_running_loop().time() + STALL_TIMEOUT_S
-        while True:
-            self._changed.clear()
-            if state.held_at is not None:
-                return Outcome.ARRIVED, state.held_at
-            if state.finished:
-                return Outcome.FINISHED, ""
-            evidence = await self.probe.blocked(state.name, self._in_flight(state))
-            if evidence is not None:
-                return Outcome.BLOCKED, evidence
-            await self._pause(deadline, f"{state.name} neither arrived, finished nor blocked")
-
-    async def _rendezvous(self, step: Step) -> None:
-        for state in self._actors.values():
-            state.started.set()
-        deadline = asyncio.get_running_loop().time() + STALL_TIMEOUT_S
-        while True:
-            self._changed.clear()
-            held = [s for s in self._actors.values() if s.held_at == step.point]
-            live = [s for s in self._actors.values() if not s.finished]
-            if len(held) >= step.quorum:
-                why = step.note
-                break
-            if held:
-                evidence = await self.probe.anyone_blocked()
-                if evidence is not None:
-                    why = f"{len(held)} through, others blocked: {evidence}"
-                    break
-            if len(held) == len(live):  # the rest returned without reaching the point
-                done = [s for s in self._actors.values() if s.finished]
-                answers = sorted({s.answer or "no answer" for s in done})
-                why = (
-                    f"only {len(held)} of {step.quorum} reached {step.point}; "
-                    f"{len(done)} returned before it ({', '.join(answers)})"
-                )
-                if not step.may_skip:
-                    self.recorder.note(f"rendezvous did not happen: {why}", step.label)
-                    raise ScheduleBroken(f"{step.label}: rendezvous did not happen: {why}")
-                break
-            await self._pause(deadline, f"rendezvous at {step.point}: {len(held)} arrived")
-        self.recorder.note(f"rendezvous: {why}; released together", step.label)
-        for state in held:
-            self._let_go(state)
-
-    async def _pause(self, deadline: float, what: str) -> None:
-        """Wait for a change or the next probe; raise ScheduleStalled past the deadline."""
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            raise ScheduleStalled(f"{what} within {STALL_TIMEOUT_S:.0f} s")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), min(PROBE_INTERVAL_S, remaining))

@@ -29,13 +29,22 @@ from racebench.reference_service.strategies import LockStrategy
 from racebench.results import Mode
 
 if TYPE_CHECKING:
-    from racebench.harness.schedule import ScheduleController
+    from racebench.harness.controller import ScheduleController
 
 # One request of a scenario: milliseconds normally; a schedule can hold one for up to its stall
 # timeout (10 s), and the service's lock_timeout is 5 s. Past this, the run is an error.
 REQUEST_TIMEOUT_S = 30.0
 # Worker processes of the service in http mode: two are enough to split app_lock's locks.
 HTTP_WORKERS = 2
+# Service processes that serve a run's requests, by mode (in process: the harness's own).
+PROCESSES: dict[Mode, int] = {"in_process": 1, "http": HTTP_WORKERS}
+
+
+def processes_of(mode: Mode) -> int:
+    """How many service processes serve a run's requests in `mode`."""
+    return PROCESSES[mode]
+
+
 # A worker sends its one JSON line right after connecting; a silent connection is not ours.
 GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).

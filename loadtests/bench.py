@@ -68,7 +68,7 @@ def build_results(config: BenchConfig, rows: Sequence[BenchResult], run_id: str)
     """The results file: one row per cell that ran."""
     results = Results(run_id=run_id)
     results.environment["bench"] = {
-        "profile": config.profile.value,
+        "profile": config.profile.name,
         "strategies": config.strategies,
         "users": config.users,
         "rate": config.rate,

@@ -163,7 +163,7 @@ class CellRun:
         outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
         result = BenchResult(
             strategy=self.strategy,
-            profile=config.profile.value,
+            profile=config.profile.name,
             round=self.round_no,
             users=config.users,
             rate=config.rate,

@@ -62,7 +62,7 @@ class LocustPlan:
             "--json-file",
             str(self.tally_dir / JSON_STEM),
             "--bench-profile",
-            self.profile.value,
+            self.profile.name,
             "--pool-first",
             str(self.pool.first),
             "--pool-size",

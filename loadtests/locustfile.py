@@ -32,9 +32,8 @@ from racebench.loadtests.pool import DEFAULT_AMOUNT, Pool
 from racebench.loadtests.profiles import PROFILE_NAMES, Call, ItemSource, parse_profile
 from racebench.loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
 from racebench.loadtests.tally import BUSY_STATUS, Tally
+from racebench.reference_service.models import ANSWERED_OUTCOMES
 
-# What a 2xx webhook answer may say (DESIGN.md, HTTP API); anything else is a failure.
-WEBHOOK_STATUSES = frozenset({"processed", "duplicate", "ignored", "unmatched"})
 # Connections one simulated client may hold: a contention item needs two at once.
 CONNECTIONS_PER_USER = 2
 # A request that takes longer than this is a failure (the service's own lock and statement
@@ -138,7 +137,7 @@ def _classify(
         answer = json.loads(content).get("status")
     except (ValueError, AttributeError):
         answer = None
-    if answer not in WEBHOOK_STATUSES:
+    if answer not in ANSWERED_OUTCOMES:  # what a 2xx webhook answer may say
         return "webhook:bad_body", False, True, call.event_id
     return f"webhook:{answer}", False, False, call.event_id
 

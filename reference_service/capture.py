@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from racebench.reference_service.db import DatabaseBusy, Tx
 from racebench.reference_service.errors import PaymentNotFound
 from racebench.reference_service.models import CaptureSource, PaymentStatus
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
+from racebench.reference_service.race_points import RacePoint, race_point
 from racebench.reference_service.strategies import Capture, LockStrategy, PaymentRow
 
 # A lost compare-and-set means another transaction changed the payment; after a re-read it is
@@ -69,10 +69,10 @@ async def capture(
         if payment.status == PaymentStatus.CAPTURED:
             status = await tx.fetchval(SELECT_INVOICE_STATUS, payment.invoice_id)
             return CaptureResult(payment.id, status, replayed=True)
-        await race_point(AFTER_READ)
+        await race_point(RacePoint.AFTER_READ)
         invoice_status = await strategy.write_capture(tx, payment, who)
         if invoice_status is not None:
-            await race_point(BEFORE_COMMIT)
+            await race_point(RacePoint.BEFORE_COMMIT)
             return CaptureResult(payment.id, invoice_status.value, replayed=False)
     raise DatabaseBusy(f"payment {payment_id} kept changing under the capture")
 
@@ -90,8 +90,8 @@ async def fail(
         payment = await _read(tx, strategy, payment_id, check)
         if payment.status != PaymentStatus.PENDING:
             return FailResult(payment.id, payment.status, applied=False)
-        await race_point(AFTER_READ)
+        await race_point(RacePoint.AFTER_READ)
         if await strategy.write_failure(tx, payment, source):
-            await race_point(BEFORE_COMMIT)
+            await race_point(RacePoint.BEFORE_COMMIT)
             return FailResult(payment.id, PaymentStatus.FAILED.value, applied=True)
     raise DatabaseBusy(f"payment {payment_id} kept changing under the failure")

@@ -7,6 +7,7 @@ of statements and the ORM's unit of work would cost more than the statements the
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -53,6 +54,15 @@ class WebhookOutcome(StrEnum):
     # kept for a human, nothing applied, and a retry of the same event is judged afresh.
     REJECTED = "rejected"
 
+
+# What a delivery answered 200 says (WebhookAck); a rejected one answers 400 instead.
+AnsweredOutcome = Literal[
+    WebhookOutcome.PROCESSED,
+    WebhookOutcome.DUPLICATE,
+    WebhookOutcome.IGNORED,
+    WebhookOutcome.UNMATCHED,
+]
+ANSWERED_OUTCOMES: frozenset[WebhookOutcome] = frozenset(get_args(AnsweredOutcome))
 
 # Outcomes that "use up" an event id: a later delivery of the same id is a duplicate.
 CLAIMING_OUTCOMES = (WebhookOutcome.PROCESSED, WebhookOutcome.IGNORED, WebhookOutcome.UNMATCHED)

@@ -2,7 +2,7 @@
 
 With no controller installed, `race_point()` returns a shared, already-finished awaitable: no
 task switch, no allocation, no lookup. The harness installs a controller to hold an actor at a
-point until the schedule releases it (see harness/schedule.py). A service started by the harness
+point until the schedule releases it (see harness/controller.py). A service started by the harness
 for http mode gets RACEBENCH_RACE_GATE instead, and reports each point to the harness over a
 local connection (RemoteGate below).
 """
@@ -15,12 +15,18 @@ import os
 from collections.abc import Awaitable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from enum import StrEnum
 from typing import Any, Protocol
 
-AFTER_READ = "capture.after_read"
-"""The capture has read the payment and decided it is pending (its write has not happened)."""
-BEFORE_COMMIT = "capture.before_commit"
-"""The capture has made all its writes; its commit comes next."""
+
+class RacePoint(StrEnum):
+    """The named points of the capture path (their values travel to the harness's gate)."""
+
+    AFTER_READ = "capture.after_read"
+    """The capture has read the payment and decided it is pending (its write has not happened)."""
+    BEFORE_COMMIT = "capture.before_commit"
+    """The capture has made all its writes; its commit comes next."""
+
 
 current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
 """Which harness actor the running request belongs to (set by the harness, None in service)."""
@@ -87,7 +93,7 @@ def _from_environment() -> RaceController | None:
 _controller: RaceController | None = _from_environment()
 
 
-def race_point(point: str) -> Awaitable[None]:
+def race_point(point: RacePoint) -> Awaitable[None]:
     """Await this at a named point. Free unless a controller is installed."""
     controller = _controller
     if controller is None:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from racebench.reference_service.models import AnsweredOutcome, PaymentStatus
+
 # Ids are PostgreSQL bigints; a larger number is a client error, not a driver overflow.
 MAX_ID = 2**63 - 1
 # One crore rupees in paise, a thousand times over: far above any real checkout, far below
@@ -60,7 +62,7 @@ class VerifyRequest(_Request):
 
 class VerifyPublic(BaseModel):
     id: int
-    status: Literal["captured"] = "captured"
+    status: Literal[PaymentStatus.CAPTURED] = PaymentStatus.CAPTURED
     invoice_status: str
     replayed: bool
 
@@ -73,7 +75,7 @@ class InvoicePublic(BaseModel):
 
 
 class WebhookAck(BaseModel):
-    status: Literal["processed", "duplicate", "ignored", "unmatched"]
+    status: AnsweredOutcome
 
 
 class Health(BaseModel):

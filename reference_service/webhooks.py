@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from racebench.reference_service.capture import capture, fail
 from racebench.reference_service.db import Database, Tx
 from racebench.reference_service.errors import AmountMismatch, EventIdMissing, PayloadInvalid
+from racebench.reference_service.events import CAPTURE_EVENTS, RazorpayEvent
 from racebench.reference_service.models import (
     CLAIMING_OUTCOMES,
     CaptureSource,
@@ -43,13 +44,9 @@ class Action(StrEnum):
     IGNORE = "ignore"
 
 
-# Razorpay auto-capture sends authorized, captured and order.paid for one payment, in any
-# order: each of them means the money is ours, and the first to arrive captures.
-EVENT_ACTIONS = {
-    "payment.authorized": Action.CAPTURE,
-    "payment.captured": Action.CAPTURE,
-    "order.paid": Action.CAPTURE,
-    "payment.failed": Action.FAIL,
+# Every capture event captures (the first to arrive wins); every other known one fails.
+EVENT_ACTIONS: dict[str, Action] = {
+    event: Action.CAPTURE if event in CAPTURE_EVENTS else Action.FAIL for event in RazorpayEvent
 }
 
 _CLAIMING = ", ".join(f"'{o.value}'" for o in CLAIMING_OUTCOMES)
@@ -57,7 +54,7 @@ _CLAIMING = ", ".join(f"'{o.value}'" for o in CLAIMING_OUTCOMES)
 CLAIM_EVENT = f"""
     WITH claim AS (
         INSERT INTO webhook_events (event_id, event_type, payload, outcome)
-        VALUES ($1, $2, $3, 'processed')
+        VALUES ($1, $2, $3, '{WebhookOutcome.PROCESSED.value}')
         ON CONFLICT (event_id) WHERE outcome IN ({_CLAIMING}) DO NOTHING
         RETURNING id
     )
@@ -65,7 +62,7 @@ CLAIM_EVENT = f"""
     FROM (SELECT 1) AS one LEFT JOIN payments p ON p.razorpay_order_id = $4"""
 KEEP_DUPLICATE = (
     "INSERT INTO webhook_events (event_id, event_type, payload, outcome) "
-    "VALUES ($1, $2, $3, 'duplicate')"
+    f"VALUES ($1, $2, $3, '{WebhookOutcome.DUPLICATE.value}')"
 )
 SET_OUTCOME = "UPDATE webhook_events SET outcome = $2 WHERE id = $1"
 
@@ -126,7 +123,7 @@ def parse_event(body: str) -> ParsedEvent:
         action = EVENT_ACTIONS.get(envelope.event, Action.IGNORE)
         if action is Action.IGNORE:
             return ParsedEvent(envelope.event, action)
-        if envelope.event == "order.paid":
+        if envelope.event == RazorpayEvent.ORDER_PAID:
             paid = OrderPaidPayload.model_validate(envelope.payload)
             order = paid.order.entity
             payment_id = paid.payment.entity.id if paid.payment else None

@@ -1,11 +1,12 @@
-"""What a scenario is: a short script of steps, and which strategies it expects to catch."""
+"""What a scenario is: a short script of steps, and whether it can catch an unguarded capture."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from racebench.harness.targets import processes_of
+from racebench.reference_service.strategies import holds
 from racebench.results import Expected, Mode
 
 if TYPE_CHECKING:
@@ -14,21 +15,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)  # identity: a scenario is one module's singleton
 class Scenario:
-    """One scenario: its script, the modes it runs in, and the strategies it must catch.
+    """One scenario: its script, the modes it runs in, and whether it catches races.
 
-    `races[mode]` names the strategies expected to be caught (verdict race_detected) in that
-    mode; every other strategy is expected to hold every invariant.
+    `catches_races`: the script runs captures concurrently, so a strategy that does not hold
+    (reference_service.strategies.holds, with the mode's service processes) is expected to be
+    caught (verdict race_detected). Every other cell is expected to hold every invariant.
     """
 
     name: str
     summary: str
     script: Script
-    races: Mapping[Mode, frozenset[str]] = field(default_factory=dict)
+    catches_races: bool = False
     modes: tuple[Mode, ...] = ("in_process",)
 
     def expected(self, strategy: str, mode: Mode) -> Expected:
-        return "race" if strategy in self.races.get(mode, frozenset()) else "safe"
-
-
-def caught(*strategies: str) -> frozenset[str]:
-    return frozenset(strategies)
+        if self.catches_races and not holds(strategy, processes_of(mode)):
+            return "race"
+        return "safe"

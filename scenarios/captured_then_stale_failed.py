@@ -9,14 +9,16 @@ Expected: safe for every strategy: a captured payment never moves back (STATUS_R
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.reference_service.events import RazorpayEvent
+from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
 
 
 async def script(race: Race) -> None:
     payment = await race.payment()
     await race.then(race.verify("client", payment))
-    stale = await race.then(race.webhook("webhook", payment, "payment.failed"))
-    if stale.body != {"status": "ignored"}:
+    stale = await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_FAILED))
+    if stale.body != {"status": WebhookOutcome.IGNORED}:
         race.fail(f"a stale failure after the capture should be ignored: {stale.body}")
 
 

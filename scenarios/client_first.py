@@ -9,6 +9,7 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.reference_service.events import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
 
@@ -17,7 +18,7 @@ async def script(race: Race) -> None:
     answer = await race.then(race.verify("client", payment))
     if answer.status != 200 or answer.body.get("replayed") is not False:
         race.fail(f"the client's callback should capture: {answer.body}")
-    await race.then(race.webhook("webhook", payment, "payment.captured"))
+    await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED))
 
 
 SCENARIO = Scenario("client_first", "the client's callback, then the webhook", script)

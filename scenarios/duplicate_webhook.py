@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.reference_service.events import RazorpayEvent
+from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
 
 DELIVERIES = 5
@@ -22,12 +24,12 @@ CLAIM_RACE = Schedule.of("deliveries race for the claim", rendezvous("T1"))
 
 async def script(race: Race) -> None:
     payment = await race.payment()
-    event = race.event(payment, "payment.captured")
+    event = race.event(payment, RazorpayEvent.PAYMENT_CAPTURED)
     answers = await race.together(
         *(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)), schedule=CLAIM_RACE
     )
     outcomes = sorted(str(a.body.get("status")) for a in answers if isinstance(a.body, dict))
-    if outcomes != ["duplicate"] * (DELIVERIES - 1) + ["processed"]:
+    if outcomes != [WebhookOutcome.DUPLICATE] * (DELIVERIES - 1) + [WebhookOutcome.PROCESSED]:
         race.fail(f"expected one processed and {DELIVERIES - 1} duplicates, got {outcomes}")
     # Any answer but 400 is an error of the run (Race checks each answer against `expect`).
     await race.then(race.deliver("forged", event.with_bad_signature(), expect=(400,)))

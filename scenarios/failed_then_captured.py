@@ -14,19 +14,21 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.scenarios.base import Scenario, caught
+from racebench.reference_service.events import RazorpayEvent
+from racebench.reference_service.models import WebhookOutcome
+from racebench.scenarios.base import Scenario
 
 BOTH_READ_FAILED = Schedule.of("both read failed", rendezvous("T1"))
 
 
 async def script(race: Race) -> None:
     payment = await race.payment()
-    failed = await race.then(race.webhook("webhook1", payment, "payment.failed"))
-    if failed.body != {"status": "processed"}:
+    failed = await race.then(race.webhook("webhook1", payment, RazorpayEvent.PAYMENT_FAILED))
+    if failed.body != {"status": WebhookOutcome.PROCESSED}:
         race.fail(f"payment.failed should be processed first: {failed.body}")
     await race.together(
         race.verify("client", payment),
-        race.webhook("webhook2", payment, "payment.captured"),
+        race.webhook("webhook2", payment, RazorpayEvent.PAYMENT_CAPTURED),
         schedule=BOTH_READ_FAILED,
     )
     status = await race.status_of(payment)
@@ -38,5 +40,5 @@ SCENARIO = Scenario(
     "failed_then_captured",
     "failed first, then capture vs callback",
     script,
-    races={"in_process": caught("none")},
+    catches_races=True,
 )

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.scenarios.base import Scenario, caught
+from racebench.scenarios.base import Scenario
 
 CONCURRENT_VERIFIES = 100
 TWO_READ_PENDING = Schedule.of("two read pending", rendezvous("T1", quorum=2))
@@ -34,6 +34,6 @@ SCENARIO = Scenario(
     "hundred_way",
     "100 concurrent verifies",
     script,
-    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    catches_races=True,
     modes=("in_process", "http"),
 )

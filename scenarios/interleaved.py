@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
-from racebench.scenarios.base import Scenario, caught
+from racebench.reference_service.events import RazorpayEvent
+from racebench.reference_service.race_points import RacePoint
+from racebench.scenarios.base import Scenario
 
 T0_T7 = Schedule.of(
     "the documents' T0-T7",
-    reach("T0", "client", AFTER_READ),
-    reach("T1", "webhook", AFTER_READ),
-    reach("T4", "client", BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
-    reach("T5", "webhook", BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
+    reach("T0", "client", RacePoint.AFTER_READ),
+    reach("T1", "webhook", RacePoint.AFTER_READ),
+    reach("T4", "client", RacePoint.BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
+    reach("T5", "webhook", RacePoint.BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
     commit("T6", "client"),
     commit("T7", "webhook"),
 )
@@ -35,7 +36,7 @@ async def script(race: Race) -> None:
     payment = await race.payment()
     await race.together(
         race.verify("client", payment),
-        race.webhook("webhook", payment, "payment.captured"),
+        race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED),
         schedule=T0_T7,
     )
 
@@ -44,6 +45,6 @@ SCENARIO = Scenario(
     "interleaved",
     "the documents' T0-T7, forced",
     script,
-    races={"in_process": caught("none"), "http": caught("none", "app_lock")},
+    catches_races=True,
     modes=("in_process", "http"),
 )

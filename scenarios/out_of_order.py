@@ -20,18 +20,17 @@ from itertools import permutations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.reference_service.race_points import AFTER_READ
-from racebench.scenarios.base import Scenario, caught
-
-EVENTS = ("payment.authorized", "payment.captured", "order.paid")
+from racebench.reference_service.events import CAPTURE_EVENTS
+from racebench.reference_service.race_points import RacePoint
+from racebench.scenarios.base import Scenario
 
 
 def first_ahead(first: str, second: str, third: str) -> Schedule:
     return Schedule.of(
         f"{first} first",
-        reach("T0", first, AFTER_READ),
-        reach("T1", second, AFTER_READ),
-        reach("T2", third, AFTER_READ),
+        reach("T0", first, RacePoint.AFTER_READ),
+        reach("T1", second, RacePoint.AFTER_READ),
+        reach("T2", third, RacePoint.AFTER_READ),
         commit("T3", first),
         commit("T4", second),
         commit("T5", third),
@@ -39,7 +38,7 @@ def first_ahead(first: str, second: str, third: str) -> Schedule:
 
 
 async def script(race: Race) -> None:
-    for order in permutations(EVENTS):
+    for order in permutations(CAPTURE_EVENTS):
         payment = await race.payment()
         await race.together(
             *(race.webhook(event, payment, event) for event in order),
@@ -51,5 +50,5 @@ SCENARIO = Scenario(
     "out_of_order",
     "authorized, captured, order.paid in every order, concurrently",
     script,
-    races={"in_process": caught("none")},
+    catches_races=True,
 )

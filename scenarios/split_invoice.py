@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
-from racebench.scenarios.base import Scenario, caught
+from racebench.reference_service.race_points import RacePoint
+from racebench.scenarios.base import Scenario
 
 INVOICE_AMOUNT = 100_000
 T0_T7 = Schedule.of(
     "both read the invoice before either commits",
-    reach("T0", "first", AFTER_READ),
-    reach("T1", "second", AFTER_READ),
-    reach("T4", "first", BEFORE_COMMIT, "amount_paid 0 -> 50000"),
-    reach("T5", "second", BEFORE_COMMIT, "amount_paid 0 -> 50000 (LOST UPDATE)"),
+    reach("T0", "first", RacePoint.AFTER_READ),
+    reach("T1", "second", RacePoint.AFTER_READ),
+    reach("T4", "first", RacePoint.BEFORE_COMMIT, "amount_paid 0 -> 50000"),
+    reach("T5", "second", RacePoint.BEFORE_COMMIT, "amount_paid 0 -> 50000 (LOST UPDATE)"),
     commit("T6", "first"),
     commit("T7", "second"),
 )
@@ -42,5 +42,5 @@ SCENARIO = Scenario(
     "split_invoice",
     "two payments of one invoice captured at once",
     script,
-    races={"in_process": caught("none")},
+    catches_races=True,
 )

@@ -9,12 +9,13 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.reference_service.events import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
 
 async def script(race: Race) -> None:
     payment = await race.payment()
-    await race.then(race.webhook("webhook", payment, "payment.captured"))
+    await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED))
     answer = await race.then(race.verify("client", payment))
     if answer.status != 200 or answer.body.get("replayed") is not True:
         race.fail(f"the client's late callback should be a replay: {answer.body}")

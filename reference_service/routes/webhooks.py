@@ -26,4 +26,4 @@ async def razorpay_webhook(
         x_razorpay_signature,
         x_razorpay_event_id,
     )
-    return WebhookAck(status=outcome.value)  # type: ignore[arg-type]
+    return WebhookAck(status=outcome)  # type: ignore[arg-type]  # never REJECTED: that raises

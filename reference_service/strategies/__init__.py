@@ -1,22 +1,35 @@
 """The lock strategies, by name (DESIGN.md, CONTRACT: lock strategies).
 
-Adding one: write a module with a LockStrategy subclass, and add it to STRATEGIES below.
+Adding one: write a module here whose LockStrategy subclass is its `STRATEGY`, and add the
+module's name to MODULES below (the order is the order of every listing).
 """
 
 from __future__ import annotations
 
-from racebench.reference_service.strategies.advisory import Advisory
-from racebench.reference_service.strategies.app_lock import AppLock
+from importlib import import_module
+
 from racebench.reference_service.strategies.base import Capture, LockStrategy, PaymentRow, Safety
-from racebench.reference_service.strategies.conditional_update import ConditionalUpdate
-from racebench.reference_service.strategies.for_update import ForUpdate
-from racebench.reference_service.strategies.none import NoLock
-from racebench.reference_service.strategies.optimistic import Optimistic
-from racebench.reference_service.strategies.serializable import Serializable
+
+MODULES = (
+    "none",
+    "for_update",
+    "conditional_update",
+    "optimistic",
+    "advisory",
+    "serializable",
+    "app_lock",
+)
+
+
+def _strategy_of(module: str) -> type[LockStrategy]:
+    cls = import_module(f"{__name__}.{module}").STRATEGY
+    if not (isinstance(cls, type) and issubclass(cls, LockStrategy)):
+        raise TypeError(f"{__name__}.{module}.STRATEGY is not a LockStrategy subclass")
+    return cls
+
 
 STRATEGIES: dict[str, type[LockStrategy]] = {
-    cls.name: cls
-    for cls in (NoLock, ForUpdate, ConditionalUpdate, Optimistic, Advisory, Serializable, AppLock)
+    cls.name: cls for cls in (_strategy_of(module) for module in MODULES)
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 

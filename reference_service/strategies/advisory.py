@@ -16,6 +16,7 @@ ADVISORY_LOCK = "SELECT pg_advisory_xact_lock($1)"
 class Advisory(LockStrategy):
     name = "advisory"
     summary = "pg_advisory_xact_lock(payment), then (invoice), before reading either"
+    statements_per_capture = 7  # two pg_advisory_xact_lock calls on top of `none`
 
     async def read_payment(self, tx: Tx, payment_id: int) -> PaymentRow | None:
         # Lock first, then read in a new statement: a read in the same statement would use a
@@ -26,3 +27,6 @@ class Advisory(LockStrategy):
     async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await tx.execute(ADVISORY_LOCK, INVOICE_NAMESPACE | invoice_id)
         return await super().read_invoice(tx, invoice_id)
+
+
+STRATEGY = Advisory

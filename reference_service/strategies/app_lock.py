@@ -43,6 +43,7 @@ class _KeyedLocks:
 class AppLock(LockStrategy):
     name = "app_lock"
     summary = "in-process asyncio.Lock per payment, then per invoice"
+    statements_per_capture = 5  # as `none`; its locks live in the process
     safety = Safety.SINGLE_PROCESS
 
     def __init__(self) -> None:
@@ -55,3 +56,6 @@ class AppLock(LockStrategy):
     async def read_invoice(self, tx: Tx, invoice_id: int) -> tuple[int, int]:
         await self._locks.hold_until_end(tx, ("invoice", invoice_id))
         return await super().read_invoice(tx, invoice_id)
+
+
+STRATEGY = AppLock

@@ -72,6 +72,9 @@ class LockStrategy:
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # SQL statements one uncontended capture sends, BEGIN and COMMIT included (a test counts
+    # them). Keep it low: the capture path is benchmarked against pgbench's ceiling.
+    statements_per_capture: ClassVar[int]
     safety: ClassVar[Safety] = Safety.SAFE
     # None: READ COMMITTED, PostgreSQL's default.
     isolation_level: ClassVar[Literal["serializable", "repeatable_read"] | None] = None

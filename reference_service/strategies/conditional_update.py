@@ -12,6 +12,7 @@ from racebench.reference_service.writes import WRITE_CAPTURE_IF_STATUS, WRITE_FA
 class ConditionalUpdate(LockStrategy):
     name = "conditional_update"
     summary = "UPDATE ... WHERE status = :read_status RETURNING; winner does the side effects"
+    statements_per_capture = 4  # BEGIN, read payment, one conditional statement, COMMIT
 
     async def write_capture(
         self, tx: Tx, payment: PaymentRow, capture: Capture
@@ -28,3 +29,6 @@ class ConditionalUpdate(LockStrategy):
 
     async def write_failure(self, tx: Tx, payment: PaymentRow, source: str) -> bool:
         return await tx.execute(WRITE_FAILURE_IF_STATUS, payment.id, source, payment.status) == 1
+
+
+STRATEGY = ConditionalUpdate

@@ -8,4 +8,9 @@ from racebench.reference_service.strategies.base import LockStrategy, Safety
 class NoLock(LockStrategy):
     name = "none"
     summary = "read, check, write; no lock (the documents' BEFORE)"
+    # BEGIN, read payment, read invoice, one statement for every write, COMMIT
+    statements_per_capture = 5
     safety = Safety.UNSAFE
+
+
+STRATEGY = NoLock

@@ -28,6 +28,8 @@ MAX_INVOICE_CAS_ATTEMPTS = 50
 class Optimistic(LockStrategy):
     name = "optimistic"
     summary = "version column; UPDATE ... WHERE version = :v; reload and re-check on conflict"
+    # versioned claim, then read + compare-and-set on the invoice, then effects
+    statements_per_capture = 7
 
     async def write_capture(
         self, tx: Tx, payment: PaymentRow, capture: Capture
@@ -65,3 +67,6 @@ class Optimistic(LockStrategy):
             if await tx.execute(CAS_INVOICE, invoice_id, paid + amount, status.value, paid) == 1:
                 return status
         raise DatabaseBusy(f"invoice {invoice_id}: amount_paid kept changing")
+
+
+STRATEGY = Optimistic

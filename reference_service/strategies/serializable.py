@@ -10,4 +10,8 @@ class Serializable(LockStrategy):
     name = "serializable"
     summary = "SERIALIZABLE isolation; retry on 40001 with jittered backoff"
     isolation_level = "serializable"
+    statements_per_capture = 5  # as `none`, under BEGIN ISOLATION LEVEL SERIALIZABLE
     retry_transaction = True
+
+
+STRATEGY = Serializable

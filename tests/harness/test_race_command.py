@@ -83,12 +83,10 @@ def test_a_race_cell_that_is_not_caught_fails() -> None:
 def test_race_exits_1_when_a_cell_is_not_as_expected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Claim that client_first catches for_update: it cannot (nothing runs concurrently).
-    wrong = replace(SCENARIOS["client_first"], races={"in_process": frozenset({"for_update"})})
+    # Claim that client_first catches `none`: it cannot (nothing runs concurrently).
+    wrong = replace(SCENARIOS["client_first"], catches_races=True)
     monkeypatch.setitem(SCENARIOS, "client_first", wrong)
-    code = run_race(
-        strategies="for_update", scenarios="client_first", out=tmp_path, repeat=2, seed=5
-    )
+    code = run_race(strategies="none", scenarios="client_first", out=tmp_path, repeat=2, seed=5)
     assert code == 1
     err = capsys.readouterr().err
     assert "FAIL" in err and "caught in 0/2 runs" in err

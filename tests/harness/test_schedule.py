@@ -13,28 +13,27 @@ import asyncio
 
 import pytest
 
-from racebench.harness import schedule as schedule_module
+from racebench.harness import controller as controller_module
+from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.schedule import (
-    Jitter,
     Schedule,
-    ScheduleController,
     commit,
     launch,
     reach,
     rendezvous,
 )
 from racebench.harness.timeline import Timeline
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT
+from racebench.reference_service.race_points import RacePoint
 
 # A bound for what must happen at once (no actor is held): far above a few task switches.
 SHORT_WAIT_S = 1.0
 
 T0_T7 = Schedule.of(
     "T0-T7",
-    reach("T0", "client", AFTER_READ),
-    reach("T1", "webhook", AFTER_READ),
-    reach("T4", "client", BEFORE_COMMIT),
-    reach("T5", "webhook", BEFORE_COMMIT),
+    reach("T0", "client", RacePoint.AFTER_READ),
+    reach("T1", "webhook", RacePoint.AFTER_READ),
+    reach("T4", "client", RacePoint.BEFORE_COMMIT),
+    reach("T5", "webhook", RacePoint.BEFORE_COMMIT),
     commit("T6", "client"),
     commit("T7", "webhook"),
 )
@@ -60,9 +59,9 @@ async def capture(controller: ScheduleController, actor: str, log: list[str]) ->
     """What the service does: two race points, in order."""
     await controller.may_start(actor)
     log.append(f"{actor} reads")
-    await controller.reached(AFTER_READ, actor)
+    await controller.reached(RacePoint.AFTER_READ, actor)
     log.append(f"{actor} writes")
-    await controller.reached(BEFORE_COMMIT, actor)
+    await controller.reached(RacePoint.BEFORE_COMMIT, actor)
     log.append(f"{actor} commits")
     controller.finished(actor, succeeded=True, answer="200 captured")
 
@@ -155,7 +154,7 @@ async def test_rendezvous_holds_both_readers_until_both_have_read() -> None:
         ["a", "b"], Schedule.of("r", rendezvous("T1")), Timeline(), FakeProbe()
     )
     log = await play(controller, "a", "b")
-    # Both reads happen before either actor writes: neither ran on alone past AFTER_READ.
+    # Both reads happen before either actor writes: neither ran on alone past RacePoint.AFTER_READ.
     assert sorted(log[:2]) == ["a reads", "b reads"], log
     assert sorted(log[2:]) == ["a commits", "a writes", "b commits", "b writes"]
     assert controller.broken is None
@@ -214,7 +213,7 @@ async def test_a_reach_step_whose_actor_returns_without_reaching_is_an_error() -
 
 async def test_a_reach_step_that_may_be_skipped_records_the_skip() -> None:
     timeline = Timeline()
-    schedule = Schedule.of("s", reach("T0", "client", AFTER_READ, may_skip=True))
+    schedule = Schedule.of("s", reach("T0", "client", RacePoint.AFTER_READ, may_skip=True))
     controller = ScheduleController(["client"], schedule, timeline, FakeProbe())
     await play(controller, "client", refuse="client")
     assert controller.broken is None
@@ -235,8 +234,8 @@ async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -
     # for good while the others are still held.
     schedule = Schedule.of(
         "first ahead",
-        reach("T0", "first", AFTER_READ),
-        reach("T1", "second", AFTER_READ),
+        reach("T0", "first", RacePoint.AFTER_READ),
+        reach("T1", "second", RacePoint.AFTER_READ),
         commit("T2", "first"),
         commit("T3", "second"),
     )
@@ -258,7 +257,7 @@ async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -
 async def test_a_stalled_step_is_an_error_and_releases_everyone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(schedule_module, "STALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(controller_module, "STALL_TIMEOUT_S", 0.05)
     controller = ScheduleController(["client", "webhook"], T0_T7, Timeline(), FakeProbe())
     log: list[str] = []
     client = asyncio.create_task(capture(controller, "client", log))
@@ -270,23 +269,23 @@ async def test_a_stalled_step_is_an_error_and_releases_everyone(
 
 
 async def test_unknown_actors_and_late_arrivals_pass_straight_through() -> None:
-    schedule = Schedule.of("s", launch("T0", "client"), reach("T1", "client", AFTER_READ))
+    schedule = Schedule.of("s", launch("T0", "client"), reach("T1", "client", RacePoint.AFTER_READ))
     controller = ScheduleController(["client"], schedule, Timeline(), FakeProbe())
     driving = asyncio.create_task(controller.drive())
     # While the schedule runs, an actor it does not know is not held.
-    await asyncio.wait_for(controller.reached(AFTER_READ, "someone else"), SHORT_WAIT_S)
-    client_reads = asyncio.create_task(controller.reached(AFTER_READ, "client"))
+    await asyncio.wait_for(controller.reached(RacePoint.AFTER_READ, "someone else"), SHORT_WAIT_S)
+    client_reads = asyncio.create_task(controller.reached(RacePoint.AFTER_READ, "client"))
     await driving  # T1 saw the client arrive; the schedule is over and released it
     await asyncio.wait_for(client_reads, SHORT_WAIT_S)
     # A late arrival, after the schedule: straight through, at any point.
-    await asyncio.wait_for(controller.reached(BEFORE_COMMIT, "client"), SHORT_WAIT_S)
-    await asyncio.wait_for(controller.reached(AFTER_READ, "client"), SHORT_WAIT_S)
+    await asyncio.wait_for(controller.reached(RacePoint.BEFORE_COMMIT, "client"), SHORT_WAIT_S)
+    await asyncio.wait_for(controller.reached(RacePoint.AFTER_READ, "client"), SHORT_WAIT_S)
     assert controller.broken is None
 
 
 def test_jitter_is_a_function_of_the_seed() -> None:
     first, again, other = Jitter("42|x"), Jitter("42|x"), Jitter("43|x")
-    delays = [first.delay("client", AFTER_READ, n) for n in range(1, 6)]
-    assert delays == [again.delay("client", AFTER_READ, n) for n in range(1, 6)]
-    assert delays != [other.delay("client", AFTER_READ, n) for n in range(1, 6)]
-    assert all(0 <= d <= schedule_module.MAX_JITTER_S for d in delays)
+    delays = [first.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
+    assert delays == [again.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
+    assert delays != [other.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
+    assert all(0 <= d <= controller_module.MAX_JITTER_S for d in delays)

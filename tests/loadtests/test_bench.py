@@ -18,7 +18,7 @@ from racebench import cli
 from racebench.harness.database import connect, parse_url, server
 from racebench.loadtests.bench import run_bench, run_cells
 from racebench.loadtests.config import BenchConfig
-from racebench.loadtests.profiles import Profile
+from racebench.loadtests.profiles import PROFILES
 from racebench.results import BenchResult, Results
 
 # Short but real: a few seconds of load, a few users.
@@ -154,7 +154,7 @@ def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
     observer = InterruptDuringLoad()
     config = BenchConfig(
         strategies=["for_update"],
-        profile=Profile.VERIFY,
+        profile=PROFILES["verify"],
         users=FEW_USERS,
         rate=None,
         duration_s=30.0,

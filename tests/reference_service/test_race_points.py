@@ -7,17 +7,17 @@ import pytest
 
 from racebench.harness.gateway import Gateway
 from racebench.reference_service import race_points
-from racebench.reference_service.race_points import AFTER_READ, BEFORE_COMMIT, race_point
+from racebench.reference_service.race_points import RacePoint, race_point
 from tests.conftest import ClientFactory, new_payment
 
 
 def test_without_a_controller_a_race_point_is_a_shared_finished_awaitable() -> None:
     assert race_points._controller is None
-    assert race_point(AFTER_READ) is race_points.NOOP
-    assert race_point(BEFORE_COMMIT) is race_points.NOOP
+    assert race_point(RacePoint.AFTER_READ) is race_points.NOOP
+    assert race_point(RacePoint.BEFORE_COMMIT) is race_points.NOOP
 
     async def capture_step() -> str:
-        await race_point(AFTER_READ)
+        await race_point(RacePoint.AFTER_READ)
         return "went on"
 
     # Driven by hand, with no event loop: it finishes on the first step, so it never
@@ -52,7 +52,7 @@ async def test_a_capture_reaches_both_points_in_order(
     assert first.json()["replayed"] is False
     assert replay.json()["replayed"] is True
     # The replay found "captured" after its read, so it reached neither point.
-    assert recorder.seen == [(AFTER_READ, "client"), (BEFORE_COMMIT, "client")]
+    assert recorder.seen == [(RacePoint.AFTER_READ, "client"), (RacePoint.BEFORE_COMMIT, "client")]
     assert race_points._controller is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from racebench.pytest_plugin import RaceFactory
+from racebench.reference_service.strategies import STRATEGY_NAMES
 from racebench.scenarios import SCENARIO_NAMES, SCENARIOS
 
 DESIGN_ORDER = (
@@ -22,10 +23,28 @@ DESIGN_ORDER = (
 
 
 def test_every_design_scenario_is_there_in_order() -> None:
-    assert SCENARIO_NAMES == DESIGN_ORDER
+    """DESIGN.md's scenarios come first, in its order; a new scenario goes after them."""
+    assert SCENARIO_NAMES[: len(DESIGN_ORDER)] == DESIGN_ORDER
 
 
-@pytest.mark.parametrize("name", DESIGN_ORDER)
+def test_a_scenario_that_catches_races_expects_what_holds_answers() -> None:
+    """in_process: only `none` is caught; http (two workers): app_lock's locks split too."""
+    for scenario in SCENARIOS.values():
+        for strategy in STRATEGY_NAMES:
+            caught_in = {
+                mode
+                for mode in ("in_process", "http")
+                if scenario.expected(strategy, mode) == "race"
+            }
+            if not scenario.catches_races or strategy not in ("none", "app_lock"):
+                assert caught_in == set(), (scenario.name, strategy)
+            elif strategy == "none":
+                assert caught_in == {"in_process", "http"}, scenario.name
+            else:
+                assert caught_in == {"http"}, scenario.name
+
+
+@pytest.mark.parametrize("name", SCENARIO_NAMES)
 def test_each_scenario_states_its_script_and_expectation(name: str) -> None:
     scenario = SCENARIOS[name]
     module = __import__(f"racebench.scenarios.{name}", fromlist=["SCENARIO"])
@@ -34,7 +53,7 @@ def test_each_scenario_states_its_script_and_expectation(name: str) -> None:
         assert scenario.expected("for_update", mode) == "safe"
 
 
-@pytest.mark.parametrize("name", DESIGN_ORDER)
+@pytest.mark.parametrize("name", SCENARIO_NAMES)
 async def test_each_script_runs_cleanly_without_its_schedule(
     racebench_race: RaceFactory, name: str
 ) -> None:
