@@ -7,6 +7,7 @@ import asyncpg
 import httpx
 
 from racebench.harness.gateway import Gateway
+from racebench.reference_service.strategies import STRATEGY_NAMES
 from tests.conftest import effects, new_payment
 
 ONCE = {"allocations": 1, "receipts": 1, "captured_events": 1}
@@ -141,12 +142,4 @@ async def test_healthz_names_the_strategy(client: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["status"] == "ok"
     assert body["database"] == "ok"
-    assert body["strategy"] in {
-        "none",
-        "for_update",
-        "conditional_update",
-        "optimistic",
-        "advisory",
-        "serializable",
-        "app_lock",
-    }
+    assert body["strategy"] in STRATEGY_NAMES
