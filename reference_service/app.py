@@ -11,6 +11,7 @@ from racebench.reference_service import config
 from racebench.reference_service.config import Settings
 from racebench.reference_service.errors import install_error_handlers
 from racebench.reference_service.middleware import BodySizeLimit
+from racebench.reference_service.openapi import install_openapi
 from racebench.reference_service.routes import health, payments, webhooks
 from racebench.reference_service.service import Service
 from racebench.reference_service.strategies import LockStrategy
@@ -34,4 +35,5 @@ def create_app(settings: Settings | None = None, strategy: LockStrategy | None =
     app.add_middleware(BodySizeLimit, max_bytes=config.MAX_BODY_BYTES)
     for module in (payments, webhooks, health):
         app.include_router(module.router)
+    install_openapi(app)
     return app

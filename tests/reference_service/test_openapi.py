@@ -1,0 +1,77 @@
+"""/openapi.json describes the API as it answers: error bodies, codes, webhook body, headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from racebench.reference_service.errors import error_body
+from racebench.reference_service.openapi import ErrorBody
+from tests.conftest import ClientFactory
+
+ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+EXPECTED = {
+    ("post", "/payments"): {"201", "400", "404", "409", "413", "422", "503"},
+    ("post", "/payments/verify"): {"200", "400", "404", "409", "413", "422", "503"},
+    ("get", "/payments/{payment_id}"): {"200", "404", "413", "422", "503"},
+    ("get", "/invoices/{invoice_id}"): {"200", "404", "413", "422", "503"},
+    ("post", "/webhooks/razorpay"): {"200", "400", "413", "422", "503"},
+    ("get", "/healthz"): {"200", "413", "503"},
+}
+
+
+@pytest.fixture
+async def document(client_for: ClientFactory) -> dict[str, Any]:
+    api: httpx.AsyncClient = await client_for("for_update")
+    response = await api.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_every_operation_documents_the_codes_it_answers(document: dict[str, Any]) -> None:
+    operations = {
+        (method, path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert set(operations) == set(EXPECTED)
+    for key, codes in EXPECTED.items():
+        responses = operations[key]["responses"]
+        assert set(responses) == codes, key
+        for code, response in responses.items():
+            if code.startswith(("4", "5")) and key != ("get", "/healthz"):
+                assert response["content"]["application/json"]["schema"] == ERROR, (key, code)
+        if "503" in responses:
+            assert "Retry-After" in responses["503"].get("headers", {}) or key[1] == "/healthz"
+
+
+async def test_the_error_schema_is_the_error_body(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert schemas["ErrorBody"]["required"] == ["error"]
+    assert set(schemas["ErrorDetail"]["required"]) == {"code", "message"}
+    assert "details" in schemas["ErrorDetail"]["properties"]
+    # What errors.py sends validates against it, with and without details.
+    ErrorBody.model_validate(error_body("signature_invalid", "no"))
+    ErrorBody.model_validate(error_body("validation_error", "no", errors=[{"loc": ["body"]}]))
+
+
+async def test_webhook_body_and_headers_are_documented(document: dict[str, Any]) -> None:
+    webhook = document["paths"]["/webhooks/razorpay"]["post"]
+    headers = {p["name"]: p for p in webhook["parameters"] if p["in"] == "header"}
+    for name in ("X-Razorpay-Signature", "X-Razorpay-Event-Id"):
+        assert headers[name]["required"] is True
+        assert headers[name]["schema"]["type"] == "string"
+        assert "null" not in str(headers[name]["schema"])
+    body = webhook["requestBody"]
+    assert body["required"] is True
+    event = body["content"]["application/json"]["schema"]
+    assert event == {"$ref": "#/components/schemas/RazorpayWebhookEvent"}
+    schema = document["components"]["schemas"]["RazorpayWebhookEvent"]
+    assert {"entity", "account_id", "event", "contains", "payload", "created_at"} <= set(
+        schema["properties"]
+    )
+    assert {"account_id", "event", "contains", "payload", "created_at"} <= set(schema["required"])
