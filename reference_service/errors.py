@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -73,8 +74,16 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": error}
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> JSONResponse:
-    headers = {"Retry-After": str(config.RETRY_AFTER_S)} if status == 503 else None
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **details: Any,
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(config.RETRY_AFTER_S))
     return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
 
 
@@ -115,4 +124,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: a 405 names the allowed methods in `Allow`.
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

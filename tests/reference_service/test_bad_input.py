@@ -195,11 +195,21 @@ async def test_payment_in_another_currency_than_its_invoice(
     "path, status",
     [
         ("/payments/999999999", 404),
-        ("/payments/abc", 422),
+        ("/payments/abc", 404),
         ("/payments/99999999999999999999", 422),
         ("/invoices/0", 422),
         ("/invoices/999999999", 404),
         ("/no/such/route", 404),
+        # Ids are ASCII digits only: nothing int() or pydantic would also accept.
+        ("/payments/1_0", 404),
+        ("/payments/+1", 404),
+        ("/payments/1.0", 404),
+        ("/payments/%201", 404),
+        ("/payments/1%20", 404),
+        ("/payments/-1", 404),
+        ("/invoices/1_0", 404),
+        ("/payments/9223372036854775808", 422),
+        ("/payments/" + "9" * 5000, 422),
     ],
 )
 async def test_bad_reads(api: httpx.AsyncClient, path: str, status: int) -> None:
@@ -207,8 +217,16 @@ async def test_bad_reads(api: httpx.AsyncClient, path: str, status: int) -> None
 
 
 async def test_wrong_method(api: httpx.AsyncClient) -> None:
-    assert_error(await api.get("/payments/verify"), 422)
-    assert_error(await api.delete("/healthz"), 405)
+    # /payments/verify is not a payment id: its GET is a wrong method, not a bad id.
+    response = await api.get("/payments/verify")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    response = await api.delete("/healthz")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+    response = await api.put("/payments/1")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
 
 
 # --- webhooks -------------------------------------------------------------------------
