@@ -52,6 +52,12 @@ CONNECT_TIMEOUT_S = 10.0
 # Serialise CREATE TABLE across uvicorn workers that start at the same moment.
 CREATE_TABLES_LOCK_KEY = 727_274
 
+# SQLSTATE classes that mean "the server cannot serve us now", not "your input is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections, out of memory or
+# disk), 57 operator intervention (admin shutdown, pg_terminate_backend, starting up), 58
+# system error (I/O). 57014 (statement timeout) is busy instead, see BUSY_SQLSTATES.
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+
 QueryLogger = Callable[[Any], None]
 
 
@@ -59,10 +65,37 @@ class DatabaseBusy(Exception):
     """A lock or statement timeout, or retries exhausted: the request may be retried later."""
 
 
+class DatabaseUnavailable(Exception):
+    """The connection failed or was lost, or the server refused to serve: retry later."""
+
+
 def sqlstate_of(error: BaseException) -> str | None:
     """The PostgreSQL SQLSTATE of an asyncpg error, if there is one."""
     code = getattr(error, "sqlstate", None)
     return code if isinstance(code, str) else None
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database connection failed, not that the request was wrong.
+
+    A backend killed by pg_terminate_backend surfaces in many shapes, depending on where the
+    protocol was: AdminShutdownError (57P01), ConnectionDoesNotExistError or another
+    InterfaceError, ConnectionResetError (an OSError), and asyncpg's InternalClientError
+    ("cannot switch to state 15; another operation (2) is in progress", "got result for
+    unknown protocol state"), which is neither a PostgresError nor an InterfaceError.
+    """
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, asyncpg.exceptions.DataError):
+        return False  # an argument asyncpg cannot encode: our bug, not the database's state
+    if isinstance(error, OSError | asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return True
+    code = sqlstate_of(error) if isinstance(error, asyncpg.PostgresError) else None
+    return code is not None and code[:2] in UNAVAILABLE_SQLSTATE_CLASSES and code != QUERY_CANCELED
+
+
+def _unavailable(error: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"{type(error).__name__}: {error}")
 
 
 def parse_database_url(url: str | URL) -> URL:
@@ -101,6 +134,19 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Give the connection back; one that died is dropped (the pool opens a new one later).
+
+    A failed release must not replace what the request already has: its answer, or the error
+    that says why it has none.
+    """
+    try:
+        await pool.release(conn)
+    except Exception as error:  # the pool has terminated the connection already
+        if not is_unavailable(error):
+            raise
 
 
 @dataclass(slots=True)
@@ -157,15 +203,23 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, outside any transaction (for plain reads)."""
-        pool = await self.pool()
         try:
+            pool = await self.pool()
             conn = await pool.acquire(timeout=config.POOL_TIMEOUT_S)
         except TimeoutError:
             raise DatabaseBusy("no free database connection") from None
+        except Exception as error:
+            if is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
         try:
             yield conn
+        except Exception as error:
+            if is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
         finally:
-            await pool.release(conn)
+            await _release(pool, conn)
 
     @asynccontextmanager
     async def transaction(self, isolation: str | None = None) -> AsyncIterator[Tx]:
@@ -229,7 +283,7 @@ class Database:
             async with self.connection() as conn:
                 await conn.fetchval("SELECT 1")
             return True
-        except (OSError, asyncpg.PostgresError, DatabaseBusy, TimeoutError):
+        except (DatabaseUnavailable, DatabaseBusy, asyncpg.PostgresError):
             return False
 
     async def close(self) -> None:

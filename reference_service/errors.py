@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from racebench.reference_service import config
-from racebench.reference_service.db import DatabaseBusy
+from racebench.reference_service.db import (
+    BUSY_SQLSTATES,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    is_unavailable,
+    sqlstate_of,
+)
 
 
 class ServiceError(Exception):
@@ -87,6 +93,14 @@ def error_response(
     return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
 
 
+def _internal_error(exc: Exception) -> JSONResponse:
+    # A bug: still JSON, still in the one error shape. The server may drop the connection
+    # after an unhandled error, so the client is told not to reuse it.
+    response = error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
+    response.headers["Connection"] = "close"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON in one shape; none as a bare 500 page."""
 
@@ -98,20 +112,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _busy(_: Request, exc: DatabaseBusy) -> JSONResponse:
         return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
 
+    # Database.connection() turns every connection failure into DatabaseUnavailable; the raw
+    # asyncpg and socket errors are caught here too, in case one escapes another way. All are
+    # answered here, never by the generic 500 below (which also costs the client its
+    # keep-alive connection: the server closes it after an unhandled error).
+    @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    # SQLSTATE class 53 (too many connections, out of memory or disk) and class 57 (shutting
-    # down, starting up, statement timeout): the server cannot serve us now, not our input.
-    @app.exception_handler(asyncpg.exceptions.InsufficientResourcesError)
-    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(503, "database_unavailable", f"the database cannot serve: {exc}")
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            message = f"the database cannot serve: {exc}"
+            return error_response(503, "database_unavailable", message)
+        if sqlstate_of(exc) in BUSY_SQLSTATES:
+            return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
+        return _internal_error(exc)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         # Reached only by a bug: still JSON, still in the one error shape.
-        return error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
+        return _internal_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
