@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from racebench.reference_service import payments
-from racebench.reference_service.routes.deps import ServiceDep
+from racebench.reference_service.routes.deps import JsonBodyRoute, ServiceDep
 from racebench.reference_service.schemas import (
     MAX_ID,
     InvoicePublic,
@@ -16,7 +16,7 @@ from racebench.reference_service.schemas import (
     VerifyRequest,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
