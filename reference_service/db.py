@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -150,6 +150,48 @@ async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
 
 
 @dataclass(slots=True)
+class _Line:
+    turns: asyncio.Semaphore
+    queued: int = 0
+
+
+class PerKeyLimit:
+    """At most `limit` holders per key at once; the rest wait in line, up to `wait_s`, then
+    DatabaseBusy (503 busy, Retry-After). Keys are dropped when nobody holds or waits."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self._lines: dict[Hashable, _Line] = {}
+
+    def queued(self, key: Hashable) -> int:
+        """How many requests hold or wait for a turn on `key`."""
+        line = self._lines.get(key)
+        return line.queued if line is not None else 0
+
+    @asynccontextmanager
+    async def turn(self, key: Hashable) -> AsyncIterator[None]:
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line(asyncio.Semaphore(self.limit))
+        line.queued += 1
+        try:
+            try:
+                async with asyncio.timeout(self.wait_s):
+                    await line.turns.acquire()
+            except TimeoutError:
+                raise DatabaseBusy(f"{self.limit} requests on it are in the way") from None
+            try:
+                yield
+            finally:
+                line.turns.release()
+        finally:
+            line.queued -= 1
+            if line.queued == 0:
+                del self._lines[key]
+
+
+@dataclass(slots=True)
 class Tx:
     """An open transaction: its connection, and a stack that unwinds after commit or rollback."""
 
@@ -186,6 +228,8 @@ class Database:
         self._pool_lock = asyncio.Lock()
         self.query_logger: QueryLogger | None = None
         """If set, sees every statement a transaction sends (for tests that count them)."""
+        self.per_payment = PerKeyLimit(config.MAX_CONNECTIONS_PER_PAYMENT, lock_timeout_ms / 1000)
+        """Turns on one payment: see `run(..., key=)`."""
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, opened on first use."""
@@ -249,9 +293,22 @@ class Database:
         *,
         isolation: str | None = None,
         retry: bool = False,
+        key: Hashable | None = None,
     ) -> T:
         """Run `work` in a transaction; with `retry`, run it again after a serialization
-        failure or deadlock, with a bounded, jittered exponential backoff."""
+        failure or deadlock, with a bounded, jittered exponential backoff.
+
+        With `key` (the payment the work locks), it waits its turn among the requests on that
+        key first, without holding a connection: see config.MAX_CONNECTIONS_PER_PAYMENT.
+        """
+        if key is None:
+            return await self._run(work, isolation, retry)
+        async with self.per_payment.turn(key):
+            return await self._run(work, isolation, retry)
+
+    async def _run(
+        self, work: Callable[[Tx], Awaitable[T]], isolation: str | None, retry: bool
+    ) -> T:
         attempts = MAX_TRANSACTION_ATTEMPTS if retry else 1
         for attempt in range(attempts):
             try:

@@ -204,8 +204,10 @@ async def receive_webhook(
             return await settle(WebhookOutcome.IGNORED)
         return WebhookOutcome.PROCESSED
 
+    # The payment is known only inside the transaction; its order id stands in for it.
+    key = ("order", event.order_id) if event.order_id is not None else None
     outcome = await db.run(
-        work, isolation=strategy.isolation_level, retry=strategy.retry_transaction
+        work, isolation=strategy.isolation_level, retry=strategy.retry_transaction, key=key
     )
     if isinstance(outcome, _Rejected):
         raise AmountMismatch(outcome.message)

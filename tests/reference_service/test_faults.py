@@ -13,7 +13,12 @@ import pytest
 from racebench.harness.database import connect, parse_url
 from racebench.harness.gateway import Gateway
 from racebench.reference_service.app import create_app
-from racebench.reference_service.config import APPLICATION_NAME, Settings
+from racebench.reference_service.config import (
+    APPLICATION_NAME,
+    MAX_CONNECTIONS_PER_PAYMENT,
+    Settings,
+)
+from racebench.reference_service.payments import payment_key
 from racebench.reference_service.service import Service
 from tests.conftest import effects, new_payment
 
@@ -167,5 +172,78 @@ async def test_backend_killed_mid_request_is_503_then_recovers(
 async def blocked_by(sql: asyncpg.Connection, holder: int) -> list[int]:
     rows = await sql.fetch(
         "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", holder
+    )
+    return [r["pid"] for r in rows]
+
+
+# --- one locked payment -----------------------------------------------------------------
+
+POOL = 8
+VERIFIES = 3 * POOL
+
+
+@pytest.fixture
+async def small_pool(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Service]]:
+    # A long lock timeout: the test, not the timeout, decides when the lock goes away.
+    settings = Settings(database_url=database_url, pool_size=POOL, lock_timeout_ms=60_000)
+    app = create_app(settings)
+    service: Service = app.state.service
+    await service.start()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://racebench.test"
+    ) as client:
+        yield client, service
+    await service.stop()
+
+
+async def test_one_locked_payment_leaves_health_and_other_reads_alone(
+    small_pool: tuple[httpx.AsyncClient, Service],
+    other_conn: asyncpg.Connection,
+    sql: asyncpg.Connection,
+    gateway: Gateway,
+) -> None:
+    api, service = small_pool
+    locked, other = await new_payment(api), await new_payment(api)
+    body = gateway.checkout(locked["id"], locked["razorpay_order_id"]).body()
+    async with other_conn.transaction():
+        await other_conn.execute("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE", locked["id"])
+        verifies = [
+            asyncio.create_task(api.post("/payments/verify", json=body)) for _ in range(VERIFIES)
+        ]
+        # Every verify has arrived (holds or waits for a turn), and those that hold one are
+        # waiting for our row lock in PostgreSQL.
+        key = payment_key(locked["id"])
+        while not (
+            len(await lock_waiters(sql)) >= min(MAX_CONNECTIONS_PER_PAYMENT, POOL)
+            and service.db.per_payment.queued(key) == VERIFIES
+        ):
+            assert not any(v.done() for v in verifies)
+        # While the lock is still held (we hold it), health and an unrelated read answer.
+        # "Promptly" means before any verify gave up: had they taken the pool, health would
+        # get a connection only when a verify times out and hands one back.
+        health = await api.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert not any(v.done() for v in verifies)
+        read = await api.get(f"/payments/{other['id']}")
+        assert read.status_code == 200, read.text
+        assert not any(v.done() for v in verifies)
+        assert len(await lock_waiters(sql)) == MAX_CONNECTIONS_PER_PAYMENT
+    # Released: every verify goes through; exactly one captured, the rest are replays.
+    answers = await asyncio.gather(*verifies)
+    assert [a.status_code for a in answers] == [200] * VERIFIES, [a.text for a in answers]
+    assert sorted(a.json()["replayed"] for a in answers) == [False] + [True] * (VERIFIES - 1)
+    assert (await api.get(f"/payments/{locked['id']}")).json()["status"] == "captured"
+    assert await effects(sql, locked["id"]) == {
+        "allocations": 1,
+        "receipts": 1,
+        "captured_events": 1,
+    }
+
+
+async def lock_waiters(sql: asyncpg.Connection) -> list[int]:
+    """Backends of this database waiting for a lock (behind us, or behind one another)."""
+    rows = await sql.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     return [r["pid"] for r in rows]
