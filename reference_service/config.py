@@ -25,6 +25,11 @@ APPLICATION_NAME = "racebench-service"
 # Connections per worker process: enough to keep PostgreSQL busy on two cores without
 # queueing inside the pool (pgbench peaks at about 16 clients here).
 POOL_SIZE = 20
+# Requests on one payment that may hold a pooled connection at once (in one worker); more
+# wait in line without a connection. A payment whose row lock is held for long (a stuck
+# holder) then ties up this many connections, not the pool: /healthz and every other
+# payment keep theirs. Honest contention (100 callbacks at once) just takes turns.
+MAX_CONNECTIONS_PER_PAYMENT = 4
 # How long a request waits for a free pooled connection before it answers 503.
 POOL_TIMEOUT_S = 10.0
 # Retry-After (seconds) sent with a 503, so that Razorpay's retry comes back soon.

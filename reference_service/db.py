@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,6 +52,12 @@ CONNECT_TIMEOUT_S = 10.0
 # Serialise CREATE TABLE across uvicorn workers that start at the same moment.
 CREATE_TABLES_LOCK_KEY = 727_274
 
+# SQLSTATE classes that mean "the server cannot serve us now", not "your input is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections, out of memory or
+# disk), 57 operator intervention (admin shutdown, pg_terminate_backend, starting up), 58
+# system error (I/O). 57014 (statement timeout) is busy instead, see BUSY_SQLSTATES.
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+
 QueryLogger = Callable[[Any], None]
 
 
@@ -59,10 +65,37 @@ class DatabaseBusy(Exception):
     """A lock or statement timeout, or retries exhausted: the request may be retried later."""
 
 
+class DatabaseUnavailable(Exception):
+    """The connection failed or was lost, or the server refused to serve: retry later."""
+
+
 def sqlstate_of(error: BaseException) -> str | None:
     """The PostgreSQL SQLSTATE of an asyncpg error, if there is one."""
     code = getattr(error, "sqlstate", None)
     return code if isinstance(code, str) else None
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database connection failed, not that the request was wrong.
+
+    A backend killed by pg_terminate_backend surfaces in many shapes, depending on where the
+    protocol was: AdminShutdownError (57P01), ConnectionDoesNotExistError or another
+    InterfaceError, ConnectionResetError (an OSError), and asyncpg's InternalClientError
+    ("cannot switch to state 15; another operation (2) is in progress", "got result for
+    unknown protocol state"), which is neither a PostgresError nor an InterfaceError.
+    """
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, asyncpg.exceptions.DataError):
+        return False  # an argument asyncpg cannot encode: our bug, not the database's state
+    if isinstance(error, OSError | asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return True
+    code = sqlstate_of(error) if isinstance(error, asyncpg.PostgresError) else None
+    return code is not None and code[:2] in UNAVAILABLE_SQLSTATE_CLASSES and code != QUERY_CANCELED
+
+
+def _unavailable(error: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"{type(error).__name__}: {error}")
 
 
 def parse_database_url(url: str | URL) -> URL:
@@ -103,6 +136,61 @@ async def _end_open_transaction(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Give the connection back; one that died is dropped (the pool opens a new one later).
+
+    A failed release must not replace what the request already has: its answer, or the error
+    that says why it has none.
+    """
+    try:
+        await pool.release(conn)
+    except Exception as error:  # the pool has terminated the connection already
+        if not is_unavailable(error):
+            raise
+
+
+@dataclass(slots=True)
+class _Line:
+    turns: asyncio.Semaphore
+    queued: int = 0
+
+
+class PerKeyLimit:
+    """At most `limit` holders per key at once; the rest wait in line, up to `wait_s`, then
+    DatabaseBusy (503 busy, Retry-After). Keys are dropped when nobody holds or waits."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self._lines: dict[Hashable, _Line] = {}
+
+    def queued(self, key: Hashable) -> int:
+        """How many requests hold or wait for a turn on `key`."""
+        line = self._lines.get(key)
+        return line.queued if line is not None else 0
+
+    @asynccontextmanager
+    async def turn(self, key: Hashable) -> AsyncIterator[None]:
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line(asyncio.Semaphore(self.limit))
+        line.queued += 1
+        try:
+            try:
+                async with asyncio.timeout(self.wait_s):
+                    await line.turns.acquire()
+            except TimeoutError:
+                raise DatabaseBusy(f"{self.limit} requests on it are in the way") from None
+            try:
+                yield
+            finally:
+                line.turns.release()
+        finally:
+            line.queued -= 1
+            if line.queued == 0:
+                del self._lines[key]
+
+
 @dataclass(slots=True)
 class Tx:
     """An open transaction: its connection, and a stack that unwinds after commit or rollback."""
@@ -140,6 +228,8 @@ class Database:
         self._pool_lock = asyncio.Lock()
         self.query_logger: QueryLogger | None = None
         """If set, sees every statement a transaction sends (for tests that count them)."""
+        self.per_payment = PerKeyLimit(config.MAX_CONNECTIONS_PER_PAYMENT, lock_timeout_ms / 1000)
+        """Turns on one payment: see `run(..., key=)`."""
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, opened on first use."""
@@ -157,15 +247,23 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, outside any transaction (for plain reads)."""
-        pool = await self.pool()
         try:
+            pool = await self.pool()
             conn = await pool.acquire(timeout=config.POOL_TIMEOUT_S)
         except TimeoutError:
             raise DatabaseBusy("no free database connection") from None
+        except Exception as error:
+            if is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
         try:
             yield conn
+        except Exception as error:
+            if is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
         finally:
-            await pool.release(conn)
+            await _release(pool, conn)
 
     @asynccontextmanager
     async def transaction(self, isolation: str | None = None) -> AsyncIterator[Tx]:
@@ -195,9 +293,22 @@ class Database:
         *,
         isolation: str | None = None,
         retry: bool = False,
+        key: Hashable | None = None,
     ) -> T:
         """Run `work` in a transaction; with `retry`, run it again after a serialization
-        failure or deadlock, with a bounded, jittered exponential backoff."""
+        failure or deadlock, with a bounded, jittered exponential backoff.
+
+        With `key` (the payment the work locks), it waits its turn among the requests on that
+        key first, without holding a connection: see config.MAX_CONNECTIONS_PER_PAYMENT.
+        """
+        if key is None:
+            return await self._run(work, isolation, retry)
+        async with self.per_payment.turn(key):
+            return await self._run(work, isolation, retry)
+
+    async def _run(
+        self, work: Callable[[Tx], Awaitable[T]], isolation: str | None, retry: bool
+    ) -> T:
         attempts = MAX_TRANSACTION_ATTEMPTS if retry else 1
         for attempt in range(attempts):
             try:
@@ -229,7 +340,7 @@ class Database:
             async with self.connection() as conn:
                 await conn.fetchval("SELECT 1")
             return True
-        except (OSError, asyncpg.PostgresError, DatabaseBusy, TimeoutError):
+        except (DatabaseUnavailable, DatabaseBusy, asyncpg.PostgresError):
             return False
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from racebench.reference_service import config
-from racebench.reference_service.db import DatabaseBusy
+from racebench.reference_service.db import (
+    BUSY_SQLSTATES,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    is_unavailable,
+    sqlstate_of,
+)
 
 
 class ServiceError(Exception):
@@ -73,9 +80,25 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": error}
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> JSONResponse:
-    headers = {"Retry-After": str(config.RETRY_AFTER_S)} if status == 503 else None
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **details: Any,
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(config.RETRY_AFTER_S))
     return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
+
+
+def _internal_error(exc: Exception) -> JSONResponse:
+    # A bug: still JSON, still in the one error shape. The server may drop the connection
+    # after an unhandled error, so the client is told not to reuse it.
+    response = error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
+    response.headers["Connection"] = "close"
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,20 +112,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _busy(_: Request, exc: DatabaseBusy) -> JSONResponse:
         return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
 
+    # Database.connection() turns every connection failure into DatabaseUnavailable; the raw
+    # asyncpg and socket errors are caught here too, in case one escapes another way. All are
+    # answered here, never by the generic 500 below (which also costs the client its
+    # keep-alive connection: the server closes it after an unhandled error).
+    @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    # SQLSTATE class 53 (too many connections, out of memory or disk) and class 57 (shutting
-    # down, starting up, statement timeout): the server cannot serve us now, not our input.
-    @app.exception_handler(asyncpg.exceptions.InsufficientResourcesError)
-    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(503, "database_unavailable", f"the database cannot serve: {exc}")
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            message = f"the database cannot serve: {exc}"
+            return error_response(503, "database_unavailable", message)
+        if sqlstate_of(exc) in BUSY_SQLSTATES:
+            return error_response(503, "busy", f"the payment is busy, retry later ({exc})")
+        return _internal_error(exc)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         # Reached only by a bug: still JSON, still in the one error shape.
-        return error_response(500, "internal_error", f"unexpected {type(exc).__name__}")
+        return _internal_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -115,4 +145,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: a 405 names the allowed methods in `Allow`.
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -128,4 +128,14 @@ async def verify_checkout(
             id=result.payment_id, invoice_status=result.invoice_status, replayed=result.replayed
         )
 
-    return await db.run(work, isolation=strategy.isolation_level, retry=strategy.retry_transaction)
+    return await db.run(
+        work,
+        isolation=strategy.isolation_level,
+        retry=strategy.retry_transaction,
+        key=payment_key(body.internal_payment_id),
+    )
+
+
+def payment_key(payment_id: int) -> tuple[str, int]:
+    """The key a checkout callback waits its turn on (Database.run)."""
+    return ("payment", payment_id)

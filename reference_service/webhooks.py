@@ -2,7 +2,8 @@
 
 Order of work, and why:
 1. The signature is checked over the raw body, exactly as received, before any parsing.
-2. The body is parsed; a handled event must carry a well-formed entity.
+2. The body is parsed (nested at most MAX_JSON_DEPTH levels, checked without recursion); a
+   handled event must carry a well-formed entity.
 3. One statement claims the event id (a partial unique index lets only one delivery claim it)
    and looks the payment up by order id. A concurrent duplicate waits on that index and then
    finds the claim taken: it is kept as a `duplicate` and changes nothing.
@@ -23,6 +24,7 @@ from racebench.reference_service.capture import capture, fail
 from racebench.reference_service.db import Database, Tx
 from racebench.reference_service.errors import AmountMismatch, EventIdMissing, PayloadInvalid
 from racebench.reference_service.events import CAPTURE_EVENTS, RazorpayEvent
+from racebench.reference_service.json_depth import MAX_JSON_DEPTH, json_depth_exceeds
 from racebench.reference_service.models import (
     CLAIMING_OUTCOMES,
     CaptureSource,
@@ -118,6 +120,8 @@ class ParsedEvent:
 
 def parse_event(body: str) -> ParsedEvent:
     """The parts of a Razorpay event that matter here; PayloadInvalid if it is not one."""
+    if json_depth_exceeds(body):
+        raise PayloadInvalid(f"not a Razorpay event: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         envelope = _Envelope.model_validate(json.loads(body))
         action = EVENT_ACTIONS.get(envelope.event, Action.IGNORE)
@@ -200,8 +204,10 @@ async def receive_webhook(
             return await settle(WebhookOutcome.IGNORED)
         return WebhookOutcome.PROCESSED
 
+    # The payment is known only inside the transaction; its order id stands in for it.
+    key = ("order", event.order_id) if event.order_id is not None else None
     outcome = await db.run(
-        work, isolation=strategy.isolation_level, retry=strategy.retry_transaction
+        work, isolation=strategy.isolation_level, retry=strategy.retry_transaction, key=key
     )
     if isinstance(outcome, _Rejected):
         raise AmountMismatch(outcome.message)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from racebench.reference_service import config
 from racebench.reference_service.routes.deps import ServiceDep
 from racebench.reference_service.schemas import Health
 
@@ -17,4 +18,7 @@ async def healthz(service: ServiceDep) -> JSONResponse:
         strategy=service.strategy.name,
         database="ok" if ok else "unavailable",
     )
-    return JSONResponse(health.model_dump(), status_code=200 if ok else 503)
+    if ok:
+        return JSONResponse(health.model_dump())
+    headers = {"Retry-After": str(config.RETRY_AFTER_S)}
+    return JSONResponse(health.model_dump(), status_code=503, headers=headers)

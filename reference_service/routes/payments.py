@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from racebench.reference_service import payments
-from racebench.reference_service.routes.deps import ServiceDep
+from racebench.reference_service.routes.deps import JsonBodyRoute, ServiceDep
 from racebench.reference_service.schemas import (
     MAX_ID,
     InvoicePublic,
@@ -16,7 +16,7 @@ from racebench.reference_service.schemas import (
     VerifyRequest,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -30,11 +30,11 @@ async def verify_payment(body: VerifyRequest, service: ServiceDep) -> VerifyPubl
     return await payments.verify_checkout(service.db, service.strategy, service.verifier, body)
 
 
-@router.get("/payments/{payment_id}")
+@router.get("/payments/{payment_id:id}")
 async def get_payment(payment_id: IdPath, service: ServiceDep) -> PaymentDetail:
     return await payments.get_payment(service.db, payment_id)
 
 
-@router.get("/invoices/{invoice_id}")
+@router.get("/invoices/{invoice_id:id}")
 async def get_invoice(invoice_id: IdPath, service: ServiceDep) -> InvoicePublic:
     return await payments.get_invoice(service.db, invoice_id)

@@ -195,11 +195,21 @@ async def test_payment_in_another_currency_than_its_invoice(
     "path, status",
     [
         ("/payments/999999999", 404),
-        ("/payments/abc", 422),
+        ("/payments/abc", 404),
         ("/payments/99999999999999999999", 422),
         ("/invoices/0", 422),
         ("/invoices/999999999", 404),
         ("/no/such/route", 404),
+        # Ids are ASCII digits only: nothing int() or pydantic would also accept.
+        ("/payments/1_0", 404),
+        ("/payments/+1", 404),
+        ("/payments/1.0", 404),
+        ("/payments/%201", 404),
+        ("/payments/1%20", 404),
+        ("/payments/-1", 404),
+        ("/invoices/1_0", 404),
+        ("/payments/9223372036854775808", 422),
+        ("/payments/" + "9" * 5000, 422),
     ],
 )
 async def test_bad_reads(api: httpx.AsyncClient, path: str, status: int) -> None:
@@ -207,8 +217,16 @@ async def test_bad_reads(api: httpx.AsyncClient, path: str, status: int) -> None
 
 
 async def test_wrong_method(api: httpx.AsyncClient) -> None:
-    assert_error(await api.get("/payments/verify"), 422)
-    assert_error(await api.delete("/healthz"), 405)
+    # /payments/verify is not a payment id: its GET is a wrong method, not a bad id.
+    response = await api.get("/payments/verify")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    response = await api.delete("/healthz")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+    response = await api.put("/payments/1")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
 
 
 # --- webhooks -------------------------------------------------------------------------
@@ -349,3 +367,61 @@ async def test_unknown_order_is_unmatched_and_kept(
     assert response.status_code == 200
     assert response.json() == {"status": "unmatched"}
     assert await kept_deliveries(sql, event.event_id) == ["unmatched"]
+
+
+# --- deeply nested JSON ---------------------------------------------------------------
+
+DEEP = b"[" * 1000 + b"]" * 1000
+
+
+def nested_event(depth: int) -> bytes:
+    """An unknown (so ignored) event whose body nests `depth` levels in all."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)
+    return f'{{"event": "refund.processed", "payload": {{"deep": {inner}}}}}'.encode()
+
+
+async def test_deeply_nested_signed_webhook_is_refused(
+    api: httpx.AsyncClient, gateway: Gateway, sql: asyncpg.Connection
+) -> None:
+    for body in (DEEP, b'{"event": "refund.processed", "payload": ' + DEEP + b"}"):
+        delivery = gateway.sign(body)
+        response = await api.post(
+            "/webhooks/razorpay", content=delivery.body, headers=delivery.headers()
+        )
+        assert_error(response, 422, "payload_invalid")
+        assert await kept_deliveries(sql, delivery.event_id) == []
+
+
+async def test_deeply_nested_unsigned_webhook_fails_on_its_signature_first(
+    api: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    bad = gateway.sign(DEEP).with_bad_signature()
+    response = await api.post("/webhooks/razorpay", content=bad.body, headers=bad.headers())
+    assert_error(response, 400, "signature_invalid")
+
+
+async def test_webhook_nesting_limit_is_64_and_strings_do_not_count(
+    api: httpx.AsyncClient, gateway: Gateway, sql: asyncpg.Connection
+) -> None:
+    text = "[{" * 500
+    for body, status in [
+        (nested_event(64), 200),
+        (nested_event(65), 422),
+        (f'{{"event": "refund.processed", "payload": {{"note": "{text}"}}}}'.encode(), 200),
+    ]:
+        delivery = gateway.sign(body)
+        response = await api.post(
+            "/webhooks/razorpay", content=delivery.body, headers=delivery.headers()
+        )
+        assert response.status_code == status, response.text
+        if status == 200:
+            assert await kept_deliveries(sql, delivery.event_id) == ["ignored"]
+
+
+@pytest.mark.parametrize("path", ["/payments", "/payments/verify"])
+async def test_deeply_nested_json_bodies_are_refused_alike(
+    api: httpx.AsyncClient, path: str
+) -> None:
+    for body in (DEEP, b'{"amount": ' + DEEP + b"}"):
+        response = await api.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert_error(response, 422, "payload_invalid")
