@@ -52,9 +52,6 @@ EXCLUDED = {
     # The webhook documents Razorpay's whole event, and the service rightly accepts an event
     # that lacks fields it does not use (account_id, contains, created_at).
     "negative_data_rejection": "the webhook is lenient about Razorpay's unused fields",
-    # 405 without an Allow header: fixed on the faults branch (1a50b48), not here.
-    "unsupported_method": "405 lacks Allow (fixed on the faults branch)",
-    "allow_header_conformance": "405 lacks Allow (fixed on the faults branch)",
 }
 schemathesis.checks.load_all_checks()
 CHECKS = [
