@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import threading
 import warnings
@@ -138,6 +139,7 @@ class ProvisionedDatabase:
     url: str  # postgresql://... (works for psql, asyncpg, and `racebench serve`)
     name: str
     embedded: bool
+    owned_server: EmbeddedPostgres | None = None  # with provision(owned=True): restartable
 
     @property
     def redacted(self) -> str:
@@ -164,6 +166,25 @@ class EmbeddedPostgres:
         atexit.register(self.stop)
         return make_url(self._server.get_uri())
 
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """A fast restart (`pg_ctl -m fast restart`): every connection is cut, the server comes
+        back on the same socket with the same options."""
+        if self._server is None:
+            raise DatabaseError("the embedded PostgreSQL is not running")
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        pg_ctl, pgdata, log = POSTGRES_BIN_PATH / "pg_ctl", self._server.pgdata, self._server.log
+        done = subprocess.run(
+            [pg_ctl, "-D", pgdata, "-w", "-m", "fast", "-l", log, "restart"],
+            user=self._server.system_user,  # pgserver runs PostgreSQL as its own user as root
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DatabaseError(f"could not restart the embedded PostgreSQL: {done.stderr.strip()}")
+
     def stop(self) -> None:
         if self._server is not None:
             server, self._server = self._server, None
@@ -178,28 +199,40 @@ def server(url: str | None = None) -> Iterator[tuple[URL, bool]]:
 
     `url` defaults to $DATABASE_URL; with neither, an embedded server runs until exit.
     """
-    url = url or os.environ.get("DATABASE_URL") or None
+    with _server(url, owned=False) as (admin_url, embedded):
+        yield admin_url, embedded is not None
+
+
+@contextmanager
+def _server(url: str | None, *, owned: bool) -> Iterator[tuple[URL, EmbeddedPostgres | None]]:
+    """(admin URL, the embedded server if this run started one). `owned`: always start an
+    embedded server, whatever `url` and $DATABASE_URL say."""
+    url = None if owned else (url or os.environ.get("DATABASE_URL") or None)
     if url is not None:
         parsed = parse_url(url)
         run_sync(_ping(parsed))
-        yield parsed, False
+        yield parsed, None
         return
     embedded = EmbeddedPostgres()
     try:
-        yield embedded.start(), True
+        yield embedded.start(), embedded
     finally:
         embedded.stop()
 
 
 @contextmanager
-def provision(url: str | None = None) -> Iterator[ProvisionedDatabase]:
-    """A fresh, empty database on `server(url)`; dropped on exit."""
-    with server(url) as (admin_url, embedded):
+def provision(url: str | None = None, *, owned: bool = False) -> Iterator[ProvisionedDatabase]:
+    """A fresh, empty database on `server(url)`; dropped on exit. `owned`: on an embedded
+    server started for it (even if a URL is given), which the caller may restart."""
+    with _server(url, owned=owned) as (admin_url, embedded):
         name = f"{DATABASE_PREFIX}{secrets.token_hex(6)}"
         run_sync(_create(admin_url, name))
         try:
             yield ProvisionedDatabase(
-                url=render(admin_url.set(database=name)), name=name, embedded=embedded
+                url=render(admin_url.set(database=name)),
+                name=name,
+                embedded=embedded is not None,
+                owned_server=embedded if owned else None,
             )
         finally:
             run_sync(_drop(admin_url, name))

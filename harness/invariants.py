@@ -191,3 +191,20 @@ async def check(database_url: str, *, acknowledged_event_ids: Sequence[str] = ()
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in row.items()}
+
+
+LOST_CAPTURES_SQL = """
+SELECT count(*) FROM (SELECT DISTINCT id FROM unnest($1::bigint[]) AS acked(id)) acked
+LEFT JOIN payments p ON p.id = acked.id
+WHERE p.status IS DISTINCT FROM 'captured'
+"""
+
+
+async def lost_captures(database_url: str, acknowledged_payment_ids: Sequence[int]) -> int:
+    """The ledger check: how many payments a verify answer 200 called captured are not
+    captured in the database (0 unless an acknowledged capture was lost)."""
+    conn = await connect(parse_url(database_url))
+    try:
+        return int(await conn.fetchval(LOST_CAPTURES_SQL, list(acknowledged_payment_ids)))
+    finally:
+        await conn.close()

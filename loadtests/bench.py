@@ -17,6 +17,7 @@ from pathlib import Path
 from racebench.loadtests.ceiling import Ceiling, measure_ceiling
 from racebench.loadtests.cell import NOBODY, CellRun
 from racebench.loadtests.config import BenchConfig, parse_duration, parse_strategies
+from racebench.loadtests.faults import DEFAULT_KILL_EVERY_S
 from racebench.loadtests.profiles import parse_profile
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
@@ -54,10 +55,11 @@ def run_cells(
 
 
 def exit_code(rows: Sequence[BenchResult]) -> int:
-    """1 if a cell failed or a strategy expected to hold with the round's service processes
-    left a violation, else 0."""
+    """1 if a cell failed, answered dishonestly (a 5xx other than 503, a 503 without
+    Retry-After, an acknowledged capture or webhook the database lost) or a strategy expected to
+    hold with the round's service processes left a violation, else 0."""
     for row in rows:
-        if row.errored:
+        if row.errored or not row.answered_honestly:
             return 1
         if holds(row.strategy, row.workers) and any(row.violations.values()):
             return 1
@@ -77,6 +79,8 @@ def build_results(config: BenchConfig, rows: Sequence[BenchResult], run_id: str)
         "workers": config.workers,
         "processes": config.processes,
         "load_average_at_start": list(os.getloadavg()),
+        "faults": config.faults,
+        "kill_every_s": config.kill_every_s if config.faults else None,
     }
     results.bench = list(rows)
     return results
@@ -95,6 +99,8 @@ def run_bench(
     out: Path | None,
     database_url: str | None,
     ceiling: bool = False,
+    faults: bool = False,
+    kill_every_s: float = DEFAULT_KILL_EVERY_S,
     progress: Progress[BenchResult | Ceiling] | None = None,
 ) -> BenchRun:
     """Run the benchmark and write results.json into the run folder (after every cell, and
@@ -112,7 +118,11 @@ def run_bench(
         processes=processes,
         run_dir=out or DEFAULT_RUNS_DIR / run_id,
         database_url=database_url,
+        faults=faults,
+        kill_every_s=kill_every_s,
     )
+    if kill_every_s <= 0:
+        raise ValueError(f"--kill-every must be positive, not {kill_every_s}")
     if rate is not None and rate <= 0:
         raise ValueError(f"--rate must be positive, not {rate}")
     load_at_start = os.getloadavg()

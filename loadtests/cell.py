@@ -25,17 +25,18 @@ from pathlib import Path
 import httpx
 
 from racebench.harness.database import provision, run_sync
-from racebench.harness.invariants import check
+from racebench.harness.invariants import check, lost_captures
 from racebench.harness.service_process import running_service, stop_process_group
 from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
 from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
+from racebench.loadtests.faults import LOCUST_START_S, FaultInjector
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import Calls
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
-from racebench.results import BenchResult, CpuFigures
+from racebench.results import BenchResult, CpuFigures, FaultFigures
 
 # Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
 # if it is still running this long after, something is wrong and we stop it.
@@ -91,7 +92,8 @@ class CellRun:
             stale.unlink(missing_ok=True)  # a reused --out folder must not add old requests
         pool, warmup_pool = config.pools()
         self.progress.phase("database")
-        with provision(config.database_url) as database:
+        faults: FaultFigures | None = None
+        with provision(config.database_url, owned=config.faults) as database:
             self.progress.phase("service")
             with running_service(
                 strategy=self.strategy,
@@ -115,13 +117,31 @@ class CellRun:
                     rate=config.item_rate,
                     hot_epoch=time.time(),
                 )
-                returncode, cpu = self._run_locust(plan, service.pid, database.name)
+                injector = None
+                if config.faults:
+                    if database.owned_server is None:
+                        raise RuntimeError("--faults needs an embedded PostgreSQL of its own")
+                    injector = FaultInjector(
+                        server=database.owned_server,
+                        database_url=database.url,
+                        database_name=database.name,
+                        base_url=service.base_url,
+                        restart_after_s=LOCUST_START_S + plan.duration_s / 2,
+                        kill_every_s=config.kill_every_s,
+                    )
+                returncode, cpu, faults = self._run_locust(
+                    plan, service.pid, database.name, injector
+                )
             # The service is stopped: what is in the database now is all it will ever write.
-            return self._result(database.url, pool, returncode, cpu)
+            return self._result(database.url, pool, returncode, cpu, faults)
 
     def _run_locust(
-        self, plan: LocustPlan, service_pid: int, database_name: str
-    ) -> tuple[int, CpuFigures]:
+        self,
+        plan: LocustPlan,
+        service_pid: int,
+        database_name: str,
+        injector: FaultInjector | None = None,
+    ) -> tuple[int, CpuFigures, FaultFigures | None]:
         log = (self.cell_dir / "locust.log").open("wb")
         process = subprocess.Popen(
             plan.command(),
@@ -134,6 +154,8 @@ class CellRun:
             {"locust": process.pid, "service": service_pid},
             matching={"postgres": f" {database_name} "},  # its backends' process titles
         ).start()
+        if injector is not None:
+            injector.start()
         started = time.monotonic()
         deadline = started + plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
         try:
@@ -149,18 +171,25 @@ class CellRun:
                         returncode = process.returncode
                         break
         finally:
+            faults = injector.stop() if injector is not None else None
             cpu = sampler.stop()
             stop_process_group(process)
             log.close()
-        return returncode, cpu
+        return returncode, cpu, faults
 
     def _result(
-        self, database_url: str, pool: Pool, returncode: int, cpu: CpuFigures
+        self,
+        database_url: str,
+        pool: Pool,
+        returncode: int,
+        cpu: CpuFigures,
+        faults: FaultFigures | None = None,
     ) -> BenchResult:
         config = self.config
         self.progress.phase("invariants")
         tally = merge_tallies(read_tallies(self.cell_dir))
         outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
+        lost = run_sync(lost_captures(database_url, tally.acked_payment_ids))
         result = BenchResult(
             strategy=self.strategy,
             profile=config.profile.name,
@@ -192,6 +221,13 @@ class CellRun:
             locust=locust_figures(self.cell_dir / f"{JSON_STEM}.json"),
             cpu=cpu,
             cpu_ms_per_request=cpu_ms_per_request(cpu, tally.throughput_rps),
+            server_errors=dict(sorted(tally.server_errors.items())),
+            busy_without_retry_after=tally.busy_without_retry_after,
+            transport_errors=tally.transport_errors,
+            acked_captures=len(set(tally.acked_payment_ids)),
+            lost_captures=lost,
+            lost_webhooks=outcome.counts.get("WEBHOOK_LOST", 0),
+            faults=faults,
         )
         (self.cell_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result

@@ -69,6 +69,8 @@ class BenchConfig:
     run_dir: Path
     database_url: str | None
     warmup_requests: int = WARMUP_REQUESTS
+    faults: bool = False  # kill the service's backends, restart the database (loadtests.faults)
+    kill_every_s: float = 3.0
 
     @property
     def cells(self) -> int:

@@ -40,6 +40,8 @@ CONNECTIONS_PER_USER = 2
 # timeouts are 5 s and 10 s, so an honest answer always comes sooner).
 NETWORK_TIMEOUT_S = 30.0
 MS_PER_S = 1_000.0
+# verify answers 200 that say the payment is captured (the ledger check holds the database to it)
+VERIFY_ACKED = frozenset({"verify:captured", "verify:replayed"})
 
 
 @events.init_command_line_parser.add_listener
@@ -107,6 +109,9 @@ class ProcessState:
             )
             start = min(intended, start_time)
         outcome, busy, failed, acked = _classify(call, status, response, exception)
+        headers = getattr(response, "headers", None) if status else None
+        retry_after = bool(headers is not None and headers.get("Retry-After"))
+        verified = call.kind == "verify" and outcome in VERIFY_ACKED
         self.tally.record(
             outcome=outcome,
             latency_ms=latency,
@@ -115,6 +120,9 @@ class ProcessState:
             busy=busy,
             failed=failed,
             acked_event_id=acked,
+            acked_payment_id=call.payment_id if verified else None,
+            status=status,
+            retry_after=retry_after,
         )
 
 

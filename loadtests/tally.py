@@ -32,6 +32,11 @@ class Tally:
     busy: int = 0  # 503 with Retry-After
     failures: int = 0  # anything else unexpected: wrong status, bad body, connection error
     acked_event_ids: list[str] = field(default_factory=list)
+    # payment ids of verify answers 200 (captured or replayed): each must be captured (ledger)
+    acked_payment_ids: list[int] = field(default_factory=list)
+    server_errors: Counter[str] = field(default_factory=Counter)  # 5xx answers by status
+    busy_without_retry_after: int = 0  # 503 answers that lacked Retry-After
+    transport_errors: int = 0  # no answer at all: reset, refused, timed out
     first_start: float | None = None  # epoch seconds: the earliest (intended) request start
     last_end: float | None = None  # epoch seconds: the latest response
     pool_wrapped: int = 0  # items that had to reuse a payment because the pool ran out
@@ -47,8 +52,11 @@ class Tally:
         busy: bool = False,
         failed: bool = False,
         acked_event_id: str | None = None,
+        acked_payment_id: int | None = None,
+        status: int = 200,
+        retry_after: bool = True,
     ) -> None:
-        """Count one answered (or failed) request."""
+        """Count one answered (or failed) request (`status` 0: no answer, a transport error)."""
         self.requests += 1
         self.outcomes[outcome] += 1
         self.latency.record_ms(latency_ms)
@@ -56,6 +64,14 @@ class Tally:
         self.failures += failed
         if acked_event_id is not None:
             self.acked_event_ids.append(acked_event_id)
+        if acked_payment_id is not None:
+            self.acked_payment_ids.append(acked_payment_id)
+        if status == 0:
+            self.transport_errors += 1
+        elif status >= 500:
+            self.server_errors[str(status)] += 1
+            if status == BUSY_STATUS and not retry_after:
+                self.busy_without_retry_after += 1
         self.first_start = start if self.first_start is None else min(self.first_start, start)
         self.last_end = end if self.last_end is None else max(self.last_end, end)
 
@@ -77,6 +93,10 @@ class Tally:
         self.busy += other.busy
         self.failures += other.failures
         self.acked_event_ids.extend(other.acked_event_ids)
+        self.acked_payment_ids.extend(other.acked_payment_ids)
+        self.server_errors.update(other.server_errors)
+        self.busy_without_retry_after += other.busy_without_retry_after
+        self.transport_errors += other.transport_errors
         if other.first_start is not None:
             self.first_start = (
                 other.first_start
@@ -97,6 +117,10 @@ class Tally:
             "busy": self.busy,
             "failures": self.failures,
             "acked_event_ids": self.acked_event_ids,
+            "acked_payment_ids": self.acked_payment_ids,
+            "server_errors": dict(self.server_errors),
+            "busy_without_retry_after": self.busy_without_retry_after,
+            "transport_errors": self.transport_errors,
             "first_start": self.first_start,
             "last_end": self.last_end,
             "pool_wrapped": self.pool_wrapped,
@@ -111,6 +135,10 @@ class Tally:
             busy=int(data["busy"]),
             failures=int(data["failures"]),
             acked_event_ids=list(data["acked_event_ids"]),
+            acked_payment_ids=[int(i) for i in data.get("acked_payment_ids", [])],
+            server_errors=Counter(data.get("server_errors", {})),
+            busy_without_retry_after=int(data.get("busy_without_retry_after", 0)),
+            transport_errors=int(data.get("transport_errors", 0)),
             first_start=data["first_start"],
             last_end=data["last_end"],
             pool_wrapped=int(data["pool_wrapped"]),

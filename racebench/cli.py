@@ -221,8 +221,9 @@ def race(
 @_command(
     "Benchmark strategies under load with Locust; count the violations left behind.",
     _strategies_and_profiles,
-    "0 every round ran and every strategy expected to hold left no violation; 1 a round failed"
-    f" or such a strategy left a violation; {BAD_INPUT}; 130 interrupted.",
+    "0 every round ran and every strategy expected to hold left no violation; 1 a round failed,"
+    " answered a 5xx other than 503 or a 503 without Retry-After, lost an acknowledged capture"
+    f" or webhook, or such a strategy left a violation; {BAD_INPUT}; 130 interrupted.",
 )
 def bench(
     strategies: Annotated[
@@ -251,6 +252,17 @@ def bench(
         bool, typer.Option(help="also run pgbench on the capture transaction, in the same run")
     ] = False,
     database_url: DatabaseUrl = None,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            help="kill the service's database backends every --kill-every seconds and restart"
+            " the database once per round (on an embedded PostgreSQL each round owns, even if"
+            " DATABASE_URL is set)"
+        ),
+    ] = False,
+    kill_every: Annotated[
+        float, typer.Option(metavar="SECONDS", help="with --faults: seconds between kills")
+    ] = 3.0,
 ) -> None:
     from racebench.harness.service_process import ServiceStartError
     from racebench.loadtests.bench import run_bench
@@ -271,6 +283,8 @@ def bench(
                 out=out,
                 database_url=database_url,
                 ceiling=ceiling,
+                faults=faults,
+                kill_every_s=kill_every,
                 progress=progress,
             )
     except (DatabaseError, ValueError, ServiceStartError) as error:

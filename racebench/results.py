@@ -165,6 +165,18 @@ class LocustFigures(_Model):
     percentiles_ms: dict[str, float] = Field(default_factory=dict)  # "p50" -> ms
 
 
+class FaultFigures(_Model):
+    """What `racebench bench --faults` did to a round's database, and how the service took it."""
+
+    kill_every_s: float = 0.0
+    kills: int = 0  # pg_terminate_backend sweeps that ran
+    backends_killed: int = 0
+    kill_errors: list[str] = Field(default_factory=list)
+    restarts: int = 0  # fast restarts of the database server
+    restart_s: float | None = None  # how long pg_ctl restart took
+    recovery_s: float | None = None  # restart finished -> first 200 of /healthz (None: never)
+
+
 class BenchResult(_Model):
     """One strategy in one round of `racebench bench` (rounds count from 1)."""
 
@@ -194,10 +206,24 @@ class BenchResult(_Model):
     locust: LocustFigures | None = None
     cpu: CpuFigures | None = None
     cpu_ms_per_request: float | None = None  # service + its PostgreSQL backends
+    server_errors: dict[str, int] = Field(default_factory=dict)  # 5xx answers by status
+    busy_without_retry_after: int = 0  # 503 answers without Retry-After
+    transport_errors: int = 0  # requests with no answer (reset, refused, timed out)
+    acked_captures: int = 0  # verify answers 200: payments the client was told are captured
+    lost_captures: int = 0  # of those, payments the database does not hold as captured
+    lost_webhooks: int = 0  # webhook deliveries answered 2xx missing from webhook_events
+    faults: FaultFigures | None = None  # with --faults: the kills, the restart, the recovery
 
     @property
     def errored(self) -> bool:
         return self.error is not None
+
+    @property
+    def answered_honestly(self) -> bool:
+        """No 5xx but 503, every 503 with Retry-After, nothing acknowledged and then lost."""
+        crashed = any(status != "503" for status in self.server_errors)
+        lost = self.lost_captures or self.lost_webhooks
+        return not crashed and not self.busy_without_retry_after and not lost
 
 
 def new_run_id(kind: str) -> str:

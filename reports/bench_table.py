@@ -112,9 +112,39 @@ def ceiling_lines(results: Results) -> list[str]:
     return lines
 
 
+def fault_lines(results: Results) -> list[str]:
+    """Per round: the 5xx answers by status, 503s without Retry-After, transport errors, the
+    ledger (acknowledged captures and webhooks the database lost) and, with --faults, the kills,
+    the restart and the recovery time."""
+    lines = []
+    for row in results.bench:
+        errors = ", ".join(f"{n} x {s}" for s, n in sorted(row.server_errors.items())) or "none"
+        line = (
+            f"{row.strategy} round {row.round}: {row.requests} requests; 5xx: {errors}; "
+            f"503 without Retry-After: {row.busy_without_retry_after}; "
+            f"transport errors: {row.transport_errors}; "
+            f"lost: {row.lost_captures} of {row.acked_captures} acked captures, "
+            f"{row.lost_webhooks} of {row.acked_webhooks} acked webhooks; "
+            f"violations: {sum(row.violations.values())}"
+        )
+        f = row.faults
+        if f is not None:
+            recovery = "never" if f.recovery_s is None else f"{f.recovery_s:.3f} s"
+            restart = "-" if f.restart_s is None else f"{f.restart_s:.2f} s"
+            line += (
+                f"\n  faults: {f.kills} kills every {f.kill_every_s:g} s "
+                f"({f.backends_killed} backends, {len(f.kill_errors)} failed), "
+                f"{f.restarts} restart (took {restart}), recovery after it: {recovery}"
+            )
+        lines.append(line)
+    return lines
+
+
 def print_bench_summary(results: Results, path: Path) -> None:
     wide = console
     wide.print(summary_table(results))
     for line in ceiling_lines(results):
+        console.print(line, highlight=False)
+    for line in fault_lines(results):
         console.print(line, highlight=False)
     console.print(f"results: {path}", highlight=False)
