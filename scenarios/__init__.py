@@ -21,6 +21,7 @@ MODULES = (
     "failed_then_captured",
     "captured_then_stale_failed",
     "split_invoice",
+    "capture_vs_failed",
 )
 
 
