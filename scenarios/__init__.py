@@ -22,6 +22,7 @@ MODULES = (
     "captured_then_stale_failed",
     "split_invoice",
     "capture_vs_failed",
+    "retry_after_failed_capture",
 )
 
 

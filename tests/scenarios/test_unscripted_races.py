@@ -29,3 +29,34 @@ async def test_capture_vs_failed_ends_captured_on_a_safe_strategy(
     result = await race.check()
     assert result.valid, result.message()
     assert race.errors == []
+
+
+@pytest.mark.parametrize("strategy", ["none", "for_update", "serializable"])
+async def test_a_killed_delivery_answers_503_and_its_redelivery_captures(
+    racebench_race: RaceFactory, strategy: str
+) -> None:
+    race = await racebench_race(strategy)
+    await SCENARIOS["retry_after_failed_capture"].script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
+    told = [(t.actor, t.status, t.outcome) for t in race.told]
+    assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")]
+    kills = [e for e in race.timeline.events if "pg_terminate_backend" in e.what]
+    assert [e.actor for e in kills] == ["delivery"]
+
+
+async def test_an_acknowledged_capture_the_database_lost_is_caught(
+    racebench_race: RaceFactory,
+) -> None:
+    """The ledger is checked: a 2xx capture whose payment is not captured is ACKNOWLEDGED_LOST."""
+    race = await racebench_race("for_update")
+    payment = await race.payment()
+    await race.then(race.verify("client", payment))
+    assert (await race.check()).valid
+    await race.monitor.conn.execute(
+        "UPDATE payments SET status = 'pending' WHERE id = $1", payment.id
+    )
+    result = await race.check()
+    assert "ACKNOWLEDGED_LOST" in result.anomaly_types, result.message()
+    assert result.anomalies["ACKNOWLEDGED_LOST"][0]["payment_id"] == payment.id
