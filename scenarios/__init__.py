@@ -23,6 +23,7 @@ MODULES = (
     "split_invoice",
     "capture_vs_failed",
     "retry_after_failed_capture",
+    "invoice_fan_in",
 )
 
 

@@ -60,3 +60,24 @@ async def test_an_acknowledged_capture_the_database_lost_is_caught(
     result = await race.check()
     assert "ACKNOWLEDGED_LOST" in result.anomaly_types, result.message()
     assert result.anomalies["ACKNOWLEDGED_LOST"][0]["payment_id"] == payment.id
+
+
+async def test_invoice_fan_in_catches_none_by_invoice_drift(racebench_race: RaceFactory) -> None:
+    race = await racebench_race("none")
+    await SCENARIOS["invoice_fan_in"].script(race)
+    result = await race.check()
+    assert "INVOICE_DRIFT" in result.anomaly_types, result.message()
+    evidence = result.anomalies["INVOICE_DRIFT"][0]
+    assert evidence["allocated"] == 80_000
+    assert evidence["amount_paid"] < 80_000
+
+
+@pytest.mark.parametrize("strategy", ["for_update", "conditional_update", "optimistic"])
+async def test_invoice_fan_in_leaves_the_invoice_paid_on_a_safe_strategy(
+    racebench_race: RaceFactory, strategy: str
+) -> None:
+    race = await racebench_race(strategy)
+    await SCENARIOS["invoice_fan_in"].script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
