@@ -21,6 +21,7 @@ from typing import Protocol
 
 from racebench.harness.schedule import POINT_WORDS, Schedule, Step
 from racebench.harness.timeline import EventKind
+from racebench.reference_service import race_points
 
 # How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
 # millisecond; 5 ms keeps the probe's own queries from loading the 2-core machine.
@@ -52,6 +53,15 @@ class BlockProbe(Protocol):
 
     async def anyone_blocked(self) -> str | None:
         """Evidence that some actor waits on a lock, or None."""
+        ...
+
+
+class Faults(Protocol):
+    """Injects a schedule's faults into the database (the harness's own connection)."""
+
+    async def terminate(self, pid: int) -> bool:
+        """pg_terminate_backend(pid), waiting until the backend is gone; False if it was not
+        there."""
         ...
 
 
@@ -90,6 +100,7 @@ class _Actor:
     free: bool = False  # past its commit step: later points let it pass
     hits: dict[str, int] = field(default_factory=dict)
     stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
+    backend: int | None = None  # the PostgreSQL backend pid of its transaction, at its last point
 
 
 class ScheduleController:
@@ -110,8 +121,10 @@ class ScheduleController:
         jitter: Jitter | None = None,
         *,
         hold_strangers: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         self.schedule = schedule
+        self.faults = faults
         self.hold_strangers = hold_strangers
         self.recorder = recorder
         self.probe = probe
@@ -150,6 +163,7 @@ class ScheduleController:
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
+            state.backend = race_points.current_backend.get()
         if state is not None and not self._done and not state.free:
             state.held_at = point
             state.release = asyncio.get_running_loop().create_future()
@@ -188,6 +202,8 @@ class ScheduleController:
             self.recorder.note(f"launch {', '.join(step.actors)}", step.label)
         elif step.kind == "rendezvous":
             await self._rendezvous(step)
+        elif step.kind == "kill_backend":
+            await self._kill_backend(step)
         else:
             state = self._actors[step.actors[0]]
             if step.kind == "commit":
@@ -198,6 +214,30 @@ class ScheduleController:
             state.started.set()
             outcome, detail = await self._wait_for(state)
             self._record(step, state, outcome, detail)
+
+    async def _kill_backend(self, step: Step) -> None:
+        state = self._actors[step.actors[0]]
+        if state.held_at is not None and state.held_at != step.point:
+            self._let_go(state)
+        state.started.set()
+        outcome, _ = await self._wait_for(state)
+        if outcome is not Outcome.ARRIVED or state.held_at != step.point:
+            why = "returned" if outcome is Outcome.FINISHED else "blocked"
+            self.recorder.add(state.name, f"{why} before {step.point}: no backend to kill", "error")
+            raise ScheduleBroken(f"{step.label}: {state.name} {why} without reaching {step.point}")
+        pid = state.backend
+        if self.faults is None or pid is None:
+            raise ScheduleBroken(f"{step.label}: which backend serves {state.name} is unknown")
+        if not await self.faults.terminate(pid):
+            raise ScheduleBroken(f"{step.label}: {state.name}'s backend pid {pid} was not there")
+        self.recorder.add(state.name, f"{step.note}: pid {pid}", "error", step.label)
+        state.free = True
+        self._let_go(state)
+        outcome, detail = await self._wait_for(state)
+        if outcome is Outcome.BLOCKED:
+            self.recorder.add(state.name, detail, "blocked", step.label)
+        else:
+            self.recorder.add(state.name, f"answered {state.answer}", "release", step.label)
 
     def _record(self, step: Step, state: _Actor, outcome: Outcome, detail: str) -> None:
         """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen."""

@@ -21,6 +21,9 @@ class Invariant:
     name: str
     doc: str
     sql: str
+    ledger: str = ""
+    """What the client was told, bound to $1: "events" (the webhook event ids answered 2xx) or
+    "captures" (the payment ids of every capture answered 2xx); "" for none."""
 
 
 INVARIANTS: tuple[Invariant, ...] = (
@@ -120,6 +123,22 @@ INVARIANTS: tuple[Invariant, ...] = (
         HAVING count(w.id) < acked.deliveries
         ORDER BY acked.event_id
         """,
+        ledger="events",
+    ),
+    Invariant(
+        "ACKNOWLEDGED_LOST",
+        "Acknowledged capture lost",
+        "A capture was answered 2xx (a checkout callback, or a payment.captured delivery) but "
+        "its payment is not captured: the client was told something the database lost.",
+        """
+        SELECT acked.payment_id, acked.answers, p.status
+        FROM (SELECT payment_id, count(*) AS answers
+              FROM unnest($1::bigint[]) AS payment_id GROUP BY payment_id) acked
+        LEFT JOIN payments p ON p.id = acked.payment_id
+        WHERE p.status IS DISTINCT FROM 'captured'
+        ORDER BY acked.payment_id
+        """,
+        ledger="captures",
     ),
     Invariant(
         "DUPLICATE_EVENT_EFFECT",
@@ -165,14 +184,22 @@ async def check_connection(
     conn: asyncpg.Connection,
     *,
     acknowledged_event_ids: Sequence[str] = (),
+    acknowledged_captures: Sequence[int] = (),
     codes: Iterable[str] = CODES,
 ) -> CheckResult:
-    """Run the invariants on an open asyncpg connection."""
+    """Run the invariants on an open asyncpg connection.
+
+    `acknowledged_event_ids`: the webhook deliveries answered 2xx; `acknowledged_captures`:
+    the payment id of every capture answered 2xx (the client's ledger)."""
     anomalies: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
+    ledgers: dict[str, list[Any]] = {
+        "events": list(acknowledged_event_ids),
+        "captures": list(acknowledged_captures),
+    }
     for code in codes:
         inv = BY_CODE[code]
-        args = (list(acknowledged_event_ids),) if "$1" in inv.sql else ()
+        args = (ledgers[inv.ledger],) if inv.ledger else ()
         rows = await conn.fetch(inv.sql, *args)
         if rows:
             counts[code] = len(rows)

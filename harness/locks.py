@@ -29,6 +29,8 @@ LOCK_SAMPLE_INTERVAL_S = 0.005
 # queries); one that waits this long is stuck behind a lock a leftover transaction holds, and
 # must fail the run instead of hanging it.
 MONITOR_STATEMENT_TIMEOUT_MS = 10_000
+# How long a fault step waits for a terminated backend to be gone (it takes milliseconds).
+TERMINATE_WAIT_MS = 5_000
 # The service's pooled connections carry this application_name.
 SERVICE_APPLICATION_NAME = config.APPLICATION_NAME
 
@@ -68,13 +70,27 @@ class Monitor:
         async with self._lock:
             return list(await self.conn.fetch(LOCK_WAITERS))
 
+    async def terminate(self, pid: int) -> bool:
+        """Faults: pg_terminate_backend(pid), waiting (bounded) until the backend is gone."""
+        async with self._lock:
+            killed: bool = await self.conn.fetchval(
+                "SELECT pg_terminate_backend($1, $2)", pid, TERMINATE_WAIT_MS
+            )
+            return killed
+
     async def clean(self) -> None:
         async with self._lock:
             await self.conn.execute(CLEAN_TABLES)
 
-    async def check(self, acknowledged_event_ids: Sequence[str]) -> CheckResult:
+    async def check(
+        self, acknowledged_event_ids: Sequence[str], acknowledged_captures: Sequence[int] = ()
+    ) -> CheckResult:
         async with self._lock:
-            return await check_connection(self.conn, acknowledged_event_ids=acknowledged_event_ids)
+            return await check_connection(
+                self.conn,
+                acknowledged_event_ids=acknowledged_event_ids,
+                acknowledged_captures=acknowledged_captures,
+            )
 
 
 class LockProbe:

@@ -61,6 +61,7 @@ class Request:
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None  # a webhook delivery's X-Razorpay-Event-Id
+    captures: int | None = None  # the payment this request captures (a 2xx means captured)
     words: str = ""  # how the timeline names it
     expect: tuple[int, ...] = ()
     """The statuses this request may answer; empty: any 2xx. Anything else is an error."""
@@ -77,6 +78,25 @@ class Answer:
     actor: str
     status: int
     body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """One line of the client-side ledger: what one actor's request was answered."""
+
+    actor: str
+    words: str
+    status: int
+    outcome: str
+    event_id: str | None
+    captures: int | None  # the payment it captures, if it is a capture
+
+    @property
+    def acknowledged_capture(self) -> int | None:
+        """The payment this answer says is captured (a 2xx capture of a known payment)."""
+        if self.captures is None or not 200 <= self.status < 300 or self.outcome == "unmatched":
+            return None
+        return self.captures
 
 
 class Race:
@@ -98,6 +118,10 @@ class Race:
         self.jitter_seed = jitter_seed
         self.timeline = Timeline()
         self.acknowledged: list[str] = []
+        self.told: list[Told] = []
+        """The ledger: what each actor was told, checked against the database
+        (ACKNOWLEDGED_LOST)."""
+        self._event_payments: dict[str, int] = {}
         self.errors: list[str] = []
         self._launches = 0
 
@@ -127,6 +151,7 @@ class Race:
             json_body=checkout.body(),
             words="POST /verify",
             expect=expect,
+            captures=payment.id,
         )
 
     def event(
@@ -136,7 +161,7 @@ class Race:
         event_id: str | None = None,
     ) -> WebhookDelivery:
         """A signed Razorpay event about `payment`."""
-        return self.gateway.event(
+        delivery = self.gateway.event(
             event_type,
             order_id=payment.order_id,
             amount=payment.amount,
@@ -144,6 +169,8 @@ class Race:
             payment_id=f"pay_{payment.order_id[6:]}",
             event_id=event_id,
         )
+        self._event_payments[delivery.event_id] = payment.id
+        return delivery
 
     def webhook(
         self,
@@ -171,6 +198,11 @@ class Race:
             event_id=delivery.event_id,
             words=f"webhook {delivery.event_type}",
             expect=expect,
+            captures=(
+                self._event_payments.get(delivery.event_id)
+                if delivery.event_type == RazorpayEvent.PAYMENT_CAPTURED
+                else None
+            ),
         )
 
     async def status_of(self, payment: Payment) -> str:
@@ -183,7 +215,10 @@ class Race:
 
     async def check(self) -> CheckResult:
         """Every invariant, on what this race has left in the database so far."""
-        return await self.monitor.check(self.acknowledged)
+        captured = [t.acknowledged_capture for t in self.told]
+        return await self.monitor.check(
+            self.acknowledged, [payment for payment in captured if payment is not None]
+        )
 
     def fail(self, message: str) -> None:
         """A scenario's own expectation did not hold (an error, not a race)."""
@@ -216,6 +251,7 @@ class Race:
             LockProbe(self.target, sampler),
             jitter,
             hold_strangers=self.target.anonymous(actors),
+            faults=self.monitor,
         )
         sampler.in_flight = controller.in_flight
         barrier = asyncio.Barrier(len(requests) + 1)
@@ -285,6 +321,10 @@ class Race:
         controller.finished(request.actor, succeeded=succeeded, answer=answer)
         if request.event_id is not None and succeeded:
             self.acknowledged.append(request.event_id)
+        outcome = str(body.get("status", "")) if isinstance(body, dict) else ""
+        self.told.append(
+            Told(request.actor, request.words, status, outcome, request.event_id, request.captures)
+        )
         if not request.accepts(status):
             self.fail(
                 f"{request.actor}: {request.words} answered {status} {_brief(body)}, "

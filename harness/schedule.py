@@ -26,7 +26,7 @@ POINT_WORDS: dict[str, str] = {
     RacePoint.BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
 }
 
-StepKind = Literal["reach", "commit", "rendezvous", "launch"]
+StepKind = Literal["reach", "commit", "rendezvous", "launch", "kill_backend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,16 @@ def commit(label: str, actor: str, note: str = "COMMIT") -> Step:
     """`actor` is let go for good: it runs through its later race points to its commit, and the
     step waits until its request returns (or it blocks). A failed request is an error."""
     return Step("commit", label, (actor,), RacePoint.BEFORE_COMMIT, note)
+
+
+def kill_backend(label: str, actor: str, at: RacePoint, note: str = "") -> Step:
+    """A fault: `actor` runs until it is held at `at`; then its PostgreSQL backend is killed
+    (pg_terminate_backend, waiting until it is gone) and the actor is let go for good. The
+    step waits until its request returns: its transaction is lost, whatever it answers. If the
+    actor returns (or blocks) without reaching `at`, the schedule did not happen: an error."""
+    return Step(
+        "kill_backend", label, (actor,), at, note or "backend killed (pg_terminate_backend)"
+    )
 
 
 def launch(label: str, *actors: str) -> Step:

@@ -27,7 +27,7 @@ from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from racebench.reference_service import config
+from racebench.reference_service import config, race_points
 from racebench.reference_service.models import metadata
 
 T = TypeVar("T")
@@ -276,6 +276,7 @@ class Database:
             logger = self.query_logger
             if logger is not None:
                 conn.add_query_logger(logger)
+            race_points.current_backend.set(conn.get_server_pid())
             try:
                 async with conn.transaction(isolation=isolation):  # type: ignore[arg-type]
                     yield Tx(conn, after_end)
@@ -284,6 +285,7 @@ class Database:
                     raise DatabaseBusy(str(error)) from error
                 raise
             finally:
+                race_points.current_backend.set(None)
                 if logger is not None:
                     conn.remove_query_logger(logger)
 

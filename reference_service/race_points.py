@@ -31,6 +31,10 @@ class RacePoint(StrEnum):
 current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
 """Which harness actor the running request belongs to (set by the harness, None in service)."""
 
+current_backend: ContextVar[int | None] = ContextVar("racebench_backend", default=None)
+"""The PostgreSQL backend pid of the running request's transaction (set by Database.transaction),
+so that a harness's fault step can kill the backend of the actor it holds at a race point."""
+
 
 class RaceController(Protocol):
     """Something that decides when an actor that reached a point may go on."""

@@ -21,6 +21,9 @@ MODULES = (
     "failed_then_captured",
     "captured_then_stale_failed",
     "split_invoice",
+    "capture_vs_failed",
+    "retry_after_failed_capture",
+    "invoice_fan_in",
 )
 
 

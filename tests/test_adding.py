@@ -107,7 +107,7 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         source / "reference_service/strategies/__init__.py", "app_lock", NEW_STRATEGY
     )
     (source / "scenarios" / f"{NEW_SCENARIO}.py").write_text(SCENARIO_MODULE)
-    _add_registry_line(source / "scenarios/__init__.py", "split_invoice", NEW_SCENARIO)
+    _add_registry_line(source / "scenarios/__init__.py", "invoice_fan_in", NEW_SCENARIO)
     # The installed package's shape: racebench/ holds the commands and the floors.
     package = root / "links" / "racebench"
     package.mkdir(parents=True)

@@ -1,0 +1,57 @@
+"""invoice_fan_in: eight payments of one invoice are captured at once (callbacks and webhooks).
+
+    p1..p8    four POST /payments/verify, four payment.captured webhooks, one payment each,
+              all on one invoice of 80000 (10000 each)
+    T1  (rendezvous) all eight read their payment: pending (eight rows: nobody blocks)
+    T2  (rendezvous) each reads the invoice and writes amount_paid; the first to write is held
+        before its commit, the others read amount_paid = 0 and BLOCK on the invoice row
+        -- none: then each overwrites amount_paid with its stale sum (LOST UPDATES)
+    the invoice ends paid, 80000 of 80000
+
+Expected: `none` is caught (INVOICE_DRIFT: amount_paid differs from the eight allocations); every
+other strategy captures all eight once and leaves the invoice paid.
+"""
+
+from __future__ import annotations
+
+from racebench.harness.runner import Race, Request
+from racebench.harness.schedule import Schedule, rendezvous
+from racebench.reference_service.race_points import RacePoint
+from racebench.scenarios.base import Scenario
+
+PAYMENTS = 8
+INVOICE_AMOUNT = 80_000
+ALL_READ_THEN_ALL_WRITE = Schedule.of(
+    "eight read pending, then all write the invoice before the first commits",
+    rendezvous("T1", quorum=PAYMENTS, note=f"{PAYMENTS} read pending together"),
+    rendezvous(
+        "T2",
+        RacePoint.BEFORE_COMMIT,
+        quorum=PAYMENTS,
+        note=f"{PAYMENTS} wrote the invoice together",
+    ),
+)
+
+
+async def script(race: Race) -> None:
+    first = await race.payment(INVOICE_AMOUNT // PAYMENTS)
+    payments = [first]
+    for _ in range(PAYMENTS - 1):
+        payments.append(await race.payment(INVOICE_AMOUNT // PAYMENTS, invoice_id=first.invoice_id))
+    requests: list[Request] = [
+        race.verify(f"p{n}", p) if n % 2 else race.webhook(f"p{n}", p)
+        for n, p in enumerate(payments, start=1)
+    ]
+    await race.together(*requests, schedule=ALL_READ_THEN_ALL_WRITE)
+    for payment in payments:
+        status = await race.status_of(payment)
+        if status != "captured":
+            race.fail(f"payment {payment.id} should end captured, not {status}")
+
+
+SCENARIO = Scenario(
+    "invoice_fan_in",
+    "eight payments of one invoice captured at once",
+    script,
+    catches_races=True,
+)

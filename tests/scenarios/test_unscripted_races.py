@@ -1,0 +1,83 @@
+"""The races nobody scripted before: a failure racing a capture, and one invoice paid at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from racebench.pytest_plugin import RaceFactory
+from racebench.scenarios import SCENARIOS
+
+
+async def test_capture_vs_failed_catches_none_by_status_regression(
+    racebench_race: RaceFactory,
+) -> None:
+    race = await racebench_race("none")
+    await SCENARIOS["capture_vs_failed"].script(race)
+    result = await race.check()
+    assert "STATUS_REGRESSION" in result.anomaly_types, result.message()
+    evidence = result.anomalies["STATUS_REGRESSION"][0]
+    assert evidence["status"] == "failed"
+    assert evidence["transitions"] == ["pending->captured", "pending->failed"]
+
+
+@pytest.mark.parametrize("strategy", ["for_update", "conditional_update", "serializable"])
+async def test_capture_vs_failed_ends_captured_on_a_safe_strategy(
+    racebench_race: RaceFactory, strategy: str
+) -> None:
+    race = await racebench_race(strategy)
+    await SCENARIOS["capture_vs_failed"].script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
+
+
+@pytest.mark.parametrize("strategy", ["none", "for_update", "serializable"])
+async def test_a_killed_delivery_answers_503_and_its_redelivery_captures(
+    racebench_race: RaceFactory, strategy: str
+) -> None:
+    race = await racebench_race(strategy)
+    await SCENARIOS["retry_after_failed_capture"].script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
+    told = [(t.actor, t.status, t.outcome) for t in race.told]
+    assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")]
+    kills = [e for e in race.timeline.events if "pg_terminate_backend" in e.what]
+    assert [e.actor for e in kills] == ["delivery"]
+
+
+async def test_an_acknowledged_capture_the_database_lost_is_caught(
+    racebench_race: RaceFactory,
+) -> None:
+    """The ledger is checked: a 2xx capture whose payment is not captured is ACKNOWLEDGED_LOST."""
+    race = await racebench_race("for_update")
+    payment = await race.payment()
+    await race.then(race.verify("client", payment))
+    assert (await race.check()).valid
+    await race.monitor.conn.execute(
+        "UPDATE payments SET status = 'pending' WHERE id = $1", payment.id
+    )
+    result = await race.check()
+    assert "ACKNOWLEDGED_LOST" in result.anomaly_types, result.message()
+    assert result.anomalies["ACKNOWLEDGED_LOST"][0]["payment_id"] == payment.id
+
+
+async def test_invoice_fan_in_catches_none_by_invoice_drift(racebench_race: RaceFactory) -> None:
+    race = await racebench_race("none")
+    await SCENARIOS["invoice_fan_in"].script(race)
+    result = await race.check()
+    assert "INVOICE_DRIFT" in result.anomaly_types, result.message()
+    evidence = result.anomalies["INVOICE_DRIFT"][0]
+    assert evidence["allocated"] == 80_000
+    assert evidence["amount_paid"] < 80_000
+
+
+@pytest.mark.parametrize("strategy", ["for_update", "conditional_update", "optimistic"])
+async def test_invoice_fan_in_leaves_the_invoice_paid_on_a_safe_strategy(
+    racebench_race: RaceFactory, strategy: str
+) -> None:
+    race = await racebench_race(strategy)
+    await SCENARIOS["invoice_fan_in"].script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
