@@ -54,4 +54,5 @@ SCENARIO = Scenario(
     "eight payments of one invoice captured at once",
     script,
     catches_races=True,
+    modes=("in_process", "http"),
 )
