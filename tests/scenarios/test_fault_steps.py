@@ -1,0 +1,125 @@
+"""The fault steps against a real PostgreSQL: a held row lock past the lock timeout, and a
+database restart, each followed by Razorpay's redelivery of the same event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+
+from racebench.harness import faults as faults_module
+from racebench.harness.database import provision
+from racebench.harness.locks import Monitor
+from racebench.harness.runner import Race, new_race
+from racebench.harness.schedule import Schedule, reach, restart_database
+from racebench.harness.targets import InProcessTarget
+from racebench.reference_service.race_points import RacePoint
+from racebench.reference_service.strategies import STRATEGY_NAMES
+from racebench.scenarios import SCENARIOS
+from racebench.scenarios.retry_after_lock_timeout import LOCK_TIMEOUT_MS
+
+LOCK_SCENARIO = SCENARIOS["retry_after_lock_timeout"]
+ShortLockRace = Callable[[str], Awaitable[Race]]
+
+
+@pytest_asyncio.fixture
+async def short_lock_race(
+    racebench_database_url: str, racebench_monitor: Monitor
+) -> AsyncIterator[ShortLockRace]:
+    """A Race on the in-process app with the scenario's own (short, real) lock timeout."""
+    targets: list[InProcessTarget] = []
+    managers = []
+
+    async def get(strategy: str) -> Race:
+        manager = InProcessTarget.open(
+            racebench_database_url, strategy, lock_timeout_ms=LOCK_SCENARIO.lock_timeout_ms
+        )
+        managers.append(manager)
+        targets.append(await manager.__aenter__())
+        return await new_race(targets[-1], racebench_monitor)
+
+    yield get
+    for manager in managers:
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+async def test_a_delivery_held_past_the_lock_timeout_answers_503_and_its_redelivery_captures(
+    short_lock_race: ShortLockRace, strategy: str
+) -> None:
+    """Every strategy writes the row, so every one blocks on the harness's lock, whether it
+    reads with a lock (for_update, advisory) or only writes (none, conditional_update, ...)."""
+    race = await short_lock_race(strategy)
+    await LOCK_SCENARIO.script(race)
+    result = await race.check()
+    assert result.valid, result.message()
+    assert race.errors == []
+    told = [(t.actor, t.status, t.outcome) for t in race.told]
+    assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")]
+    held = next(e for e in race.timeline.events if "row lock" in e.what)
+    holder = held.what.rsplit("pid ", 1)[1]
+    blocked = [e for e in race.timeline.events if e.kind == "blocked"]
+    assert [e.actor for e in blocked] == ["delivery"]
+    assert f"held by pid {holder}" in blocked[0].what
+    # It waited out the service's real lock timeout, not less.
+    sent = next(e for e in race.timeline.events if e.actor == "delivery" and e.kind == "send")
+    answered = next(e for e in race.timeline.events if e.actor == "delivery" and e.kind == "answer")
+    assert answered.t_ms - sent.t_ms >= LOCK_TIMEOUT_MS
+
+
+async def test_a_hold_that_locks_nothing_makes_the_run_an_error(
+    short_lock_race: ShortLockRace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If hold_lock held no lock, the delivery would capture at once: an error, not a pass."""
+    monkeypatch.setattr(faults_module, "LOCK_PAYMENT_ROW", "SELECT id FROM payments WHERE id = $1")
+    race = await short_lock_race("for_update")
+    await LOCK_SCENARIO.script(race)
+    assert any("did not happen" in e and "never seen blocked" in e for e in race.errors), (
+        race.errors
+    )
+
+
+KILLED_BY_A_RESTART = Schedule.of(
+    "the delivery reads, the database restarts under it",
+    reach("T0", "delivery", RacePoint.AFTER_READ),
+    restart_database("T1", "delivery"),
+)
+
+
+async def restart_script(race: Race) -> None:
+    payment = await race.payment()
+    event = race.event(payment)
+    await race.together(
+        race.deliver("delivery", event, expect=(503,)), schedule=KILLED_BY_A_RESTART
+    )
+    await race.then(race.deliver("redelivery", event))
+    if await race.status_of(payment) != "captured":
+        race.fail(f"payment {payment.id} should end captured")
+
+
+async def test_a_restart_mid_capture_answers_503_and_the_redelivery_captures() -> None:
+    """One strategy-agnostic test (see docs/contracts.md): a server of the test's own, which
+    the harness may restart, in the middle of a delivery's transaction (its claim taken)."""
+    with provision(owned=True) as db:
+        assert db.owned_server is not None
+        async with (
+            Monitor.open(db.url) as monitor,
+            InProcessTarget.open(db.url, "for_update") as target,
+        ):
+            race = await new_race(target, monitor, server=db.owned_server)
+            await restart_script(race)
+            result = await race.check()  # on the monitor's new connection
+            assert result.valid, result.message()
+            assert race.errors == []
+            told = [(t.actor, t.status, t.outcome) for t in race.told]
+            assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")]
+            assert any("database restarted" in e.what for e in race.timeline.events)
+
+
+async def test_restart_database_on_a_server_the_harness_does_not_own_is_an_error(
+    racebench_race: Callable[..., Awaitable[Race]],
+) -> None:
+    race = await racebench_race("for_update")
+    await restart_script(race)
+    assert any("cannot restart the database" in e for e in race.errors), race.errors
