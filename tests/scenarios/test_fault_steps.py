@@ -123,3 +123,45 @@ async def test_restart_database_on_a_server_the_harness_does_not_own_is_an_error
     race = await racebench_race("for_update")
     await restart_script(race)
     assert any("cannot restart the database" in e for e in race.errors), race.errors
+
+
+class ClaimWitness(faults_module.DatabaseFaults):
+    """Before each kill, looks at what the doomed transaction has done."""
+
+    seen: list[tuple[bool, bool]]
+
+    async def terminate(self, pid: int) -> bool:
+        row = await self.monitor.conn.fetchrow(
+            """
+            SELECT a.backend_xid IS NOT NULL AS wrote,
+                   EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                           WHERE l.pid = a.pid AND c.relname = 'webhook_events'
+                             AND l.mode = 'RowExclusiveLock') AS claimed
+            FROM pg_stat_activity a WHERE a.pid = $1
+            """,
+            pid,
+        )
+        assert row is not None
+        self.seen.append((row["wrote"], row["claimed"]))
+        return await super().terminate(pid)
+
+
+async def test_kill_backend_at_after_read_fails_the_capture_after_the_claim(
+    racebench_race: Callable[..., Awaitable[Race]],
+) -> None:
+    """ "Make the capture fail after the claim" is kill_backend at AFTER_READ: the delivery's
+    transaction has claimed the event id (its INSERT into webhook_events, the only write
+    before that point under `none`) when its backend dies; the claim rolls back with it, so
+    the redelivery is not a duplicate and captures."""
+    race = await racebench_race("none")
+    witness = ClaimWitness(race.monitor, race.monitor.database_url)
+    witness.seen = []
+    race.faults = witness
+    await SCENARIOS["retry_after_failed_capture"].script(race)
+    assert witness.seen == [(True, True)]
+    result = await race.check()
+    assert result.valid, result.message()
+    assert [(t.actor, t.status, t.outcome) for t in race.told] == [
+        ("delivery", 503, ""),
+        ("redelivery", 200, "processed"),
+    ]
