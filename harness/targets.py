@@ -208,8 +208,15 @@ class HttpTarget:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, database_url: str, strategy: str, workers: int = HTTP_WORKERS
+        cls,
+        database_url: str,
+        strategy: str,
+        workers: int = HTTP_WORKERS,
+        *,
+        lock_timeout_ms: int | None = None,
     ) -> AsyncIterator[HttpTarget]:
+        """`racebench serve` under `strategy`, with the service's lock timeout unless
+        `lock_timeout_ms` is given."""
         gate = RaceGate()
         await gate.start()
         async with AsyncExitStack() as stack:
@@ -218,6 +225,8 @@ class HttpTarget:
                 race_points.GATE_ENV: f"127.0.0.1:{gate.port}",
                 "RACEBENCH_DB_POOL_SIZE": str(HARNESS_POOL_SIZE),
             }
+            if lock_timeout_ms is not None:
+                env["RACEBENCH_LOCK_TIMEOUT_MS"] = str(lock_timeout_ms)
             service_cm = running_service(
                 strategy=strategy, database_url=database_url, workers=workers, extra_env=env
             )

@@ -13,7 +13,7 @@ from racebench.harness.database import provision
 from racebench.harness.locks import Monitor
 from racebench.harness.runner import Race, new_race
 from racebench.harness.schedule import Schedule, reach, restart_database
-from racebench.harness.targets import InProcessTarget
+from racebench.harness.targets import HttpTarget, InProcessTarget
 from racebench.reference_service.race_points import RacePoint
 from racebench.reference_service.strategies import STRATEGY_NAMES
 from racebench.scenarios import SCENARIOS
@@ -165,3 +165,22 @@ async def test_kill_backend_at_after_read_fails_the_capture_after_the_claim(
         ("delivery", 503, ""),
         ("redelivery", 200, "processed"),
     ]
+
+
+async def test_the_fault_steps_work_over_http(
+    racebench_database_url: str, racebench_monitor: Monitor
+) -> None:
+    """Against `racebench serve --workers 2`: kill_backend finds the worker transaction's
+    backend through the race gate, and hold_lock holds up a worker's capture past the
+    service's (short, real) lock timeout; each redelivery captures."""
+    async with HttpTarget.open(
+        racebench_database_url, "for_update", lock_timeout_ms=LOCK_TIMEOUT_MS
+    ) as target:
+        for name in ("retry_after_failed_capture", "retry_after_lock_timeout"):
+            race = await new_race(target, racebench_monitor)
+            await SCENARIOS[name].script(race)
+            result = await race.check()
+            assert result.valid, (name, result.message())
+            assert race.errors == [], name
+            told = [(t.actor, t.status, t.outcome) for t in race.told]
+            assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")], name
