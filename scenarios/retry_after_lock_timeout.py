@@ -12,7 +12,9 @@ holds; then Razorpay redelivers the same event.
 Every strategy writes the payment's row, so every one blocks on the held lock, the ones that
 never take a row lock themselves (none, conditional_update, optimistic, serializable,
 app_lock) at their UPDATE. The service runs with a real lock timeout of LOCK_TIMEOUT_MS (not
-its default 5 s) so that the matrix stays fast.
+its default 5 s) so that the matrix stays fast. In process only in the matrix: over http the
+short timeout would need a service of its own per strategy (tests/scenarios/test_fault_steps.py
+plays it over http once, for for_update).
 
 Expected: safe for every strategy. The delivery that timed out was not acknowledged and left
 nothing behind (its claim of the event id rolled back with it), so the redelivery captures,
