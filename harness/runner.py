@@ -334,6 +334,8 @@ class Race:
         self.told.append(
             Told(request.actor, request.words, status, outcome, request.event_id, request.captures)
         )
+        if status == 503 and "retry-after" not in response.headers:
+            self.fail(f"{request.actor}: {request.words} answered 503 without Retry-After")
         if not request.accepts(status):
             self.fail(
                 f"{request.actor}: {request.words} answered {status} {_brief(body)}, "

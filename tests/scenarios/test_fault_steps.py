@@ -4,17 +4,21 @@ database restart, each followed by Razorpay's redelivery of the same event."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from racebench.harness import faults as faults_module
 from racebench.harness.database import provision
+from racebench.harness.gateway import Gateway
 from racebench.harness.locks import Monitor
-from racebench.harness.runner import Race, new_race
+from racebench.harness.runner import Payment, Race, new_race
 from racebench.harness.schedule import Schedule, reach, restart_database
 from racebench.harness.targets import HttpTarget, InProcessTarget
 from racebench.reference_service.race_points import RacePoint
+from racebench.reference_service.service import Service
 from racebench.reference_service.strategies import STRATEGY_NAMES
 from racebench.scenarios import SCENARIOS
 from racebench.scenarios.retry_after_lock_timeout import LOCK_TIMEOUT_MS
@@ -184,3 +188,22 @@ async def test_the_fault_steps_work_over_http(
             assert race.errors == [], name
             told = [(t.actor, t.status, t.outcome) for t in race.told]
             assert told == [("delivery", 503, ""), ("redelivery", 200, "processed")], name
+
+
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": "1"}])
+async def test_a_503_without_retry_after_is_an_error(
+    racebench_monitor: Monitor, headers: dict[str, str]
+) -> None:
+    """Every fault ends in a 503 the sender may retry: the harness insists on Retry-After."""
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        body = {"error": {"code": "busy", "message": "locked"}}
+        return httpx.Response(503, json=body, headers=headers)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(busy), base_url="http://fake")
+    async with client:
+        race = Race(InProcessTarget(cast(Service, None), client), racebench_monitor, Gateway())
+        payment = Payment(id=1, invoice_id=1, order_id="order_fake", amount=100)
+        await race.then(race.verify("client", payment, expect=(503,)))
+    missing = ["client: POST /verify answered 503 without Retry-After"]
+    assert race.errors == ([] if headers else missing)
