@@ -14,12 +14,15 @@ from racebench.harness import faults as faults_module
 from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
 from racebench.harness.locks import Monitor
+from racebench.harness.matrix import Cell, run_cells
 from racebench.harness.runner import Payment, Race, new_race
 from racebench.harness.schedule import Schedule, reach, restart_database
 from racebench.harness.targets import HttpTarget, InProcessTarget
+from racebench.reference_service import config
 from racebench.reference_service.race_points import RacePoint
 from racebench.reference_service.service import Service
 from racebench.reference_service.strategies import STRATEGY_NAMES
+from racebench.results import TimelineEvent
 from racebench.scenarios import SCENARIOS
 from racebench.scenarios.retry_after_lock_timeout import LOCK_TIMEOUT_MS
 
@@ -207,3 +210,20 @@ async def test_a_503_without_retry_after_is_an_error(
         await race.then(race.verify("client", payment, expect=(503,)))
     missing = ["client: POST /verify answered 503 without Retry-After"]
     assert race.errors == ([] if headers else missing)
+
+
+async def test_the_matrix_runs_a_scenario_with_its_own_lock_timeout(
+    racebench_database_url: str,
+) -> None:
+    """The matrix gives retry_after_lock_timeout an app with the scenario's lock timeout: the
+    held delivery answers 503 after LOCK_TIMEOUT_MS, long before the service's default."""
+    cells = [
+        Cell(LOCK_SCENARIO, "for_update", "in_process"),
+        Cell(SCENARIOS["simultaneous"], "for_update", "in_process"),
+    ]
+    held, plain = await run_cells(cells, racebench_database_url)
+    assert held.result().passed and plain.result().passed
+    events = [e for e in held.outcomes[0].timeline if isinstance(e, TimelineEvent)]
+    sent = next(e.t_ms for e in events if e.actor == "delivery" and e.kind == "send")
+    answered = next(e.t_ms for e in events if e.actor == "delivery" and e.kind == "answer")
+    assert LOCK_TIMEOUT_MS <= answered - sent < config.LOCK_TIMEOUT_MS
