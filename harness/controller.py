@@ -7,6 +7,10 @@ webhook claim index, or an in-process asyncio.Lock), a `BlockProbe` reports that
 schedule moves on; it never waits for something its own holds prevent. Every wait is bounded
 (STALL_TIMEOUT_S), and when the schedule ends, however it ends, every held actor is released.
 A step that did not happen as written raises ScheduleBroken: the run is then an error.
+
+Fault steps (kill_backend, hold_lock, restart_database) act on the database through `Faults`
+(harness/faults.py), and are errors too when the fault did not take: a kill with no backend to
+kill, a held lock nobody was seen waiting on, a server the harness may not restart.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,6 +37,15 @@ STALL_TIMEOUT_S = 10.0
 # Seeded jitter after a release: up to about one capture's duration, enough to shuffle the
 # order of the statements that follow without making a run slow.
 MAX_JITTER_S = 0.002
+
+
+_HELD_BY = re.compile(r"held by pid ([\d, ]+)")
+
+
+def _blockers(evidence: str) -> set[int]:
+    """The backend pids a probe's evidence names as holding the lock ("held by pid 7, 9")."""
+    found = _HELD_BY.search(evidence)
+    return {int(p) for p in found.group(1).replace(",", " ").split()} if found else set()
 
 
 class Outcome(StrEnum):
@@ -280,7 +294,7 @@ class ScheduleController:
             self._let_go(state)
             state.started.set()
             outcome, detail = await self._wait_for(state)
-            if outcome is not Outcome.BLOCKED or f"pid {holder}" not in detail:
+            if outcome is not Outcome.BLOCKED or holder not in _blockers(detail):
                 seen = detail or f"returned ({state.answer or 'no answer'})"
                 self.recorder.add(state.name, f"never blocked by the held lock: {seen}", "error")
                 raise ScheduleBroken(

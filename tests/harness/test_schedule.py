@@ -411,6 +411,12 @@ async def test_an_actor_blocked_by_someone_else_is_not_the_held_lock() -> None:
     await blocked_until_timeout(controller, probe, log, lock_timeout)
 
 
+def test_the_holder_is_read_from_the_evidence_by_whole_pid() -> None:
+    assert controller_module._blockers("on Lock/tuple (held by pid 12, 4242)") == {12, 4242}
+    assert 424 not in controller_module._blockers("on Lock/tuple (held by pid 4242)")
+    assert controller_module._blockers("on an asyncio.Lock (app_lock)") == set()
+
+
 async def test_a_hold_on_an_unknown_payment_is_an_error() -> None:
     controller = ScheduleController(
         ["delivery"], HELD, Timeline(), HolderProbe(), faults=FakeFaults([])
