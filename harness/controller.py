@@ -7,6 +7,10 @@ webhook claim index, or an in-process asyncio.Lock), a `BlockProbe` reports that
 schedule moves on; it never waits for something its own holds prevent. Every wait is bounded
 (STALL_TIMEOUT_S), and when the schedule ends, however it ends, every held actor is released.
 A step that did not happen as written raises ScheduleBroken: the run is then an error.
+
+Fault steps (kill_backend, hold_lock, restart_database) act on the database through `Faults`
+(harness/faults.py), and are errors too when the fault did not take: a kill with no backend to
+kill, a held lock nobody was seen waiting on, a server the harness may not restart.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -32,6 +37,15 @@ STALL_TIMEOUT_S = 10.0
 # Seeded jitter after a release: up to about one capture's duration, enough to shuffle the
 # order of the statements that follow without making a run slow.
 MAX_JITTER_S = 0.002
+
+
+_HELD_BY = re.compile(r"held by pid ([\d, ]+)")
+
+
+def _blockers(evidence: str) -> set[int]:
+    """The backend pids a probe's evidence names as holding the lock ("held by pid 7, 9")."""
+    found = _HELD_BY.search(evidence)
+    return {int(p) for p in found.group(1).replace(",", " ").split()} if found else set()
 
 
 class Outcome(StrEnum):
@@ -57,11 +71,24 @@ class BlockProbe(Protocol):
 
 
 class Faults(Protocol):
-    """Injects a schedule's faults into the database (the harness's own connection)."""
+    """Injects a schedule's faults into the database (harness/faults.py: DatabaseFaults)."""
 
     async def terminate(self, pid: int) -> bool:
         """pg_terminate_backend(pid), waiting until the backend is gone; False if it was not
         there."""
+        ...
+
+    def hold_row_lock(self, payment_id: int) -> contextlib.AbstractAsyncContextManager[int]:
+        """Hold the payment's row lock (FOR UPDATE, on a connection of the harness's own) for
+        the block; yields the backend pid that holds it."""
+        ...
+
+    def cannot_restart(self) -> str | None:
+        """Why the database cannot be restarted here, or None if it can."""
+        ...
+
+    async def restart(self) -> float:
+        """Restart the database server and reconnect the harness; the seconds it took."""
         ...
 
 
@@ -98,6 +125,7 @@ class _Actor:
     succeeded: bool = False  # its request answered 2xx
     answer: str = ""  # how its request ended, in a few words ("200 captured", "400 ...")
     free: bool = False  # past its commit step: later points let it pass
+    payment: int | None = None  # the payment its request is about (a hold_lock step's row)
     hits: dict[str, int] = field(default_factory=dict)
     stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
     backend: int | None = None  # the PostgreSQL backend pid of its transaction, at its last point
@@ -122,6 +150,7 @@ class ScheduleController:
         *,
         hold_strangers: bool = False,
         faults: Faults | None = None,
+        payments: Mapping[str, int] | None = None,
     ) -> None:
         self.schedule = schedule
         self.faults = faults
@@ -130,6 +159,9 @@ class ScheduleController:
         self.probe = probe
         self.jitter = jitter
         self._actors = {name: _Actor(name) for name in actors}
+        for name, payment in (payments or {}).items():
+            if name in self._actors:
+                self._actors[name].payment = payment
         self._changed = asyncio.Event()
         self._done = schedule is None
         self.broken: str | None = None
@@ -152,8 +184,10 @@ class ScheduleController:
             state.finished, state.succeeded, state.answer = True, succeeded, answer
             self._changed.set()
 
-    async def reached(self, point: str, actor: str | None) -> None:
-        """RaceController: called by the service at a race point."""
+    async def reached(self, point: str, actor: str | None, backend: int | None = None) -> None:
+        """RaceController: called by the service at a race point. `backend`: the PostgreSQL
+        backend pid of the actor's transaction, when the call comes from another process (the
+        http gate); in process it is read from the service's context variable."""
         name = actor or "?"
         state = self._actors.get(name)
         if state is None and self.hold_strangers and not self._done:
@@ -163,7 +197,7 @@ class ScheduleController:
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
-            state.backend = race_points.current_backend.get()
+            state.backend = backend if backend is not None else race_points.current_backend.get()
         if state is not None and not self._done and not state.free:
             state.held_at = point
             state.release = asyncio.get_running_loop().create_future()
@@ -204,6 +238,10 @@ class ScheduleController:
             await self._rendezvous(step)
         elif step.kind == "kill_backend":
             await self._kill_backend(step)
+        elif step.kind == "hold_lock":
+            await self._hold_lock(step)
+        elif step.kind == "restart_database":
+            await self._restart_database(step)
         else:
             state = self._actors[step.actors[0]]
             if step.kind == "commit":
@@ -238,6 +276,66 @@ class ScheduleController:
             self.recorder.add(state.name, detail, "blocked", step.label)
         else:
             self.recorder.add(state.name, f"answered {state.answer}", "release", step.label)
+
+    async def _hold_lock(self, step: Step) -> None:
+        state = self._actors[step.actors[0]]
+        if self.faults is None or state.payment is None:
+            raise ScheduleBroken(
+                f"{step.label}: which payment {state.name}'s request is about is unknown"
+            )
+        async with self.faults.hold_row_lock(state.payment) as holder:
+            self.recorder.add(
+                state.name,
+                f"{step.note}: payment {state.payment}, pid {holder}",
+                "note",
+                step.label,
+            )
+            state.free = True
+            self._let_go(state)
+            state.started.set()
+            outcome, detail = await self._wait_for(state)
+            if outcome is not Outcome.BLOCKED or holder not in _blockers(detail):
+                seen = detail or f"returned ({state.answer or 'no answer'})"
+                self.recorder.add(state.name, f"never blocked by the held lock: {seen}", "error")
+                raise ScheduleBroken(
+                    f"{step.label}: {state.name} was never seen blocked by the harness's lock "
+                    f"(pid {holder}): {seen}"
+                )
+            self.recorder.add(state.name, detail, "blocked", step.label)
+            await self._until_finished(state, f"{state.name} still blocked on the held lock")
+            if state.succeeded:
+                self.recorder.add(state.name, f"answered {state.answer} through the lock", "error")
+                raise ScheduleBroken(
+                    f"{step.label}: {state.name} answered {state.answer} while the harness held "
+                    f"its payment's row lock: the lock held nothing up"
+                )
+        self.recorder.add(
+            state.name, f"answered {state.answer}; lock released", "release", step.label
+        )
+
+    async def _restart_database(self, step: Step) -> None:
+        why = "no fault injector" if self.faults is None else self.faults.cannot_restart()
+        if why is not None or self.faults is None:
+            self.recorder.add("-", f"cannot restart the database: {why}", "error", step.label)
+            raise ScheduleBroken(f"{step.label}: cannot restart the database: {why}")
+        took = await self.faults.restart()
+        self.recorder.note(f"{step.note}; back in {took:.2f} s", step.label)
+        for name in step.actors:
+            state = self._actors[name]
+            state.free = True
+            self._let_go(state)
+            state.started.set()
+            await self._until_finished(state, f"{name} did not return after the restart")
+            self.recorder.add(name, f"answered {state.answer}", "release", step.label)
+
+    async def _until_finished(self, state: _Actor, what: str) -> None:
+        """Until the actor's request has returned (bounded by STALL_TIMEOUT_S)."""
+        deadline = asyncio.get_running_loop().time() + STALL_TIMEOUT_S
+        while not state.finished:
+            self._changed.clear()
+            if state.finished:
+                break
+            await self._pause(deadline, what)
 
     def _record(self, step: Step, state: _Actor, outcome: Outcome, detail: str) -> None:
         """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen."""

@@ -52,19 +52,25 @@ DELETE FROM webhook_events; DELETE FROM payments; DELETE FROM invoices;
 class Monitor:
     """The harness's own connection to the run database: clean, sample lock waits, check."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, database_url: str = "") -> None:
         self.conn = conn
+        self.database_url = database_url
         self._lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
     async def open(cls, database_url: str) -> AsyncIterator[Monitor]:
-        conn = await connect(parse_url(database_url))
+        monitor = cls(await _connect(database_url), database_url)
         try:
-            await conn.execute(f"SET statement_timeout = {MONITOR_STATEMENT_TIMEOUT_MS}")
-            yield cls(conn)
+            yield monitor
         finally:
-            await conn.close()
+            await monitor.conn.close()
+
+    async def reconnect(self) -> None:
+        """A new connection, after the server restarted under the old one (a fault step)."""
+        async with self._lock:
+            self.conn.terminate()
+            self.conn = await _connect(self.database_url)
 
     async def lock_waiters(self) -> list[asyncpg.Record]:
         async with self._lock:
@@ -91,6 +97,12 @@ class Monitor:
                 acknowledged_event_ids=acknowledged_event_ids,
                 acknowledged_captures=acknowledged_captures,
             )
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    conn = await connect(parse_url(database_url))
+    await conn.execute(f"SET statement_timeout = {MONITOR_STATEMENT_TIMEOUT_MS}")
+    return conn
 
 
 class LockProbe:

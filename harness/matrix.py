@@ -46,6 +46,8 @@ class Scenario(Protocol):
     def script(self) -> Script: ...
     @property
     def modes(self) -> tuple[Mode, ...]: ...
+    @property
+    def lock_timeout_ms(self) -> int | None: ...
     def expected(self, strategy: str, mode: Mode) -> Expected: ...
 
 
@@ -196,8 +198,14 @@ async def run_cells(
             for (mode, strategy), group in by_target.items():
                 args = (monitor, runs, repeat, seed, use_schedules, gateway, hooks)
                 if mode == "in_process":
-                    async with InProcessTarget.open(database_url, strategy) as in_process:
-                        await _run_group(group, in_process, *args)
+                    # A scenario that waits out the service's lock timeout gets an app of its
+                    # own with a shorter one (an app costs a pool, not a process).
+                    for timeout in dict.fromkeys(c.scenario.lock_timeout_ms for c in group):
+                        cells_of = [c for c in group if c.scenario.lock_timeout_ms == timeout]
+                        async with InProcessTarget.open(
+                            database_url, strategy, lock_timeout_ms=timeout
+                        ) as in_process:
+                            await _run_group(cells_of, in_process, *args)
                 else:
                     try:
                         http = await services.next()

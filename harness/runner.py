@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 
 from racebench.harness.controller import Jitter, ScheduleController
+from racebench.harness.database import EmbeddedPostgres
+from racebench.harness.faults import DatabaseFaults
 from racebench.harness.gateway import Gateway, WebhookDelivery
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import LockProbe, LockSampler, Monitor
@@ -62,6 +64,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None  # a webhook delivery's X-Razorpay-Event-Id
     captures: int | None = None  # the payment this request captures (a 2xx means captured)
+    payment: int | None = None  # the payment it is about (the row a hold_lock step locks)
     words: str = ""  # how the timeline names it
     expect: tuple[int, ...] = ()
     """The statuses this request may answer; empty: any 2xx. Anything else is an error."""
@@ -110,10 +113,13 @@ class Race:
         *,
         use_schedules: bool = True,
         jitter_seed: str | None = None,
+        server: EmbeddedPostgres | None = None,
     ) -> None:
         self.target = target
         self.monitor = monitor
         self.gateway = gateway
+        self.faults = DatabaseFaults(monitor, monitor.database_url, server)
+        """The schedules' faults; a restart_database step needs `server` (one this run owns)."""
         self.use_schedules = use_schedules
         self.jitter_seed = jitter_seed
         self.timeline = Timeline()
@@ -152,6 +158,7 @@ class Race:
             words="POST /verify",
             expect=expect,
             captures=payment.id,
+            payment=payment.id,
         )
 
     def event(
@@ -203,6 +210,7 @@ class Race:
                 if delivery.event_type == RazorpayEvent.PAYMENT_CAPTURED
                 else None
             ),
+            payment=self._event_payments.get(delivery.event_id),
         )
 
     async def status_of(self, payment: Payment) -> str:
@@ -251,7 +259,8 @@ class Race:
             LockProbe(self.target, sampler),
             jitter,
             hold_strangers=self.target.anonymous(actors),
-            faults=self.monitor,
+            faults=self.faults,
+            payments={r.actor: r.payment for r in requests if r.payment is not None},
         )
         sampler.in_flight = controller.in_flight
         barrier = asyncio.Barrier(len(requests) + 1)
@@ -325,6 +334,8 @@ class Race:
         self.told.append(
             Told(request.actor, request.words, status, outcome, request.event_id, request.captures)
         )
+        if status == 503 and "retry-after" not in response.headers:
+            self.fail(f"{request.actor}: {request.words} answered 503 without Retry-After")
         if not request.accepts(status):
             self.fail(
                 f"{request.actor}: {request.words} answered {status} {_brief(body)}, "
@@ -371,10 +382,17 @@ async def run_once(
     gateway: Gateway | None = None,
     use_schedules: bool = True,
     jitter_seed: str | None = None,
+    server: EmbeddedPostgres | None = None,
 ) -> RunOutcome:
-    """Clean the tables, run `script(race)` (bounded by RUN_TIMEOUT_S), check every invariant."""
+    """Clean the tables, run `script(race)` (bounded by RUN_TIMEOUT_S), check every invariant.
+    `server`: the database server, if this run owns it (restart_database steps need it)."""
     race = await new_race(
-        target, monitor, gateway=gateway, use_schedules=use_schedules, jitter_seed=jitter_seed
+        target,
+        monitor,
+        gateway=gateway,
+        use_schedules=use_schedules,
+        jitter_seed=jitter_seed,
+        server=server,
     )
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
@@ -416,6 +434,7 @@ async def new_race(
     gateway: Gateway | None = None,
     use_schedules: bool = True,
     jitter_seed: str | None = None,
+    server: EmbeddedPostgres | None = None,
 ) -> Race:
     """A Race on clean tables: what each run (and each plugin test) starts from."""
     await monitor.clean()
@@ -425,4 +444,5 @@ async def new_race(
         gateway or Gateway(),
         use_schedules=use_schedules,
         jitter_seed=jitter_seed,
+        server=server,
     )

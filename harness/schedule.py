@@ -26,7 +26,9 @@ POINT_WORDS: dict[str, str] = {
     RacePoint.BEFORE_COMMIT: "UPDATE payment, invoice; COMMIT next",
 }
 
-StepKind = Literal["reach", "commit", "rendezvous", "launch", "kill_backend"]
+StepKind = Literal[
+    "reach", "commit", "rendezvous", "launch", "kill_backend", "hold_lock", "restart_database"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,31 @@ def kill_backend(label: str, actor: str, at: RacePoint, note: str = "") -> Step:
     actor returns (or blocks) without reaching `at`, the schedule did not happen: an error."""
     return Step(
         "kill_backend", label, (actor,), at, note or "backend killed (pg_terminate_backend)"
+    )
+
+
+def hold_lock(label: str, actor: str, note: str = "") -> Step:
+    """A fault: the harness takes the row lock of `actor`'s payment (SELECT ... FOR UPDATE on
+    its own connection) and holds it; then `actor` is started and let go for good. Every
+    strategy's capture writes that row, so the actor blocks on the held lock (whether it reads
+    with a lock or not) until the service's lock_timeout fires: its request fails (503 busy,
+    with Retry-After) and its transaction rolls back. The lock is released when the actor's
+    request has returned.
+
+    The step did not happen (an error) if the actor is never seen blocked by the harness's
+    lock, or if it answers 2xx while the lock is held."""
+    return Step("hold_lock", label, (actor,), note=note or "harness holds the payment's row lock")
+
+
+def restart_database(label: str, *actors: str, note: str = "") -> Step:
+    """A fault: restart the database server (`pg_ctl -m fast restart`: every connection is cut,
+    the transactions of actors held at a point with them) and wait until it accepts
+    connections again; then `actors` are let go for good, and the step waits until their
+    requests return, whatever they answer. Only a server the harness owns (the embedded one it
+    started) can be restarted; on any other the step is an error that says so, never a silent
+    pass."""
+    return Step(
+        "restart_database", label, actors, note=note or "database restarted (pg_ctl -m fast)"
     )
 
 

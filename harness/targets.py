@@ -87,14 +87,21 @@ class InProcessTarget:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, database_url: str, strategy: str | LockStrategy
+        cls,
+        database_url: str,
+        strategy: str | LockStrategy,
+        *,
+        lock_timeout_ms: int | None = None,
     ) -> AsyncIterator[InProcessTarget]:
-        """The app under `strategy` (a name, or an instance such as a test's broken one)."""
+        """The app under `strategy` (a name, or an instance such as a test's broken one), with
+        the service's lock timeout unless `lock_timeout_ms` is given."""
         name = strategy if isinstance(strategy, str) else "for_update"
         instance = None if isinstance(strategy, str) else strategy
         settings = Settings(
             database_url=database_url, lock_strategy=name, pool_size=HARNESS_POOL_SIZE
         )
+        if lock_timeout_ms is not None:
+            settings = settings.model_copy(update={"lock_timeout_ms": lock_timeout_ms})
         app = create_app(settings, instance)
         service: Service = app.state.service
         await service.start()
@@ -170,7 +177,12 @@ class RaceGate:
             controller = self.controller
             if controller is not None:
                 actor = self.actor_by_worker.get(message["pid"])
-                await controller.reached(message["point"], actor or f"worker {message['pid']}")
+                backend = message.get("backend")
+                await controller.reached(
+                    message["point"],
+                    actor or f"worker {message['pid']}",
+                    backend if isinstance(backend, int) else None,
+                )
             writer.write(b"go\n")
             await writer.drain()
         except (OSError, ValueError, KeyError, TimeoutError):
@@ -196,8 +208,15 @@ class HttpTarget:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, database_url: str, strategy: str, workers: int = HTTP_WORKERS
+        cls,
+        database_url: str,
+        strategy: str,
+        workers: int = HTTP_WORKERS,
+        *,
+        lock_timeout_ms: int | None = None,
     ) -> AsyncIterator[HttpTarget]:
+        """`racebench serve` under `strategy`, with the service's lock timeout unless
+        `lock_timeout_ms` is given."""
         gate = RaceGate()
         await gate.start()
         async with AsyncExitStack() as stack:
@@ -206,6 +225,8 @@ class HttpTarget:
                 race_points.GATE_ENV: f"127.0.0.1:{gate.port}",
                 "RACEBENCH_DB_POOL_SIZE": str(HARNESS_POOL_SIZE),
             }
+            if lock_timeout_ms is not None:
+                env["RACEBENCH_LOCK_TIMEOUT_MS"] = str(lock_timeout_ms)
             service_cm = running_service(
                 strategy=strategy, database_url=database_url, workers=workers, extra_env=env
             )

@@ -63,7 +63,8 @@ REMOTE_GATE_TIMEOUT_S = 60.0
 class RemoteGate:
     """A controller in another process (the harness's http mode): report, then wait for go.
 
-    Each hit opens one local connection, sends {"point", "actor", "pid"} as a JSON line and
+    Each hit opens one local connection, sends {"point", "actor", "pid", "backend"} (the
+    worker's pid, its transaction's backend pid) as a JSON line and
     waits for a line back. If the gate is unreachable or silent, the worker simply goes on.
     """
 
@@ -79,7 +80,12 @@ class RemoteGate:
             async with asyncio.timeout(REMOTE_GATE_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
                 try:
-                    message = {"point": point, "actor": actor, "pid": os.getpid()}
+                    message = {
+                        "point": point,
+                        "actor": actor,
+                        "pid": os.getpid(),
+                        "backend": current_backend.get(),  # for the harness's kill_backend
+                    }
                     writer.write(json.dumps(message).encode() + b"\n")
                     await writer.drain()
                     await reader.readline()

@@ -24,6 +24,7 @@ MODULES = (
     "capture_vs_failed",
     "retry_after_failed_capture",
     "invoice_fan_in",
+    "retry_after_lock_timeout",
 )
 
 

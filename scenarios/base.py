@@ -27,6 +27,9 @@ class Scenario:
     script: Script
     catches_races: bool = False
     modes: tuple[Mode, ...] = ("in_process",)
+    lock_timeout_ms: int | None = None
+    """The service's lock timeout for this scenario (None: the service's default, 5 s); a
+    scenario that waits one out sets a shorter, real one so that the matrix stays fast."""
 
     def expected(self, strategy: str, mode: Mode) -> Expected:
         if self.catches_races and not holds(strategy, processes_of(mode)):

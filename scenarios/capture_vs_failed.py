@@ -45,4 +45,5 @@ SCENARIO = Scenario(
     "payment.failed reads pending, the capture commits first",
     script,
     catches_races=True,
+    modes=("in_process", "http"),
 )

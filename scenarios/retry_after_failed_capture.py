@@ -43,4 +43,5 @@ SCENARIO = Scenario(
     "retry_after_failed_capture",
     "a delivery's backend dies mid-capture; the redelivery captures",
     script,
+    modes=("in_process", "http"),
 )

@@ -10,6 +10,8 @@ Synchronisation is by events only; nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -18,9 +20,11 @@ from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.schedule import (
     Schedule,
     commit,
+    hold_lock,
     launch,
     reach,
     rendezvous,
+    restart_database,
 )
 from racebench.harness.timeline import Timeline
 from racebench.reference_service.race_points import RacePoint
@@ -289,3 +293,160 @@ def test_jitter_is_a_function_of_the_seed() -> None:
     assert delays == [again.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
     assert delays != [other.delay("client", RacePoint.AFTER_READ, n) for n in range(1, 6)]
     assert all(0 <= d <= controller_module.MAX_JITTER_S for d in delays)
+
+
+# -- fault steps -----------------------------------------------------------------------------
+
+HOLDER_PID = 4242
+
+
+class FakeFaults:
+    """Holds a pretend row lock (pid HOLDER_PID) and logs when it is taken and let go."""
+
+    def __init__(self, log: list[str], *, restartable: bool = True) -> None:
+        self.log = log
+        self.restartable = restartable
+
+    async def terminate(self, pid: int) -> bool:
+        return True
+
+    @asynccontextmanager
+    async def hold_row_lock(self, payment_id: int) -> AsyncIterator[int]:
+        self.log.append(f"lock {payment_id} taken")
+        try:
+            yield HOLDER_PID
+        finally:
+            self.log.append(f"lock {payment_id} let go")
+
+    def cannot_restart(self) -> str | None:
+        return None if self.restartable else "not ours to restart"
+
+    async def restart(self) -> float:
+        self.log.append("restarted")
+        return 0.0
+
+
+class HolderProbe(FakeProbe):
+    """Blocked actors are held up by `by` (the harness's holder, or some other backend)."""
+
+    def __init__(self, by: int = HOLDER_PID) -> None:
+        super().__init__()
+        self.by = by
+
+    async def blocked(self, actor: str, others_in_flight: int) -> str | None:
+        return (
+            f"on Lock/transactionid (held by pid {self.by})"
+            if actor in self.blocked_actors
+            else None
+        )
+
+
+HELD = Schedule.of("held", hold_lock("T0", "delivery"))
+
+
+async def blocked_until_timeout(
+    controller: ScheduleController, probe: FakeProbe, log: list[str], lock_timeout: asyncio.Event
+) -> None:
+    """What the service does under a held row lock: block, time out, answer 503."""
+    await controller.may_start("delivery")
+    probe.blocked_actors.add("delivery")
+    await lock_timeout.wait()
+    probe.blocked_actors.discard("delivery")
+    log.append("delivery times out")
+    controller.finished("delivery", succeeded=False, answer="503 busy")
+
+
+async def test_hold_lock_holds_until_the_blocked_actor_times_out() -> None:
+    log: list[str] = []
+    probe, timeline = HolderProbe(), Timeline()
+    controller = ScheduleController(
+        ["delivery"], HELD, timeline, probe, faults=FakeFaults(log), payments={"delivery": 7}
+    )
+    lock_timeout = asyncio.Event()
+    actor = asyncio.create_task(blocked_until_timeout(controller, probe, log, lock_timeout))
+    driving = asyncio.create_task(controller.drive())
+    # The step must not end (nor let the lock go) while the actor is still blocked.
+    for _ in range(10_000):  # task switches, not time: the step records the block at once
+        if any(e.kind == "blocked" for e in timeline.events):
+            break
+        await asyncio.sleep(0)
+    assert log == ["lock 7 taken"] and not driving.done()
+    lock_timeout.set()
+    await asyncio.gather(actor, driving)
+    assert controller.broken is None
+    assert log == ["lock 7 taken", "delivery times out", "lock 7 let go"]
+    assert ("T0", "delivery", "blocked", f"on Lock/transactionid (held by pid {HOLDER_PID})") in (
+        lines(timeline)
+    )
+
+
+async def test_a_hold_that_holds_nothing_up_is_an_error() -> None:
+    """The lock did not hold: the actor captured straight through it."""
+    log: list[str] = []
+    controller = ScheduleController(
+        ["delivery"],
+        HELD,
+        Timeline(),
+        HolderProbe(),
+        faults=FakeFaults(log),
+        payments={"delivery": 7},
+    )
+    await play(controller, "delivery")
+    assert controller.broken is not None
+    assert "never seen blocked by the harness's lock" in controller.broken
+    assert log == ["lock 7 taken", "lock 7 let go"]
+
+
+async def test_an_actor_blocked_by_someone_else_is_not_the_held_lock() -> None:
+    log: list[str] = []
+    probe = HolderProbe(by=99)
+    controller = ScheduleController(
+        ["delivery"], HELD, Timeline(), probe, faults=FakeFaults(log), payments={"delivery": 7}
+    )
+    lock_timeout = asyncio.Event()
+    lock_timeout.set()
+    probe.blocked_actors.add("delivery")
+    await controller.drive()
+    assert controller.broken is not None and "held by pid 99" in controller.broken
+    await blocked_until_timeout(controller, probe, log, lock_timeout)
+
+
+def test_the_holder_is_read_from_the_evidence_by_whole_pid() -> None:
+    assert controller_module._blockers("on Lock/tuple (held by pid 12, 4242)") == {12, 4242}
+    assert 424 not in controller_module._blockers("on Lock/tuple (held by pid 4242)")
+    assert controller_module._blockers("on an asyncio.Lock (app_lock)") == set()
+
+
+async def test_a_hold_on_an_unknown_payment_is_an_error() -> None:
+    controller = ScheduleController(
+        ["delivery"], HELD, Timeline(), HolderProbe(), faults=FakeFaults([])
+    )
+    await play(controller, "delivery")
+    assert controller.broken is not None and "which payment" in controller.broken
+
+
+async def test_restart_database_on_a_server_not_ours_is_an_error_that_says_why() -> None:
+    log: list[str] = []
+    schedule = Schedule.of(
+        "r", reach("T0", "client", RacePoint.AFTER_READ), restart_database("T1", "client")
+    )
+    controller = ScheduleController(
+        ["client"], schedule, Timeline(), FakeProbe(), faults=FakeFaults(log, restartable=False)
+    )
+    await play(controller, "client")
+    assert controller.broken == "T1: cannot restart the database: not ours to restart"
+    assert log == []
+
+
+async def test_restart_database_lets_its_actors_go_after_the_restart_and_waits_for_them() -> None:
+    log: list[str] = []
+    schedule = Schedule.of(
+        "r", reach("T0", "client", RacePoint.AFTER_READ), restart_database("T1", "client")
+    )
+    controller = ScheduleController(
+        ["client"], schedule, Timeline(), FakeProbe(), faults=FakeFaults(log)
+    )
+    order = await play(controller, "client")
+    assert controller.broken is None
+    assert log == ["restarted"]
+    assert order == ["client reads", "client writes", "client commits"]
