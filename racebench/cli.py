@@ -196,9 +196,24 @@ def race(
         bool, typer.Option(help="force the scenarios' interleavings at the race points")
     ] = True,
     database_url: DatabaseUrl = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="race your own service: a target file (see README), or `reference`",
+        ),
+    ] = None,
+    barrier: Annotated[
+        bool, typer.Option(help="with --target: force the race with the table-lock barrier")
+    ] = True,
 ) -> None:
     from racebench.race import run_race
 
+    if target is not None:
+        code = _race_target(
+            target, strategy, scenario, repeat, barrier, json_path, out, junit, timeline
+        )
+        raise typer.Exit(code)
     try:
         code = run_race(
             strategies=strategy,
@@ -216,6 +231,39 @@ def race(
     except (DatabaseError, ValueError) as error:
         raise _fail(str(error)) from None
     raise typer.Exit(code)
+
+
+def _race_target(
+    target: str,
+    strategy: str,
+    scenario: str,
+    repeat: int,
+    barrier: bool,
+    json_path: Path | None,
+    out: Path | None,
+    junit: Path | None,
+    timeline: bool,
+) -> int:
+    from racebench.harness.barrier import BarrierError
+    from racebench.harness.target_race import TargetUnreachable
+    from racebench.race import run_target_race
+
+    try:
+        return run_target_race(
+            target,
+            strategies=strategy,
+            scenarios=scenario,
+            repeat=repeat,
+            barrier=barrier,
+            json_path=json_path,
+            out=out,
+            junit=junit,
+            show_timeline=timeline,
+        )
+    except (DatabaseError, ValueError, TargetUnreachable, BarrierError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the barrier is released and the service stopped", 130) from None
 
 
 @_command(
