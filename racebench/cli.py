@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand
 
 import racebench
@@ -120,7 +121,8 @@ def main_options(
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]racebench:[/] {message}", highlight=False)
+    # Escaped: a message may quote a field such as `[verify].path`, which is not markup.
+    console.print(f"[bold red]racebench:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -405,6 +407,44 @@ def demo(
     except (DatabaseError, ValueError) as error:
         raise _fail(str(error)) from None
     raise typer.Exit(code)
+
+
+target_app = typer.Typer(
+    help="Check a target file (your own service, described for racebench).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(target_app, name="target")
+
+
+@target_app.command(
+    "check",
+    help="One real payment, one verify and one webhook against the target; says in plain words"
+    " what is wrong. Exit codes: 0 every step worked; 1 a step failed (a rejected signature, a"
+    " missing table, a query that does not parse, a lock the user cannot take); 2 a bad target"
+    " file, or the service or its database unreachable.",
+)
+def target_check(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="a target file, or `reference`")],
+) -> None:
+    import asyncio
+
+    from racebench.harness import target_file
+    from racebench.harness.target_check import check_target
+
+    try:
+        spec = target_file.load(file)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    steps, reachable = asyncio.run(check_target(spec))
+    out = make_console()
+    for step in steps:
+        mark = "[green]ok[/]  " if step.ok else "[bold red]FAIL[/]"
+        words = escape(f"{step.name}: {step.words}")
+        out.print(f"{mark} {words}", highlight=False, soft_wrap=True)
+    if not reachable:
+        raise typer.Exit(2)
+    raise typer.Exit(0 if all(s.ok for s in steps) else 1)
 
 
 def _stop_on_sigterm() -> None:

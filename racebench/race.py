@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 from racebench.harness import race_display as display
 from racebench.harness import target_file
@@ -96,10 +92,11 @@ def run_target_race(
         display.announce(len(plan.cells), repeat, None, f"the target {spec.name} ({spec.path})")
         if not barrier:
             display.stderr.print("--no-barrier: a plain concurrent burst, nothing is forced")
-        with _signals_as_interrupts():
-            cell_runs = asyncio.run(
-                run_target_cells(spec, plan, repeat=repeat, use_barrier=barrier, progress=progress)
-            )
+        # Ctrl-C and SIGTERM (cli turns it into KeyboardInterrupt) unwind through the
+        # barrier's connection, which closes: no lock outlives the run.
+        cell_runs = asyncio.run(
+            run_target_cells(spec, plan, repeat=repeat, use_barrier=barrier, progress=progress)
+        )
     wall_s = time.perf_counter() - started
     results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
     path = results.write(out or DEFAULT_RUNS_DIR / run_id)
@@ -111,16 +108,3 @@ def run_target_race(
     failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
     return 1 if failed else 0
 
-
-@contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM ends the run as Ctrl-C does: the barrier's connection closes on the way out."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
