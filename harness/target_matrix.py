@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from racebench.harness.matrix import Cell, CellRuns, Scenario
+from racebench.harness.runner import RunOutcome
 from racebench.harness.target_file import TargetSpec
 from racebench.harness.target_race import (
     Session,
@@ -139,4 +140,21 @@ async def _run_group(
                     progress.finished(runs[cell])
 
 
-__all__ = ["Plan", "plan_target", "run_target_cells"]
+async def race_target_scenario(
+    spec: TargetSpec,
+    script: TargetScript,
+    *,
+    repeat: int = 1,
+    strategy: str | None = None,
+    use_barrier: bool = True,
+) -> list[RunOutcome]:
+    """Run one target script `repeat` times on a service started (or checked) for it."""
+    outcomes: list[RunOutcome] = []
+    with running(spec, strategy) as target:
+        async with Session.open(target, use_barrier=use_barrier) as session:
+            for _ in range(repeat):
+                outcomes.append(await run_target_once(script, session))
+    return outcomes
+
+
+__all__ = ["Plan", "plan_target", "race_target_scenario", "run_target_cells"]

@@ -107,4 +107,3 @@ def run_target_race(
         display.write_junit(cell_runs, junit)
     failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
     return 1 if failed else 0
-
