@@ -235,6 +235,53 @@ def race(
     raise typer.Exit(code)
 
 
+def _bench_target(
+    target: str, strategies: str, profile: str, users: int, duration: str, out: Path | None
+) -> int:
+    from rich.table import Table
+
+    from racebench.harness import target_file
+    from racebench.harness.barrier import BarrierError
+    from racebench.harness.target_race import TargetUnreachable
+    from racebench.loadtests.config import parse_duration, parse_strategies
+    from racebench.loadtests.profiles import parse_profile
+    from racebench.loadtests.target_load import run_target_bench
+
+    try:
+        spec = target_file.load(target)
+        chosen: list[str | None] = (
+            list(parse_strategies(strategies)) if spec.strategy_placeholder else [None]
+        )
+        benches, path, code = run_target_bench(
+            spec,
+            profile=parse_profile(profile),
+            strategies=chosen,
+            users=users,
+            duration_s=parse_duration(duration),
+            out=out,
+        )
+    except (DatabaseError, ValueError, TargetUnreachable, BarrierError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the service is stopped", code=130) from None
+    table = Table(title=f"racebench bench --target {spec.name} ({profile}, {users} users)")
+    for column in ("strategy", "requests", "req/s", "p50 ms", "p99 ms", "answers", "violations"):
+        table.add_column(column)
+    for b in benches:
+        table.add_row(
+            b.strategy or spec.name,
+            str(b.requests),
+            f"{b.throughput:.0f}",
+            f"{b.percentile(50):.1f}",
+            f"{b.percentile(99):.1f}",
+            ", ".join(f"{k}: {v}" for k, v in sorted(b.statuses.items())),
+            ", ".join(f"{k}: {v}" for k, v in b.violations.items()) or "none",
+        )
+    make_console().print(table)
+    console.print(f"results: {path}", highlight=False, soft_wrap=True)
+    return code
+
+
 def _race_target(
     target: str,
     strategy: str,
@@ -313,7 +360,17 @@ def bench(
     kill_every: Annotated[
         float, typer.Option(metavar="SECONDS", help="with --faults: seconds between kills")
     ] = 3.0,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="load your own service (a target file, or `reference`) with the profile;"
+            " violations counted with the target's invariants",
+        ),
+    ] = None,
 ) -> None:
+    if target is not None:
+        raise typer.Exit(_bench_target(target, strategies, profile, users, duration, out))
     from racebench.harness.service_process import ServiceStartError
     from racebench.loadtests.bench import run_bench
     from racebench.loadtests.display import RichObserver
