@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -102,23 +101,23 @@ CHILD = textwrap.dedent(
 async def test_a_signal_leaves_no_lock(
     database_url: str, conn: asyncpg.Connection, sig: signal.Signals
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, database_url, TABLE], stdout=subprocess.PIPE
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, database_url, TABLE, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert child.stdout is not None
-        line = await asyncio.to_thread(child.stdout.readline)
+        line = await child.stdout.readline()
         assert line.strip() == b"held"
         assert len(await share_locks(conn)) == 1
         os.kill(child.pid, sig)
-        code = await asyncio.to_thread(child.wait, 30)
+        code = await asyncio.wait_for(child.wait(), 30)
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
         await wait_until_free(conn)
         assert await share_locks(conn) == []
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait()
+            await child.wait()
 
 
 async def test_a_user_who_cannot_lock_is_told(database_url: str, conn: asyncpg.Connection) -> None:

@@ -27,7 +27,8 @@ barrier_tables = ["shop_payment"]
 key_secret = "k"
 webhook_secret = "w"
 [payment]
-sql = "INSERT INTO shop_payment (ref) VALUES ('{run}-{n}') RETURNING id AS payment_id, ref AS order_id"
+sql = '''INSERT INTO shop_payment (ref) VALUES ('{run}-{n}')
+         RETURNING id AS payment_id, ref AS order_id'''
 [verify]
 path = "/callback"
 json = { order = "{order_id}", id = "{payment_id}", sig = "{signature}" }
