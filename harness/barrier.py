@@ -119,6 +119,8 @@ class Barrier:
 
     async def held_back(self) -> list[HeldBack]:
         """The backends waiting on the barrier, directly or behind one that is."""
+        # Inside a transaction pg_stat_activity is read once and cached: clear it each time.
+        await self.conn.execute("SELECT pg_stat_clear_snapshot()")
         rows = await self.conn.fetch(_WAITING)
         waiting = {
             r["pid"]: HeldBack(

@@ -57,6 +57,23 @@ async def test_writes_wait_and_reads_pass(database_url: str, conn: asyncpg.Conne
         assert await share_locks(conn) == []
 
 
+async def test_a_wait_that_begins_after_the_first_look_is_seen(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    """pg_stat_activity is cached for a transaction: the barrier must look afresh each time."""
+    async with Barrier.open(database_url, (TABLE,)) as barrier:
+        await barrier.hold()
+        assert await barrier.held_back() == []
+        update = asyncio.create_task(conn.execute(f"UPDATE {TABLE} SET status = 'x'"))
+        async with asyncio.timeout(10):
+            while not await barrier.held_back():
+                await asyncio.sleep(0.01)  # polling the server's state, not a timed wait
+        [held] = await barrier.held_back()
+        assert held.blocked_by == (barrier.pid,)
+        await barrier.release()
+        await update
+
+
 async def test_a_cancelled_run_leaves_no_lock(database_url: str, conn: asyncpg.Connection) -> None:
     held = asyncio.Event()
 
