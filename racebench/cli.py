@@ -212,6 +212,11 @@ def race(
     from racebench.race import run_race
 
     if target is not None:
+        if mode != "auto" or seed is not None or not schedule or database_url is not None:
+            raise _fail(
+                "--target races over HTTP with the barrier and takes its database from the "
+                "target file: --mode, --seed, --no-schedule and --database-url do not apply"
+            )
         code = _race_target(
             target, strategy, scenario, repeat, barrier, json_path, out, junit, timeline
         )

@@ -44,3 +44,25 @@ async def test_row_locks_hold(
     monkeypatch.setenv("MINI_SHOP_MODE", "fixed")
     run = await racebench_target(MINI_SHOP, scenario, repeat=2)
     assert run.caught == 0, run.message()
+
+
+def test_bench_target_counts_with_the_targets_invariants(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from racebench.harness import target_file
+    from racebench.loadtests.profiles import parse_profile
+    from racebench.loadtests.target_load import run_target_bench
+
+    monkeypatch.setenv("MINI_SHOP_MODE", "fixed")
+    [bench], path, code = run_target_bench(
+        target_file.load(MINI_SHOP),
+        profile=parse_profile("contention"),
+        strategies=[None],
+        users=4,
+        duration_s=1.0,
+        pool=40,
+        out=tmp_path,
+    )
+    assert bench.requests > 0 and set(bench.statuses) == {"200"}, bench.statuses
+    assert bench.violations == {} and code == 0
+    assert path.exists()

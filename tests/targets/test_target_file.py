@@ -106,3 +106,9 @@ def test_the_reference_service_ships_as_a_target(monkeypatch: pytest.MonkeyPatch
     spec = load("reference")
     assert spec.strategy_placeholder and spec.can_share_invoice()
     assert "DOUBLE_CAPTURE" in {i.code for i in spec.invariants}
+
+
+def test_white_box_options_are_refused_with_a_target() -> None:
+    result = CliRunner().invoke(app, ["race", "--target", "reference", "--mode", "in_process"])
+    assert result.exit_code == 2
+    assert "do not apply" in result.output
