@@ -27,7 +27,13 @@ import asyncpg
 import httpx
 import psutil
 
-from racebench.harness.barrier import Barrier, BarrierError, WaitLog
+from racebench.harness.barrier import (
+    HOLD_TIMEOUT_S,
+    POLL_INTERVAL_S,
+    Barrier,
+    BarrierError,
+    WaitLog,
+)
 from racebench.harness.database import connect, parse_url
 from racebench.harness.gateway import Gateway, WebhookDelivery, hmac_sha256_hex, razorpay_id
 from racebench.harness.invariants import CheckResult
@@ -437,8 +443,6 @@ class TargetRace:
             await barrier.release()
             log.released()
             self.timeline.add("db", "barrier released (ROLLBACK)", "release")
-            if not tasks or any(not t.done() for t in tasks):
-                pass
         try:
             answers = list(await asyncio.gather(*tasks))
         finally:
@@ -461,8 +465,6 @@ class TargetRace:
     ) -> None:
         """Until `wanted` actors are held back or answered (with `quorum`: that many held
         back and no more coming for a few polls), or HOLD_TIMEOUT_S."""
-        from racebench.harness.barrier import HOLD_TIMEOUT_S, POLL_INTERVAL_S
-
         deadline = time.monotonic() + HOLD_TIMEOUT_S
         last, steady = -1, 0
         while True:
