@@ -17,10 +17,12 @@ import secrets
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -121,7 +123,7 @@ def running(spec: TargetSpec, strategy: str | None = None) -> Iterator[RunningTa
         return
     env = {**os.environ, **{k: _fill(v, fill) for k, v in spec.service.env.items()}}
     command = shlex.split(_fill(spec.service.command, fill))
-    log_path = spec.folder / f".racebench-{spec.name}.log"
+    log_path = _log_path(spec)
     with open(log_path, "wb") as log:
         try:
             process = subprocess.Popen(
@@ -143,6 +145,15 @@ def running(spec: TargetSpec, strategy: str | None = None) -> Iterator[RunningTa
             stop_process_group(process)
 
 
+def _log_path(spec: TargetSpec) -> Path:
+    """The service's output: next to the target file, or in the temporary folder for a target
+    shipped inside racebench (never into an installed package)."""
+    name = f".racebench-{spec.name}.log"
+    if spec.folder == Path(__file__).resolve().parent or not os.access(spec.folder, os.W_OK):
+        return Path(tempfile.gettempdir()) / name
+    return spec.folder / name
+
+
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -151,7 +162,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout_s: f
             if process is not None and process.poll() is not None:
                 raise TargetUnreachable(
                     f"the service's command exited with {process.returncode} before {url} "
-                    "answered (see the .racebench-*.log next to the target file)"
+                    "answered (see .racebench-<name>.log next to the target file, or in the "
+                    "temporary folder)"
                 )
             try:
                 response = client.get(url)
