@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand
 
 import racebench
@@ -120,7 +121,8 @@ def main_options(
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]racebench:[/] {message}", highlight=False)
+    # Escaped: a message may quote a field such as `[verify].path`, which is not markup.
+    console.print(f"[bold red]racebench:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -196,9 +198,29 @@ def race(
         bool, typer.Option(help="force the scenarios' interleavings at the race points")
     ] = True,
     database_url: DatabaseUrl = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="race your own service: a target file (see README), or `reference`",
+        ),
+    ] = None,
+    barrier: Annotated[
+        bool, typer.Option(help="with --target: force the race with the table-lock barrier")
+    ] = True,
 ) -> None:
     from racebench.race import run_race
 
+    if target is not None:
+        if mode != "auto" or seed is not None or not schedule or database_url is not None:
+            raise _fail(
+                "--target races over HTTP with the barrier and takes its database from the "
+                "target file: --mode, --seed, --no-schedule and --database-url do not apply"
+            )
+        code = _race_target(
+            target, strategy, scenario, repeat, barrier, json_path, out, junit, timeline
+        )
+        raise typer.Exit(code)
     try:
         code = run_race(
             strategies=strategy,
@@ -216,6 +238,86 @@ def race(
     except (DatabaseError, ValueError) as error:
         raise _fail(str(error)) from None
     raise typer.Exit(code)
+
+
+def _bench_target(
+    target: str, strategies: str, profile: str, users: int, duration: str, out: Path | None
+) -> int:
+    from rich.table import Table
+
+    from racebench.harness import target_file
+    from racebench.harness.barrier import BarrierError
+    from racebench.harness.target_race import TargetUnreachable
+    from racebench.loadtests.config import parse_duration, parse_strategies
+    from racebench.loadtests.profiles import parse_profile
+    from racebench.loadtests.target_load import run_target_bench
+
+    try:
+        spec = target_file.load(target)
+        chosen: list[str | None] = (
+            list(parse_strategies(strategies)) if spec.strategy_placeholder else [None]
+        )
+        benches, path, code = run_target_bench(
+            spec,
+            profile=parse_profile(profile),
+            strategies=chosen,
+            users=users,
+            duration_s=parse_duration(duration),
+            out=out,
+        )
+    except (DatabaseError, ValueError, TargetUnreachable, BarrierError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the service is stopped", code=130) from None
+    table = Table(title=f"racebench bench --target {spec.name} ({profile}, {users} users)")
+    for column in ("strategy", "requests", "req/s", "p50 ms", "p99 ms", "answers", "violations"):
+        table.add_column(column)
+    for b in benches:
+        table.add_row(
+            b.strategy or spec.name,
+            str(b.requests),
+            f"{b.throughput:.0f}",
+            f"{b.percentile(50):.1f}",
+            f"{b.percentile(99):.1f}",
+            ", ".join(f"{k}: {v}" for k, v in sorted(b.statuses.items())),
+            ", ".join(f"{k}: {v}" for k, v in b.violations.items()) or "none",
+        )
+    make_console().print(table)
+    console.print(f"results: {path}", highlight=False, soft_wrap=True)
+    return code
+
+
+def _race_target(
+    target: str,
+    strategy: str,
+    scenario: str,
+    repeat: int,
+    barrier: bool,
+    json_path: Path | None,
+    out: Path | None,
+    junit: Path | None,
+    timeline: bool,
+) -> int:
+    from racebench.harness.barrier import BarrierError
+    from racebench.harness.target_race import TargetUnreachable
+    from racebench.race import run_target_race
+
+    try:
+        return run_target_race(
+            target,
+            strategies=strategy,
+            scenarios=scenario,
+            repeat=repeat,
+            barrier=barrier,
+            json_path=json_path,
+            out=out,
+            junit=junit,
+            show_timeline=timeline,
+        )
+    except (DatabaseError, ValueError, TargetUnreachable, BarrierError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the barrier is released and the service stopped", 130) from None
 
 
 @_command(
@@ -263,7 +365,17 @@ def bench(
     kill_every: Annotated[
         float, typer.Option(metavar="SECONDS", help="with --faults: seconds between kills")
     ] = 3.0,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="load your own service (a target file, or `reference`) with the profile;"
+            " violations counted with the target's invariants",
+        ),
+    ] = None,
 ) -> None:
+    if target is not None:
+        raise typer.Exit(_bench_target(target, strategies, profile, users, duration, out))
     from racebench.harness.service_process import ServiceStartError
     from racebench.loadtests.bench import run_bench
     from racebench.loadtests.display import RichObserver
@@ -357,6 +469,44 @@ def demo(
     except (DatabaseError, ValueError) as error:
         raise _fail(str(error)) from None
     raise typer.Exit(code)
+
+
+target_app = typer.Typer(
+    help="Check a target file (your own service, described for racebench).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(target_app, name="target")
+
+
+@target_app.command(
+    "check",
+    help="One real payment, one verify and one webhook against the target; says in plain words"
+    " what is wrong. Exit codes: 0 every step worked; 1 a step failed (a rejected signature, a"
+    " missing table, a query that does not parse, a lock the user cannot take); 2 a bad target"
+    " file, or the service or its database unreachable.",
+)
+def target_check(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="a target file, or `reference`")],
+) -> None:
+    import asyncio
+
+    from racebench.harness import target_file
+    from racebench.harness.target_check import check_target
+
+    try:
+        spec = target_file.load(file)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    steps, reachable = asyncio.run(check_target(spec))
+    out = make_console()
+    for step in steps:
+        mark = "[green]ok[/]  " if step.ok else "[bold red]FAIL[/]"
+        words = escape(f"{step.name}: {step.words}")
+        out.print(f"{mark} {words}", highlight=False, soft_wrap=True)
+    if not reachable:
+        raise typer.Exit(2)
+    raise typer.Exit(0 if all(s.ok for s in steps) else 1)
 
 
 def _stop_on_sigterm() -> None:

@@ -21,6 +21,14 @@ Fixtures (all prefixed `racebench_`):
         )
         await racebench_check(race)
 
+- `racebench_target`: `run = await racebench_target("target.toml", "simultaneous", repeat=5)`:
+  a scenario against your own service (a target file, README "Race your own service"),
+  forced by the table-lock barrier; `run.caught` counts the runs that broke an invariant.
+
+    async def test_my_service_captures_once(racebench_target) -> None:
+        run = await racebench_target("examples/shop/target.toml", "simultaneous", repeat=5)
+        assert run.caught == 0, run.message()
+
 The async fixtures follow the test's event loop, so they work under pytest-asyncio's defaults
 (a loop per test function) and under a session loop alike: the database is made once per
 session, the app and the harness connection once per test (about 0.1 s).
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -40,13 +49,35 @@ if TYPE_CHECKING:
     from racebench.harness.gateway import Gateway
     from racebench.harness.invariants import CheckResult
     from racebench.harness.locks import Monitor
-    from racebench.harness.runner import Race
+    from racebench.harness.runner import Race, RunOutcome
     from racebench.harness.targets import InProcessTarget
     from racebench.reference_service.strategies import LockStrategy
 
 AppFactory = Callable[["str | LockStrategy"], Awaitable["InProcessTarget"]]
 RaceFactory = Callable[..., Awaitable["Race"]]
 Checker = Callable[["Race"], Awaitable["CheckResult"]]
+TargetRacer = Callable[..., Awaitable["TargetRun"]]
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """The runs of one scenario on a target: how many were caught, and why."""
+
+    scenario: str
+    outcomes: list[RunOutcome]
+
+    @property
+    def caught(self) -> int:
+        return sum(1 for o in self.outcomes if o.caught)
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for o in self.outcomes for e in o.errors]
+
+    def message(self) -> str:
+        lines = [f"{self.scenario}: {self.caught}/{len(self.outcomes)} run(s) caught"]
+        lines.extend(o.check.message() for o in self.outcomes if o.caught)
+        return "\n".join(lines[:6] + self.errors[:3])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -147,3 +178,35 @@ def racebench_check() -> Checker:
         return result
 
     return check
+
+
+@pytest_asyncio.fixture
+async def racebench_target() -> TargetRacer:
+    """`await racebench_target(file, scenario="simultaneous", repeat=1, strategy=None,
+    barrier=True)`: run one scenario on a target (its service started from the file's command,
+    or reached at its URL) and return a TargetRun; errors of a run fail the test."""
+    from racebench.harness import target_file
+    from racebench.harness.target_matrix import race_target_scenario
+    from racebench.scenarios import SCENARIOS
+
+    async def race(
+        file: str,
+        scenario: str = "simultaneous",
+        *,
+        repeat: int = 1,
+        strategy: str | None = None,
+        barrier: bool = True,
+    ) -> TargetRun:
+        spec = target_file.load(file)
+        script = SCENARIOS[scenario].on_target(spec)
+        if isinstance(script, str):
+            pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
+        outcomes = await race_target_scenario(
+            spec, script, repeat=repeat, strategy=strategy, use_barrier=barrier
+        )
+        run = TargetRun(scenario, outcomes)
+        if run.errors:
+            pytest.fail(run.message(), pytrace=False)
+        return run
+
+    return race

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 from racebench.harness import race_display as display
+from racebench.harness import target_file
 from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
 from racebench.harness.matrix import plan, run_cells
+from racebench.harness.target_matrix import plan_target, run_target_cells
 from racebench.results import DEFAULT_RUNS_DIR, Results, new_run_id
 from racebench.scenarios import SCENARIOS
 
@@ -53,6 +55,47 @@ def run_race(
                 gateway=gateway,
                 progress=progress,
             )
+        )
+    wall_s = time.perf_counter() - started
+    results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
+    path = results.write(out or DEFAULT_RUNS_DIR / run_id)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, json_path)
+    if junit is not None:
+        display.write_junit(cell_runs, junit)
+    failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
+    return 1 if failed else 0
+
+
+def run_target_race(
+    target: str,
+    *,
+    strategies: str = "all",
+    scenarios: str = "all",
+    repeat: int = 1,
+    barrier: bool = True,
+    json_path: Path | None = None,
+    out: Path | None = None,
+    junit: Path | None = None,
+    show_timeline: bool = False,
+) -> int:
+    """`racebench race --target FILE`: the matrix with the target in place of the strategies
+    (each strategy, for a target that takes {strategy}); 0 iff every cell passed."""
+    spec = target_file.load(target)
+    plan = plan_target(SCENARIOS, spec, scenarios, strategies)
+    run_id = new_run_id("race")
+    started = time.perf_counter()
+    for name, why in plan.skipped.items():
+        display.stderr.print(f"skipped {name}: {why}", highlight=False)
+    with display.RaceProgress(len(plan.cells), repeat) as progress:
+        display.announce(len(plan.cells), repeat, None, f"the target {spec.name} ({spec.path})")
+        if not barrier:
+            display.stderr.print("--no-barrier: a plain concurrent burst, nothing is forced")
+        # Ctrl-C and SIGTERM (cli turns it into KeyboardInterrupt) unwind through the
+        # barrier's connection, which closes: no lock outlives the run.
+        cell_runs = asyncio.run(
+            run_target_cells(spec, plan, repeat=repeat, use_barrier=barrier, progress=progress)
         )
     wall_s = time.perf_counter() - started
     results = Results(run_id=run_id, race=[c.result() for c in cell_runs])

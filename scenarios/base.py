@@ -11,6 +11,11 @@ from racebench.results import Expected, Mode
 
 if TYPE_CHECKING:
     from racebench.harness.runner import Script
+    from racebench.harness.target_file import TargetSpec
+    from racebench.harness.target_race import TargetScript
+
+# Why a scenario without a target script does not run on a target.
+WHITE_BOX_ONLY = "needs race points or faults inside the service (white-box only)"
 
 
 @dataclass(frozen=True, eq=False)  # identity: a scenario is one module's singleton
@@ -30,6 +35,17 @@ class Scenario:
     lock_timeout_ms: int | None = None
     """The service's lock timeout for this scenario (None: the service's default, 5 s); a
     scenario that waits one out sets a shorter, real one so that the matrix stays fast."""
+    target: TargetScript | None = None
+    """The script on a target (harness/target_race.py), black-box, forced by the barrier."""
+    target_needs_invoice: bool = False
+
+    def on_target(self, spec: TargetSpec) -> TargetScript | str:
+        """The target script, or why this scenario is skipped on `spec` (never passed)."""
+        if self.target is None:
+            return WHITE_BOX_ONLY
+        if self.target_needs_invoice and not spec.can_share_invoice():
+            return "the target cannot put two payments on one invoice (add [payment].invoice_sql)"
+        return self.target
 
     def expected(self, strategy: str, mode: Mode) -> Expected:
         if self.catches_races and not holds(strategy, processes_of(mode)):

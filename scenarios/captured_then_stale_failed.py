@@ -9,6 +9,7 @@ Expected: safe for every strategy: a captured payment never moves back (STATUS_R
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
@@ -22,4 +23,12 @@ async def script(race: Race) -> None:
         race.fail(f"a stale failure after the capture should be ignored: {stale.body}")
 
 
-SCENARIO = Scenario("captured_then_stale_failed", "captured, then a stale payment.failed", script)
+async def on_target(race: TargetRace) -> None:
+    payment = await race.payment()
+    await race.then(race.verify("client", payment))
+    await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_FAILED))
+
+
+SCENARIO = Scenario(
+    "captured_then_stale_failed", "captured, then a stale payment.failed", script, target=on_target
+)

@@ -9,6 +9,7 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
@@ -21,4 +22,12 @@ async def script(race: Race) -> None:
     await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED))
 
 
-SCENARIO = Scenario("client_first", "the client's callback, then the webhook", script)
+async def on_target(race: TargetRace) -> None:
+    payment = await race.payment()
+    await race.then(race.verify("client", payment))
+    await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED))
+
+
+SCENARIO = Scenario(
+    "client_first", "the client's callback, then the webhook", script, target=on_target
+)

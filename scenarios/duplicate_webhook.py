@@ -12,8 +12,11 @@ not the lock strategy's.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
@@ -35,4 +38,14 @@ async def script(race: Race) -> None:
     await race.then(race.deliver("forged", event.with_bad_signature(), expect=(400,)))
 
 
-SCENARIO = Scenario("duplicate_webhook", "one event id delivered 5 times at once", script)
+async def on_target(race: TargetRace) -> None:
+    payment = await race.payment()
+    event = race.event(payment, RazorpayEvent.PAYMENT_CAPTURED)
+    await race.together(*(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)))
+    forged = replace(race.deliver("forged", event.with_bad_signature()), expect=(400, 401, 403))
+    await race.then(forged)
+
+
+SCENARIO = Scenario(
+    "duplicate_webhook", "one event id delivered 5 times at once", script, target=on_target
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
@@ -36,9 +37,19 @@ async def script(race: Race) -> None:
         race.fail(f"payment {payment.id} should end captured, not {status}")
 
 
+async def on_target(race: TargetRace) -> None:
+    payment = await race.payment()
+    await race.then(race.webhook("webhook1", payment, RazorpayEvent.PAYMENT_FAILED))
+    await race.together(
+        race.verify("client", payment),
+        race.webhook("webhook2", payment, RazorpayEvent.PAYMENT_CAPTURED),
+    )
+
+
 SCENARIO = Scenario(
     "failed_then_captured",
     "failed first, then capture vs callback",
     script,
     catches_races=True,
+    target=on_target,
 )

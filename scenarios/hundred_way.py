@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.harness.target_race import TargetRace
 from racebench.scenarios.base import Scenario
 
 CONCURRENT_VERIFIES = 100
@@ -30,10 +31,21 @@ async def script(race: Race) -> None:
     await race.together(*requests, schedule=TWO_READ_PENDING)
 
 
+async def on_target(race: TargetRace) -> None:
+    """100 verifies behind the barrier; it lets go once two (or more) read pending and wait:
+    a service's connection pool keeps the rest out of the database until then."""
+    payment = await race.payment()
+    await race.together(
+        *(race.verify(f"v{i:03d}", payment) for i in range(1, CONCURRENT_VERIFIES + 1)),
+        quorum=2,
+    )
+
+
 SCENARIO = Scenario(
     "hundred_way",
     "100 concurrent verifies",
     script,
     catches_races=True,
     modes=("in_process", "http"),
+    target=on_target,
 )

@@ -20,6 +20,7 @@ from itertools import permutations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import CAPTURE_EVENTS
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
@@ -46,9 +47,17 @@ async def script(race: Race) -> None:
         )
 
 
+async def on_target(race: TargetRace) -> None:
+    """Every order, each event sent once the one before it is held back by the barrier."""
+    for order in permutations(CAPTURE_EVENTS):
+        payment = await race.payment()
+        await race.together(*(race.webhook(event, payment, event) for event in order), ordered=True)
+
+
 SCENARIO = Scenario(
     "out_of_order",
     "authorized, captured, order.paid in every order, concurrently",
     script,
     catches_races=True,
+    target=on_target,
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
@@ -29,10 +30,17 @@ async def script(race: Race) -> None:
     )
 
 
+async def on_target(race: TargetRace) -> None:
+    """Both read pending under the barrier; released together."""
+    payment = await race.payment()
+    await race.together(race.verify("client", payment), race.webhook("webhook", payment))
+
+
 SCENARIO = Scenario(
     "simultaneous",
     "client + webhook at once",
     script,
     catches_races=True,
     modes=("in_process", "http"),
+    target=on_target,
 )

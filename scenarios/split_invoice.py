@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 
@@ -38,9 +39,22 @@ async def script(race: Race) -> None:
     await race.together(race.verify("first", first), race.webhook("second", second), schedule=T0_T7)
 
 
+async def on_target(race: TargetRace) -> None:
+    """Two payments of one invoice: both read the invoice before either writes (barrier)."""
+    if race.spec.payment.invoice_sql is not None:
+        invoice = await race.invoice(INVOICE_AMOUNT)
+        first = await race.payment(INVOICE_AMOUNT // 2, invoice_id=invoice)
+    else:
+        first = await race.payment(INVOICE_AMOUNT // 2)
+    second = await race.payment(INVOICE_AMOUNT // 2, invoice_id=first.invoice_id)
+    await race.together(race.verify("first", first), race.webhook("second", second))
+
+
 SCENARIO = Scenario(
     "split_invoice",
     "two payments of one invoice captured at once",
     script,
     catches_races=True,
+    target=on_target,
+    target_needs_invoice=True,
 )

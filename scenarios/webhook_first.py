@@ -9,6 +9,7 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 from __future__ import annotations
 
 from racebench.harness.runner import Race
+from racebench.harness.target_race import TargetRace
 from racebench.reference_service.events import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
@@ -21,4 +22,12 @@ async def script(race: Race) -> None:
         race.fail(f"the client's late callback should be a replay: {answer.body}")
 
 
-SCENARIO = Scenario("webhook_first", "webhook, then the client's callback", script)
+async def on_target(race: TargetRace) -> None:
+    payment = await race.payment()
+    await race.then(race.webhook("webhook", payment, RazorpayEvent.PAYMENT_CAPTURED))
+    await race.then(race.verify("client", payment))
+
+
+SCENARIO = Scenario(
+    "webhook_first", "webhook, then the client's callback", script, target=on_target
+)
