@@ -14,18 +14,16 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import razorpay
+from capture import capture, mark_failed
 from flask import Flask, Response, request
+from models import Base, WebhookEvent
 from razorpay.errors import SignatureVerificationError
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-
-from capture import capture, mark_failed
-from models import Base, WebhookEvent
 
 KEY_ID = os.environ.get("SHOP_KEY_ID", "rzp_test_shop")
 KEY_SECRET = os.environ.get("SHOP_KEY_SECRET", "shop_key_secret")

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 
+from models import Invoice, Payment, Receipt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from models import Invoice, Payment, Receipt
 
 MODES = ("buggy", "fixed")
 MODE = os.environ.get("SHOP_MODE", "buggy")
