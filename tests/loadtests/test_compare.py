@@ -54,7 +54,7 @@ def _bench(tmp_path: Path, admin_url: str, strategies: str, rounds: int) -> tupl
             str(tmp_path),
             "--database-url",
             admin_url,
-        ],  # fmt: skip
+        ],
     )
     return outcome.exit_code, outcome.output
 
