@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from racebench.reference_service.strategies import import_strategy, is_custom
+
 # uvicorn with several workers imports the app in each; on a busy 2-core machine that can take
 # several seconds, and pgserver-backed runs add a little more.
 STARTUP_TIMEOUT_S = 60.0
@@ -91,6 +93,8 @@ def _wait_healthy(
     process: subprocess.Popen[bytes], base_url: str, strategy: str, log_path: Path | None
 ) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    # A class of one's own (package.module:Class) answers with its class's name.
+    reported = import_strategy(strategy).name if is_custom(strategy) else strategy
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -100,7 +104,7 @@ def _wait_healthy(
                 )
             try:
                 response = client.get(f"{base_url}/healthz")
-                if response.status_code == 200 and response.json().get("strategy") == strategy:
+                if response.status_code == 200 and response.json().get("strategy") == reported:
                     return
             except httpx.HTTPError:
                 pass

@@ -10,13 +10,16 @@ and the command that ran the bench prints them.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from racebench.harness.database import render, server
 from racebench.loadtests.ceiling import Ceiling, measure_ceiling
 from racebench.loadtests.cell import NOBODY, CellRun
-from racebench.loadtests.config import BenchConfig, parse_duration, parse_strategies
+from racebench.loadtests.config import BenchConfig, Order, parse_duration, parse_strategies
 from racebench.loadtests.faults import DEFAULT_KILL_EVERY_S
 from racebench.loadtests.profiles import parse_profile
 from racebench.progress import Progress
@@ -38,20 +41,45 @@ def run_cells(
     progress: Progress[BenchResult] | None = None,
     on_result: Callable[[BenchResult], None] | None = None,
 ) -> list[BenchResult]:
-    """Every strategy in every round, alternating (A B A B ...); one result per cell."""
+    """Every arm in every round, in the config's order; one result per cell."""
     shown: Progress[BenchResult] = progress or NOBODY
     results: list[BenchResult] = []
     index = 0
     for round_no in range(1, config.rounds + 1):
-        for strategy in config.strategies:
-            index += 1
-            shown.started(f"{strategy} round {round_no}/{config.rounds}", index, config.cells)
-            result = CellRun(config, strategy, round_no, shown).run()
-            results.append(result)
-            shown.finished(result)
-            if on_result is not None:
-                on_result(result)
+        for group in config.arm_rounds(round_no):
+            index += len(group)
+            names = " + ".join(label for label, _ in group)
+            shown.started(f"{names} round {round_no}/{config.rounds}", index, config.cells)
+            for result in _run_group(config, group, round_no, shown):
+                results.append(result)
+                shown.finished(result)
+                if on_result is not None:
+                    on_result(result)
     return results
+
+
+def _run_group(
+    config: BenchConfig,
+    group: list[tuple[str, str]],
+    round_no: int,
+    shown: Progress[BenchResult],
+) -> list[BenchResult]:
+    """One arm in this thread, or several at the same time: the first in this thread (it shows
+    the progress, and Ctrl-C unwinds it), the others in threads, all meeting at a barrier
+    before their load starts."""
+    if len(group) == 1:
+        label, strategy = group[0]
+        return [CellRun(config, strategy, round_no, shown, label=label).run()]
+    share = config.share(len(group))
+    ready = threading.Barrier(len(group))
+    cells = [
+        CellRun(share, strategy, round_no, shown if i == 0 else NOBODY, label, ready)
+        for i, (label, strategy) in enumerate(group)
+    ]
+    with ThreadPoolExecutor(len(cells) - 1, thread_name_prefix="arm") as pool:
+        others = [pool.submit(cell.run) for cell in cells[1:]]
+        first = cells[0].run()
+        return [first, *(future.result() for future in others)]
 
 
 def exit_code(rows: Sequence[BenchResult]) -> int:
@@ -72,6 +100,8 @@ def build_results(config: BenchConfig, rows: Sequence[BenchResult], run_id: str)
     results.environment["bench"] = {
         "profile": config.profile.name,
         "strategies": config.strategies,
+        "labels": config.labels,
+        "order": config.order,
         "users": config.users,
         "rate": config.rate,
         "duration_s": config.duration_s,
@@ -101,11 +131,41 @@ def run_bench(
     ceiling: bool = False,
     faults: bool = False,
     kill_every_s: float = DEFAULT_KILL_EVERY_S,
+    order: Order = "alternate",
     progress: Progress[BenchResult | Ceiling] | None = None,
 ) -> BenchRun:
     """Run the benchmark and write results.json into the run folder (after every cell, and
     once more at the end). With `ceiling`, pgbench runs the capture transaction after the
-    rounds, in the same run, and its rate is recorded beside them."""
+    rounds, in the same run, and its rate is recorded beside them.
+
+    With no database URL (and no DATABASE_URL), one embedded PostgreSQL serves every cell
+    (arms that run at the same time each get a database of their own on it); --faults cells
+    start servers of their own, which they restart."""
+    asked = dict(locals())
+    if faults or database_url or os.environ.get("DATABASE_URL"):
+        return _run_bench(**asked)
+    with server(None) as (admin_url, _):
+        return _run_bench(**{**asked, "database_url": render(admin_url)})
+
+
+def _run_bench(
+    *,
+    strategies: str,
+    profile: str,
+    users: int,
+    rate: float | None,
+    duration: str,
+    rounds: int,
+    workers: int,
+    processes: int,
+    out: Path | None,
+    database_url: str | None,
+    ceiling: bool,
+    faults: bool,
+    kill_every_s: float,
+    order: Order,
+    progress: Progress[BenchResult | Ceiling] | None,
+) -> BenchRun:
     run_id = new_run_id("bench")
     config = BenchConfig(
         strategies=parse_strategies(strategies),
@@ -120,6 +180,7 @@ def run_bench(
         database_url=database_url,
         faults=faults,
         kill_every_s=kill_every_s,
+        order=order,
     )
     if kill_every_s <= 0:
         raise ValueError(f"--kill-every must be positive, not {kill_every_s}")

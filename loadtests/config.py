@@ -7,12 +7,13 @@ payments a cell needs live here, apart from running anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 from racebench.loadtests.pool import Pool
 from racebench.loadtests.profiles import Profile, pool_size_for, requests_per_item
-from racebench.reference_service.strategies import STRATEGIES
+from racebench.reference_service.strategies import STRATEGIES, import_strategy, is_custom
 
 # The most work items per second we size a pool for. The service on this 2-core machine does
 # well under half of this; a faster machine that runs out only reuses payments (and says so).
@@ -23,6 +24,13 @@ LOCUST_STARTUP_ALLOWANCE_S = 10.0
 # Warm-up: enough requests to open the service's pooled connections and warm its code paths,
 # few enough to cost a second or two.
 WARMUP_REQUESTS = 300
+
+# How the arms (strategies) of a round run: one after the other in the same order every round
+# (alternate), in A B B A order (abba: a warm-up or drift cost lands on both sides alike), or
+# all at the same time, each with its own service and database and an even share of the users
+# (concurrent: the machine's noise hits both arms alike, which pairs them best).
+Order = Literal["concurrent", "abba", "alternate"]
+ORDERS: tuple[Order, ...] = get_args(Order)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)?")
 
@@ -44,16 +52,33 @@ def parse_duration(text: str) -> float:
 
 
 def parse_strategies(text: str) -> list[str]:
+    """Registered names, `all`, or a class of one's own as `package.module:Class`. A name may
+    come twice (an A/A comparison: the same strategy under two labels, see `labels`)."""
     names = [s.strip() for s in text.split(",") if s.strip()]
     if text.strip() == "all":
         names = list(STRATEGIES)
-    unknown = [n for n in names if n not in STRATEGIES]
+    unknown = [n for n in names if n not in STRATEGIES and not is_custom(n)]
     if unknown or not names:
         raise ValueError(
             f"unknown strategy {', '.join(unknown) or '(none given)'}; "
-            f"choose from: {', '.join(STRATEGIES)} (or all)"
+            f"choose from: {', '.join(STRATEGIES)} (or all, or package.module:Class)"
         )
+    for name in names:
+        if is_custom(name):
+            import_strategy(name)  # UnknownStrategy (a ValueError) says why it cannot be used
     return names
+
+
+def labels(strategies: list[str]) -> list[str]:
+    """Each arm's label: the strategy's name (a class of one's own: its class name), with #2,
+    #3 ... on a name that comes again, so that `for_update,for_update` is an A/A comparison."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in strategies:
+        base = name.partition(":")[2] if is_custom(name) else name
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,32 @@ class BenchConfig:
     warmup_requests: int = WARMUP_REQUESTS
     faults: bool = False  # kill the service's backends, restart the database (loadtests.faults)
     kill_every_s: float = 3.0
+    order: Order = "alternate"
+
+    @property
+    def labels(self) -> list[str]:
+        return labels(self.strategies)
+
+    def arm_rounds(self, round_no: int) -> list[list[tuple[str, str]]]:
+        """The (label, strategy) pairs of round `round_no`, in the groups that run together
+        (one group of all arms when concurrent, else one arm a group, in the round's order)."""
+        arms = list(zip(self.labels, self.strategies, strict=True))
+        if self.order == "concurrent":
+            return [arms]
+        if self.order == "abba" and round_no % 2 == 0:
+            arms.reverse()
+        return [[arm] for arm in arms]
+
+    def share(self, arms: int) -> BenchConfig:
+        """The config of one arm among `arms` that run at the same time: an even share of the
+        users (and of an open model's rate)."""
+        if arms == 1:
+            return self
+        return replace(
+            self,
+            users=max(1, self.users // arms),
+            rate=None if self.rate is None else self.rate / arms,
+        )
 
     @property
     def cells(self) -> int:

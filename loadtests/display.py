@@ -74,7 +74,7 @@ class RichObserver:
             return
         violations = sum(result.violations.values())
         console.print(
-            f"  {result.strategy:<18} round {result.round}: {result.throughput_rps:8.1f} req/s, "
+            f"  {result.arm:<18} round {result.round}: {result.throughput_rps:8.1f} req/s, "
             f"p99 {result.latency_ms.p99:7.2f} ms, {result.requests} requests, "
             f"{result.busy} busy, {result.failures} failed, "
             f"{violations} violation(s)",

@@ -6,7 +6,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,9 @@ from racebench.reports.thresholds import (
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
     DEFAULT_MIN_P99_INCREASE_MS,
 )
+
+if TYPE_CHECKING:
+    from racebench.loadtests.config import Order
 
 app = typer.Typer(
     name="racebench",
@@ -373,6 +376,31 @@ def bench(
             " violations counted with the target's invariants",
         ),
     ] = None,
+    order: Annotated[
+        str,
+        typer.Option(
+            metavar="ORDER",
+            help="how a round's strategies run: concurrent (at the same time, each with its own"
+            " service and database and an even share of the users), abba, or alternate",
+        ),
+    ] = "alternate",
+    gate: Annotated[
+        bool,
+        typer.Option(
+            help="the performance gate on each strategy against the first: exit 1 when a"
+            " difference's whole 95% interval lies past --max-throughput-drop or"
+            " --max-p99-increase"
+        ),
+    ] = False,
+    max_throughput_drop: Annotated[
+        float, typer.Option(metavar="PCT", help="gate: largest allowed throughput drop, percent")
+    ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    max_p99_increase: Annotated[
+        float, typer.Option(metavar="PCT", help="gate: largest allowed p99 increase, percent")
+    ] = DEFAULT_MAX_P99_INCREASE_PCT,
+    min_p99_increase_ms: Annotated[
+        float, typer.Option(metavar="MS", help="gate: p99 increases below this many ms are noise")
+    ] = DEFAULT_MIN_P99_INCREASE_MS,
 ) -> None:
     if target is not None:
         raise typer.Exit(_bench_target(target, strategies, profile, users, duration, out))
@@ -397,6 +425,7 @@ def bench(
                 ceiling=ceiling,
                 faults=faults,
                 kill_every_s=kill_every,
+                order=_order(order),
                 progress=progress,
             )
     except (DatabaseError, ValueError, ServiceStartError) as error:
@@ -404,7 +433,26 @@ def bench(
     except KeyboardInterrupt:
         raise _fail("interrupted; the service and Locust are stopped", code=130) from None
     print_bench_summary(done.results, done.path)
-    raise typer.Exit(done.exit_code)
+    code = done.exit_code
+    if gate:
+        from racebench.reports.gate import Thresholds, paired_gate
+        from racebench.reports.summary import summarize
+        from racebench.reports.terminal import print_gate
+
+        thresholds = Thresholds(max_throughput_drop, max_p99_increase, min_p99_increase_ms)
+        result = paired_gate(summarize(done.results), thresholds)
+        print_gate(make_console(stderr=True), result)
+        code = code or (0 if result.passed else 1)
+    raise typer.Exit(code)
+
+
+def _order(text: str) -> Order:
+    from racebench.loadtests.config import ORDERS
+
+    for order in ORDERS:
+        if text == order:
+            return order
+    raise _fail(f"--order must be one of {', '.join(ORDERS)}, not {text!r}")
 
 
 @_command(

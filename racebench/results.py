@@ -184,6 +184,8 @@ class BenchResult(_Model):
     profile: str
     round: int
     users: int | None
+    label: str | None = None  # the arm's name when it is not the strategy's (for_update#2)
+    order: str = "alternate"  # how the round's arms ran: alternate, abba or concurrent
     rate: float | None
     duration_s: float
     requests: int
@@ -217,6 +219,11 @@ class BenchResult(_Model):
     @property
     def errored(self) -> bool:
         return self.error is not None
+
+    @property
+    def arm(self) -> str:
+        """What the bench compares: the label, or the strategy when it has none."""
+        return self.label or self.strategy
 
     @property
     def answered_honestly(self) -> bool:

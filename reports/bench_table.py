@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.table import Table
 
 from racebench.console import console as make_console
+from racebench.reports import stats
 from racebench.reports.summary import BenchSummary, PairedChange, summarize
 from racebench.results import BenchResult, Results
 
@@ -36,7 +37,7 @@ def strategy_lines(results: Results) -> list[StrategyLine]:
     lines = []
     for profile, by_strategy in summary.bench.items():
         ran = [b for b in summary.rounds if b.profile == profile and not b.errored]
-        order = [s for s in dict.fromkeys(b.strategy for b in ran) if s in by_strategy]
+        order = [s for s in dict.fromkeys(b.arm for b in ran) if s in by_strategy]
         if not order:
             continue
         baseline = _rounds(ran, order[0])
@@ -49,12 +50,12 @@ def strategy_lines(results: Results) -> list[StrategyLine]:
 
 
 def _rounds(rows: list[BenchResult], strategy: str) -> list[BenchResult]:
-    return [r for r in rows if r.strategy == strategy]
+    return [r for r in rows if r.arm == strategy]
 
 
 def summary_table(results: Results) -> Table:
     """Medians of the rounds per strategy, with the spread and the change against the first."""
-    table = Table(title="racebench bench: medians of alternating rounds", title_justify="left")
+    table = Table(title="racebench bench: medians of the rounds", title_justify="left")
     columns = ("strategy", "req/s", "range", "vs base", "mean", "p50", "p99", "p99 vs base")
     for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "violations"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
@@ -64,11 +65,11 @@ def summary_table(results: Results) -> Table:
             f"{s.strategy} ({s.throughput_rps.rounds}r)",
             f"{s.throughput_rps.median:.1f}",
             f"{100 * s.throughput_rps.rel_range:.1f}%",
-            f"{versus.throughput_change_pct:+.1f}%" if versus else "base",
+            _change(versus.throughput) if versus else "base",
             f"{s.mean_ms.median:.2f}",
             f"{s.p50_ms.median:.2f}",
             f"{s.p99_ms.median:.2f}",
-            f"{versus.p99_delta_ms:+.2f}" if versus else "base",
+            _change(versus.p99) if versus else "base",
             f"{s.p999_ms.median:.2f}",
             f"{s.max_ms.median:.1f}",
             _cost(line),
@@ -78,17 +79,40 @@ def summary_table(results: Results) -> Table:
         )
     table.caption = (
         "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s; "
+        f"vs base: mean of the round-by-round differences, {stats.METHOD}; "
         "cpu ms/req: service + its PostgreSQL backends"
     )
     return table
+
+
+def _change(interval: stats.Interval | None) -> str:
+    if interval is None:
+        return "-"
+    if interval.half_width is None:
+        return f"{interval.mean:+.1f}%"
+    return f"{interval.mean:+.1f}% ±{interval.half_width:.1f}"
+
+
+def verdict_lines(results: Results) -> list[str]:
+    """Each strategy against the first, metric by metric: the verdict and its interval."""
+    lines = []
+    for line in strategy_lines(results):
+        if line.versus is None:
+            continue
+        lines.append(
+            f"{line.summary.strategy} vs {line.versus.baseline} ({line.versus.rounds} "
+            f"paired rounds, {line.summary.profile}):"
+        )
+        lines += [f"  {name}: {text}" for name, text in line.versus.verdicts().items()]
+    return lines
 
 
 def _cost(line: StrategyLine) -> str:
     cost = line.summary.cpu_ms_per_request
     if cost is None:
         return "-"
-    change = line.versus.cpu_per_request_change_pct if line.versus else None
-    return f"{cost.median:.3f}" + (f" ({change:+.1f}%)" if change is not None else "")
+    change = line.versus.cpu_per_request if line.versus else None
+    return f"{cost.median:.3f}" + (f" ({_change(change)})" if change is not None else "")
 
 
 def ceiling_lines(results: Results) -> list[str]:
@@ -120,7 +144,7 @@ def fault_lines(results: Results) -> list[str]:
     for row in results.bench:
         errors = ", ".join(f"{n} x {s}" for s, n in sorted(row.server_errors.items())) or "none"
         line = (
-            f"{row.strategy} round {row.round}: {row.requests} requests; 5xx: {errors}; "
+            f"{row.arm} round {row.round}: {row.requests} requests; 5xx: {errors}; "
             f"503 without Retry-After: {row.busy_without_retry_after}; "
             f"transport errors: {row.transport_errors}; "
             f"lost: {row.lost_captures} of {row.acked_captures} acked captures, "
@@ -143,6 +167,8 @@ def fault_lines(results: Results) -> list[str]:
 def print_bench_summary(results: Results, path: Path) -> None:
     wide = console
     wide.print(summary_table(results))
+    for line in verdict_lines(results):
+        console.print(line, highlight=False)
     for line in ceiling_lines(results):
         console.print(line, highlight=False)
     for line in fault_lines(results):

@@ -112,7 +112,7 @@ def _rounds_fact(results: Results) -> str:
     if not results.bench:
         return "0"
     rounds = len({(b.profile, b.round) for b in results.bench})
-    strategies = len({b.strategy for b in results.bench})
+    strategies = len({b.arm for b in results.bench})
     kinds = "strategy" if strategies == 1 else "strategies"
     return f"{fmt.plural(rounds, 'round')} of {strategies} {kinds} ({len(results.bench)} measured)"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from racebench.reports import formatting as fmt
+from racebench.reports import stats
 from racebench.reports.matrix import Matrix, Outcome
-from racebench.reports.summary import BenchSummary, RunSummary, expected_to_hold
+from racebench.reports.summary import BenchSummary, PairedChange, RunSummary, expected_to_hold
 from racebench.reports.thresholds import (
     DEFAULT_MAX_P99_INCREASE_PCT,
     DEFAULT_MAX_THROUGHPUT_DROP_PCT,
@@ -102,14 +103,12 @@ def race_checks(summary: RunSummary, matrix: Matrix) -> list[Check]:
         detail = f"{len(matrix.cells)} cells as expected" if ok else unexpected_detail(matrix)
         checks.append(Check("race matrix", ok, detail))
     broken = [
-        f"{b.strategy} round {b.round} ({b.profile}): {fmt.counts(b.violations)}"
+        f"{b.arm} round {b.round} ({b.profile}): {fmt.counts(b.violations)}"
         for b in summary.rounds
         if any(b.violations.values()) and expected_to_hold(b)
     ]
     errored = [
-        f"{b.strategy} round {b.round} ({b.profile}): {b.error}"
-        for b in summary.rounds
-        if b.errored
+        f"{b.arm} round {b.round} ({b.profile}): {b.error}" for b in summary.rounds if b.errored
     ]
     if summary.rounds:
         detail = "; ".join(broken) if broken else "no safe strategy left a violation"
@@ -128,7 +127,7 @@ def missing_checks(new: RunSummary, old: RunSummary) -> list[Check]:
             if strategy in new.bench.get(profile, {}):
                 continue
             errored = any(
-                r.errored for r in new.rounds if (r.profile, r.strategy) == (profile, strategy)
+                r.errored for r in new.rounds if (r.profile, r.arm) == (profile, strategy)
             )
             why = "every round errored" if errored else "not benchmarked"
             checks.append(
@@ -139,6 +138,79 @@ def missing_checks(new: RunSummary, old: RunSummary) -> list[Check]:
                 )
             )
     return checks
+
+
+def past_threshold(interval: stats.Interval | None, limit_pct: float, *, worse: int) -> bool:
+    """Does the whole interval lie past the threshold? `worse` is -1 when lower is worse
+    (throughput), +1 when higher is (latency). With one round there is no interval: the
+    single difference decides."""
+    if interval is None:
+        return False
+    if interval.low is None or interval.high is None:
+        return worse * interval.mean > limit_pct
+    nearest = interval.high if worse < 0 else interval.low
+    return worse * nearest > limit_pct
+
+
+def performance_checks(
+    name: str,
+    throughput: stats.Interval | None,
+    p99: stats.Interval | None,
+    p99_change_ms: float,
+    thresholds: Thresholds,
+    throughput_figures: str,
+    p99_figures: str,
+) -> list[Check]:
+    """Throughput and p99 against their thresholds: a check fails only when the difference's
+    whole 95% interval lies past the threshold (a p99 rise under min_p99_increase_ms passes)."""
+    drop_failed = past_threshold(throughput, thresholds.max_throughput_drop_pct, worse=-1)
+    p99_failed = (
+        past_threshold(p99, thresholds.max_p99_increase_pct, worse=+1)
+        and p99_change_ms >= thresholds.min_p99_increase_ms
+    )
+    return [
+        Check(
+            f"throughput {name}",
+            not drop_failed,
+            f"{throughput_figures}: {stats.verdict(throughput, stats.THROUGHPUT)}; "
+            f"fails past a {thresholds.max_throughput_drop_pct:g}% drop",
+        ),
+        Check(
+            f"p99 {name}",
+            not p99_failed,
+            f"{p99_figures}: {stats.verdict(p99, stats.P99_LATENCY)}; fails past "
+            f"+{thresholds.max_p99_increase_pct:g}% (and +{thresholds.min_p99_increase_ms:g} ms)",
+        ),
+    ]
+
+
+def paired_gate(summary: RunSummary, thresholds: Thresholds) -> GateResult:
+    """The performance gate inside one bench: each strategy against the first one the bench
+    ran, on the round-by-round differences (`racebench bench --gate`)."""
+    checks = []
+    for profile, by_arm in summary.bench.items():
+        arms = list(by_arm)
+        if len(arms) < 2:
+            continue
+        base = by_arm[arms[0]]
+        for arm in arms[1:]:
+            summary_arm = by_arm[arm]
+            paired = PairedChange.of(summary_arm.rounds, base.rounds)
+            if paired is None:
+                continue
+            checks += performance_checks(
+                f"{arm} vs {arms[0]} ({profile})",
+                paired.throughput,
+                paired.p99,
+                paired.p99_delta_ms,
+                thresholds,
+                f"{fmt.rps(base.throughput_rps.median)} -> "
+                f"{fmt.rps(summary_arm.throughput_rps.median)}",
+                f"{fmt.ms(base.p99_ms.median)} -> {fmt.ms(summary_arm.p99_ms.median)}",
+            )
+    if not checks:
+        return GateResult([Check("performance", False, "fewer than two strategies to compare")])
+    return GateResult(checks)
 
 
 def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateResult:
@@ -157,32 +229,22 @@ def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateRes
     checks = []
     for c in comparisons:
         name = f"{c.strategy} ({c.profile})"
+        throughput = stats.welch(
+            [r.throughput_rps for r in c.old.rounds], [r.throughput_rps for r in c.new.rounds]
+        )
+        p99 = stats.welch(
+            [r.latency_ms.p99 for r in c.old.rounds], [r.latency_ms.p99 for r in c.new.rounds]
+        )
         old_rps, new_rps = c.old.throughput_rps.median, c.new.throughput_rps.median
-        change = c.throughput_change_pct
-        drop_ok = change is None or -change <= thresholds.max_throughput_drop_pct
-        checks.append(
-            Check(
-                f"throughput {name}",
-                drop_ok,
-                f"{fmt.rps(old_rps)} -> {fmt.rps(new_rps)} ({fmt.delta_percent(new_rps, old_rps)}; "
-                f"allowed drop {thresholds.max_throughput_drop_pct:g}%)",
-            )
-        )
         old_p99, new_p99 = c.old.p99_ms.median, c.new.p99_ms.median
-        p99_change = c.p99_change_pct
-        p99_ok = (
-            p99_change is None
-            or p99_change <= thresholds.max_p99_increase_pct
-            or c.p99_change_ms < thresholds.min_p99_increase_ms
-        )
-        checks.append(
-            Check(
-                f"p99 {name}",
-                p99_ok,
-                f"{fmt.ms(old_p99)} -> {fmt.ms(new_p99)} ({fmt.delta_percent(new_p99, old_p99)}; "
-                f"allowed +{thresholds.max_p99_increase_pct:g}% or "
-                f"+{thresholds.min_p99_increase_ms:g} ms)",
-            )
+        checks += performance_checks(
+            name,
+            throughput,
+            p99,
+            c.p99_change_ms,
+            thresholds,
+            f"{fmt.rps(old_rps)} -> {fmt.rps(new_rps)}",
+            f"{fmt.ms(old_p99)} -> {fmt.ms(new_p99)}",
         )
         new_violations = sum(c.new.violations.values()) - sum(c.old.violations.values())
         expected = not all(expected_to_hold(r) for r in c.new.rounds)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from racebench.reference_service.strategies import STRATEGY_NAMES, holds
+from racebench.reports import stats
 from racebench.results import BenchResult, RaceResult, Results
 
 BEFORE = "none"  # the documents' BEFORE
@@ -51,6 +52,23 @@ class PairedChange:
     p99_delta_ms: float  # this - baseline
     mean_delta_ms: float
     cpu_per_request_change_pct: float | None  # None when a round has no CPU figure
+    # The same differences in percent with their 95% intervals (racebench.reports.stats).
+    throughput: stats.Interval | None = None
+    mean: stats.Interval | None = None
+    p99: stats.Interval | None = None
+    cpu_per_request: stats.Interval | None = None
+
+    def verdicts(self) -> dict[str, str]:
+        """Each metric's verdict, by the metric's name."""
+        return {
+            metric.name: stats.verdict(interval, metric)
+            for metric, interval in (
+                (stats.THROUGHPUT, self.throughput),
+                (stats.MEAN_LATENCY, self.mean),
+                (stats.P99_LATENCY, self.p99),
+                (stats.CPU_PER_REQUEST, self.cpu_per_request),
+            )
+        }
 
     @classmethod
     def of(
@@ -67,7 +85,7 @@ class PairedChange:
             if r.cpu_ms_per_request and b.cpu_ms_per_request
         ]
         return cls(
-            baseline=baseline[0].strategy,
+            baseline=baseline[0].arm,
             rounds=len(pairs),
             throughput_change_pct=statistics.median(
                 100.0 * (r.throughput_rps / b.throughput_rps - 1) for r, b in pairs
@@ -79,6 +97,10 @@ class PairedChange:
             cpu_per_request_change_pct=statistics.median(100.0 * (r / b - 1) for r, b in costs)
             if costs
             else None,
+            throughput=stats.paired([(b.throughput_rps, r.throughput_rps) for r, b in pairs]),
+            mean=stats.paired([(b.latency_ms.mean, r.latency_ms.mean) for r, b in pairs]),
+            p99=stats.paired([(b.latency_ms.p99, r.latency_ms.p99) for r, b in pairs]),
+            cpu_per_request=stats.paired([(b, r) for r, b in costs]) if costs else None,
         )
 
 
@@ -114,7 +136,7 @@ class BenchSummary:
             violations.update(r.violations)
         costs = [r.cpu_ms_per_request for r in ordered if r.cpu_ms_per_request]
         return cls(
-            strategy=ordered[0].strategy,
+            strategy=ordered[0].arm,
             profile=ordered[0].profile,
             rounds=ordered,
             mean_ms=spread(lambda r: r.latency_ms.mean),
@@ -210,7 +232,7 @@ def summarize(results: Results) -> RunSummary:
     grouped: dict[str, dict[str, list[BenchResult]]] = {}
     for b in rounds:
         if not b.errored:
-            grouped.setdefault(b.profile, {}).setdefault(b.strategy, []).append(b)
+            grouped.setdefault(b.profile, {}).setdefault(b.arm, []).append(b)
     bench = {
         profile: {s: BenchSummary.of(by_strategy[s]) for s in strategy_order(by_strategy)}
         for profile, by_strategy in grouped.items()

@@ -10,14 +10,24 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from racebench.reports import formatting as fmt
+from racebench.reports import stats
 from racebench.reports.matrix import Matrix, Outcome
-from racebench.reports.summary import AFTER, BEFORE, BenchSummary, RunSummary, SafetySummary, Spread
+from racebench.reports.summary import (
+    AFTER,
+    BEFORE,
+    BenchSummary,
+    PairedChange,
+    RunSummary,
+    SafetySummary,
+    Spread,
+)
 
 Tone = Literal["good", "bad", "warn", "neutral"]
 
 ROW_MEAN = "Average Response Time"
 ROW_P99 = "P99 Response Time"
 ROW_THROUGHPUT = "Concurrent Throughput"
+ROW_CPU = "CPU per Request"
 ROW_RISK = "Race Condition Risk (violations observed)"
 ROW_INTEGRITY = "Data Integrity"
 # What the source document claims for After against Before, shown beside what was measured.
@@ -68,8 +78,11 @@ def _metric_row(
     strategies: list[str],
     get: Callable[[BenchSummary], Spread],
     show: Callable[[float], str],
-    delta: Callable[[float, float], str],
+    metric: stats.Metric,
+    interval: Callable[[PairedChange], stats.Interval | None],
 ) -> Row:
+    """Each strategy's median over its rounds, and against Before the verdict on the paired
+    difference (with one round: the difference, no verdict)."""
     before = bench.get(BEFORE)
     cells = []
     for s in strategies:
@@ -78,10 +91,33 @@ def _metric_row(
             cells.append(TableCell("not benchmarked"))
             continue
         spread = get(summary)
-        change = "" if before is None or s == BEFORE else delta(spread.median, get(before).median)
+        change = ""
+        if before is not None and s != BEFORE:
+            paired = PairedChange.of(summary.rounds, before.rounds)
+            change = stats.verdict(interval(paired) if paired else None, metric)
         note = f"range {fmt.span(spread.low, spread.high)}" if spread.rounds > 1 else "1 round"
         cells.append(TableCell(show(spread.median), change, note))
     return Row(label, cells)
+
+
+def _cpu_row(bench: dict[str, BenchSummary], strategies: list[str]) -> Row:
+    """CPU time per request (the service and its PostgreSQL backends), when it was measured."""
+    before = bench.get(BEFORE)
+    cells = []
+    for s in strategies:
+        summary = bench.get(s)
+        cost = summary.cpu_ms_per_request if summary else None
+        if summary is None or cost is None:
+            cells.append(TableCell("not measured"))
+            continue
+        change = ""
+        if before is not None and s != BEFORE:
+            paired = PairedChange.of(summary.rounds, before.rounds)
+            got = paired.cpu_per_request if paired else None
+            change = stats.verdict(got, stats.CPU_PER_REQUEST)
+        note = f"range {cost.low:.3f}..{cost.high:.3f}" if cost.rounds > 1 else "1 round"
+        cells.append(TableCell(f"{cost.median:.3f} ms", change, note))
+    return Row(ROW_CPU, cells)
 
 
 def _where(safety: SafetySummary) -> str:
@@ -126,12 +162,17 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
     rounds = sorted({s.throughput_rps.rounds for s in bench.values()})
     title = f"Performance impact: {profile} profile" if profile else "Performance impact"
     notes = []
+    orders = sorted({r.order for b in bench.values() for r in b.rounds})
     if rounds == [1]:
-        notes.append("One round per strategy (no spread, no median); deltas against Before.")
+        notes.append(
+            "One round per strategy (no spread, no median): differences against Before are "
+            "printed without a verdict."
+        )
     elif bench:
         notes.append(
-            f"Medians of {'/'.join(map(str, rounds))} alternating rounds per strategy; "
-            "deltas against Before; range = lowest..highest round."
+            f"Medians of {'/'.join(map(str, rounds))} rounds per strategy "
+            f"({', '.join(orders)} order); range = lowest..highest round. Against Before: "
+            f"the verdict on the round-by-round difference, {stats.METHOD}."
         )
     else:
         notes.append("No benchmark in this run: latency and throughput are not measured.")
@@ -141,16 +182,34 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
     if BEFORE in bench and AFTER in bench:
         notes.append(DOCUMENTS_CLAIM)
     rows = [
-        _metric_row(ROW_MEAN, bench, strategies, lambda b: b.mean_ms, fmt.ms, fmt.delta_ms),
-        _metric_row(ROW_P99, bench, strategies, lambda b: b.p99_ms, fmt.ms, fmt.delta_ms),
+        _metric_row(
+            ROW_MEAN,
+            bench,
+            strategies,
+            lambda b: b.mean_ms,
+            fmt.ms,
+            stats.MEAN_LATENCY,
+            lambda c: c.mean,
+        ),
+        _metric_row(
+            ROW_P99,
+            bench,
+            strategies,
+            lambda b: b.p99_ms,
+            fmt.ms,
+            stats.P99_LATENCY,
+            lambda c: c.p99,
+        ),
         _metric_row(
             ROW_THROUGHPUT,
             bench,
             strategies,
             lambda b: b.throughput_rps,
             fmt.rps,
-            fmt.delta_percent,
+            stats.THROUGHPUT,
+            lambda c: c.throughput,
         ),
+        _cpu_row(bench, strategies),
         Row(ROW_RISK, [risk_cell(summary.safety[s]) for s in strategies]),
         Row(ROW_INTEGRITY, [integrity_cell(summary.safety[s]) for s in strategies]),
     ]

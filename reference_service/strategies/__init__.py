@@ -35,9 +35,11 @@ STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
 
 class UnknownStrategy(ValueError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, why: str = "") -> None:
         super().__init__(
-            f"unknown lock strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
+            f"unknown lock strategy {name!r}"
+            + (f" ({why})" if why else "")
+            + f"; choose one of: {', '.join(STRATEGY_NAMES)}, or package.module:Class"
         )
 
 
@@ -51,11 +53,32 @@ def holds(strategy: str, processes: int = 1) -> bool:
 
 
 def get_strategy(name: str) -> LockStrategy:
-    """A fresh instance of the strategy called `name`."""
-    try:
+    """A fresh instance of the strategy called `name`: a registered name, or a class of one's
+    own as `package.module:Class` (a LockStrategy subclass, importable by the service)."""
+    if name in STRATEGIES:
         return STRATEGIES[name]()
-    except KeyError:
-        raise UnknownStrategy(name) from None
+    return import_strategy(name)()
+
+
+def is_custom(name: str) -> bool:
+    """`package.module:Class`: a strategy class outside the registry."""
+    module, _, cls = name.partition(":")
+    return bool(module and cls)
+
+
+def import_strategy(name: str) -> type[LockStrategy]:
+    """The LockStrategy subclass that `package.module:Class` names; UnknownStrategy if `name`
+    is neither registered nor such a class."""
+    if not is_custom(name):
+        raise UnknownStrategy(name)
+    module, _, attribute = name.partition(":")
+    try:
+        cls = getattr(import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise UnknownStrategy(name, f"cannot import it: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, LockStrategy)):
+        raise UnknownStrategy(name, "it is not a LockStrategy subclass")
+    return cls
 
 
 __all__ = [
@@ -68,4 +91,6 @@ __all__ = [
     "UnknownStrategy",
     "get_strategy",
     "holds",
+    "import_strategy",
+    "is_custom",
 ]
