@@ -78,6 +78,7 @@ def _metric_row(
     strategies: list[str],
     get: Callable[[BenchSummary], Spread],
     show: Callable[[float], str],
+    delta: Callable[[float, float], str],
     metric: stats.Metric,
     interval: Callable[[PairedChange], stats.Interval | None],
 ) -> Row:
@@ -94,7 +95,8 @@ def _metric_row(
         change = ""
         if before is not None and s != BEFORE:
             paired = PairedChange.of(summary.rounds, before.rounds)
-            change = stats.verdict(interval(paired) if paired else None, metric)
+            verdict = stats.verdict(interval(paired) if paired else None, metric)
+            change = f"{delta(spread.median, get(before).median)}; {verdict}"
         note = f"range {fmt.span(spread.low, spread.high)}" if spread.rounds > 1 else "1 round"
         cells.append(TableCell(show(spread.median), change, note))
     return Row(label, cells)
@@ -188,6 +190,7 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
             strategies,
             lambda b: b.mean_ms,
             fmt.ms,
+            fmt.delta_ms,
             stats.MEAN_LATENCY,
             lambda c: c.mean,
         ),
@@ -197,6 +200,7 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
             strategies,
             lambda b: b.p99_ms,
             fmt.ms,
+            fmt.delta_ms,
             stats.P99_LATENCY,
             lambda c: c.p99,
         ),
@@ -206,6 +210,7 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
             strategies,
             lambda b: b.throughput_rps,
             fmt.rps,
+            fmt.delta_percent,
             stats.THROUGHPUT,
             lambda c: c.throughput,
         ),

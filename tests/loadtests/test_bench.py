@@ -62,7 +62,7 @@ def test_contention_bench_catches_none_and_clears_for_update(
     )  # fmt: skip
     assert outcome.exit_code == 0, outcome.output
     # The summary at the end is racebench.reports' (the table wraps at CliRunner's width).
-    assert "racebench bench: medians of alternating rounds" in outcome.output
+    assert "racebench bench: medians of the rounds" in outcome.output
 
     results = Results.read(tmp_path)  # rounds only: every aggregate is the reports' work
     assert [(r.strategy, r.round) for r in results.bench] == [("none", 1), ("for_update", 1)]

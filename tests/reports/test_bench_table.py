@@ -88,7 +88,7 @@ def test_the_table_and_the_ceiling_lines() -> None:
     text = out.getvalue()
     assert "none (3r)" in text and "for_update (3r)" in text
     assert "66.7%" in text  # none's range: (200 - 100) / 150
-    assert "-2.0%" in text and "+1.00" in text and "1.050 (+5.0%)" in text
+    assert "-2.3% ±6.3" in text and "1.050 (+5.3% ±11.2)" in text  # paired: mean of per-round
     assert ceiling_lines(results) == [
         "ceiling: pgbench 300 tps for the capture transaction (16 clients, 10 s)",
         "  none: 150 req/s = 50.0% of pgbench",
