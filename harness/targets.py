@@ -170,6 +170,10 @@ class RaceGate:
             controller = self.controller
             if controller is not None:
                 actor = self.actor_by_worker.get(message["pid"])
+                # When it happened and on which backend, as the worker saw it (this handler
+                # is its own task: the context is this report's alone).
+                race_points.point_time.set(_float_or_none(message.get("t")))
+                race_points.current_backend.set(_int_or_none(message.get("backend")))
                 await controller.reached(message["point"], actor or f"worker {message['pid']}")
             writer.write(b"go\n")
             await writer.drain()
@@ -177,6 +181,14 @@ class RaceGate:
             pass  # the worker goes on by itself when the gate drops
         finally:
             writer.close()
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 class HttpTarget:

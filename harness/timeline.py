@@ -48,12 +48,23 @@ class Timeline:
     def now_ms(self) -> float:
         return (time.perf_counter() - self._start) * 1000.0
 
-    def add(self, actor: str, what: str, kind: EventKind, label: str = "") -> None:
-        self.events.append(
-            TimelineEvent(
-                kind=kind, actor=actor, t_ms=round(self.now_ms(), 3), what=what, label=label
-            )
+    def ms(self, at: float) -> float:
+        """A time.perf_counter() moment (of this process or a worker's) in this timeline's ms."""
+        return round((at - self._start) * 1000.0, 3)
+
+    def add(
+        self, actor: str, what: str, kind: EventKind, label: str = "", at: float | None = None
+    ) -> TimelineEvent:
+        """Record an event now, or at `at` (time.perf_counter(), when it happened)."""
+        event = TimelineEvent(
+            kind=kind,
+            actor=actor,
+            t_ms=round(self.now_ms(), 3) if at is None else self.ms(at),
+            what=what,
+            label=label,
         )
+        self.events.append(event)
+        return event
 
     def note(self, what: str, label: str = "") -> None:
         self.add(HARNESS_ACTOR, what, "note", label)
