@@ -12,8 +12,8 @@ A step that did not happen as written raises ScheduleBroken: the run is then an 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import bisect
+import contextlib
 import random
 import time
 from collections.abc import Iterable
@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from racebench.harness.schedule import POINT_WORDS, Schedule, Step
-from racebench.harness.timeline import EventKind
+from racebench.harness.timeline import COMMIT_WORDS, EventKind
 from racebench.reference_service import race_points
 from racebench.reference_service.race_points import HOLDING_POINTS, RacePoint
 from racebench.results import TimelineEvent
@@ -72,7 +72,7 @@ class Faults(Protocol):
 # What the timeline says when an actor reports a point it is not held at.
 REPORT_WORDS: dict[str, str] = {
     RacePoint.ALREADY_CAPTURED: "reads payment: status = captured; already captured, skipped",
-    RacePoint.AFTER_COMMIT: "COMMIT",
+    RacePoint.AFTER_COMMIT: COMMIT_WORDS,
 }
 
 
@@ -117,6 +117,7 @@ class _Actor:
     arrival: TimelineEvent | None = None  # its last arrival at a holding point, as drawn
     commit_label: str = ""  # the schedule step that let it commit (T6, ...)
     committed: bool = False  # it reported a COMMIT since its commit step began
+    waiting: bool = False  # drawn BLOCKED, and nothing it did drawn since
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -192,8 +193,12 @@ class ScheduleController:
         if backend is not None and actor is not None:
             bisect.insort(self.reports, Report(at, backend, name))
         if point not in HOLDING_POINTS:
+            if state is not None:
+                state.waiting = False
             self._reported(point, name, state, at, actor is not None)
             return
+        if state is not None:
+            state.waiting = False
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
@@ -313,7 +318,9 @@ class ScheduleController:
 
         What an actor does is drawn when it happens (reached()); a step labels it."""
         if outcome is Outcome.BLOCKED:
-            self.recorder.add(state.name, detail, "blocked", step.label)
+            what = "still blocked (the same wait)" if state.waiting else detail
+            self.recorder.add(state.name, what, "blocked", step.label)
+            state.waiting = True
         elif outcome is Outcome.FINISHED and step.kind == "commit":
             if not state.succeeded:
                 what = f"request failed ({state.answer or 'no answer'}): no {step.note}"

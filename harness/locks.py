@@ -170,8 +170,8 @@ class LockSampler:
         holders = [self._name_before(pid, now) for pid in row["blocked_by"]]
         kind = LOCK_WORDS.get(row["wait_event"], "lock")
         return (
-            f"{statement_gist(str(row['query']))} waits for {', '.join(holders)}'s {kind} "
-            f"[{row['wait_event']}]"
+            f"on {row['wait_event']}: {statement_gist(str(row['query']))} waits for "
+            f"{', '.join(holders)}'s {kind}"
         )
 
     def _name_before(self, pid: int, at: float) -> str:
