@@ -127,6 +127,7 @@ class Report:
     at: float
     backend: int
     actor: str
+    done: float = 0.0  # a COMMIT: when the harness heard of it (it had returned by then)
 
 
 class ScheduleController:
@@ -191,7 +192,8 @@ class ScheduleController:
         at = race_points.point_time.get() or time.perf_counter()
         backend = race_points.current_backend.get()
         if backend is not None and actor is not None:
-            bisect.insort(self.reports, Report(at, backend, name))
+            done = time.perf_counter() if point == RacePoint.AFTER_COMMIT else 0.0
+            bisect.insort(self.reports, Report(at, backend, name, done))
         if point not in HOLDING_POINTS:
             if state is not None:
                 state.waiting = False
@@ -240,13 +242,21 @@ class ScheduleController:
                 return report
         return None
 
-    def actor_before(self, backend: int, at: float) -> str | None:
-        """The actor whose last report on `backend` came before `at` (a holder seen now)."""
+    def holder_on(self, backend: int, at: float) -> Report | None:
+        """The actor whose transaction `backend` served at `at`: the one that reported on it
+        last, unless that was a COMMIT already returned by then (the next one's, then)."""
         i = bisect.bisect_right(self.reports, Report(at, 1 << 62, "\uffff"))
         for report in reversed(self.reports[:i]):
             if report.backend == backend:
-                return report.actor
-        return None
+                if not report.done or at <= report.done:
+                    return report
+                break
+        return self.actor_on(backend, at)
+
+    def actor_before(self, backend: int, at: float) -> str | None:
+        """The actor holding `backend`'s transaction at `at`, if known (a holder seen now)."""
+        report = self.holder_on(backend, at)
+        return report.actor if report is not None else None
 
     # -- the schedule's side -----------------------------------------------------------------
 

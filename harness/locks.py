@@ -125,6 +125,31 @@ class LockProbe:
         return None
 
 
+# Waits whose blockers are the backends queued with it, not the lock's holder: a row's tuple
+# lock is held by the first in line while it waits for the row's transaction, and passes on
+# before that backend commits. Only the transaction (or advisory lock) it then waits on names
+# a holder that keeps the lock until its COMMIT.
+QUEUE_WAITS = frozenset({"Lock/tuple"})
+
+
+def _roots(pid: int, waiting: dict[int, list[int]]) -> set[int]:
+    """The backends that hold what `pid` waits for. pg_blocking_pids() also names waiters
+    queued ahead of it (a row's tuple lock); those are followed to the holder they wait for."""
+    roots: set[int] = set()
+    seen = {pid}
+    todo = list(waiting.get(pid, []))
+    while todo:
+        blocker = todo.pop()
+        if blocker in seen:
+            continue
+        seen.add(blocker)
+        if blocker in waiting:
+            todo.extend(waiting[blocker])
+        else:
+            roots.add(blocker)
+    return roots
+
+
 def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
     """Waiters that someone still blocks (no blocker: the lock is being granted right now)."""
     return [row for row in rows if row["blocked_by"]]
@@ -159,6 +184,7 @@ class LockSampler:
         self._open: dict[int, LockWait] = {}
         self._mine: list[LockWait] = []
         self._seen: dict[int, tuple[float, float]] = {}  # id(wait): first and last sample sent
+        self._roots: dict[int, dict[int, float]] = {}  # id(wait): holder pid -> when seen
         self.in_flight: Callable[[], list[str]] = list
         """The actors running and not held; a lone one with a lone wait is its owner."""
         self.controller: ScheduleController | None = None
@@ -203,6 +229,10 @@ class LockSampler:
                 self.timeline.lock_waits.append(wait)
             first, _ = self._seen.get(id(wait), (sent, sent))
             self._seen[id(wait)] = (first, sent)
+            roots = self._roots.setdefault(id(wait), {})
+            if row["wait_event"] not in QUEUE_WAITS and row["wait_event"] == wait.wait_event:
+                for holder in _roots(pid, {r["pid"]: list(r["blocked_by"]) for r in rows}):
+                    roots.setdefault(holder, sent)
             wait.end_ms = now
             wait.blocked_by = sorted(set(wait.blocked_by) | set(row["blocked_by"]))
         for pid in list(self._open):
@@ -222,7 +252,9 @@ class LockSampler:
             return
         for wait in self._mine:
             first, last = self._seen[id(wait)]
-            holders = [controller.actor_on(pid, first) for pid in wait.blocked_by]
+            holders = [
+                controller.holder_on(pid, seen) for pid, seen in self._roots[id(wait)].items()
+            ]
             wait.holders = list(dict.fromkeys(h.actor for h in holders if h is not None))
             nxt = controller.actor_on(wait.pid, last)
             if nxt is not None:
