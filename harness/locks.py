@@ -251,7 +251,7 @@ class LockSampler:
         if controller is None:
             return
         for wait in self._mine:
-            first, last = self._seen[id(wait)]
+            _, last = self._seen[id(wait)]
             holders = [
                 controller.holder_on(pid, seen) for pid, seen in self._roots[id(wait)].items()
             ]

@@ -123,8 +123,7 @@ def render(
     lines.append((" " * lead_width + "".join(f"{a:<{column}}" for a in shown)).rstrip())
     lines.append((" " * lead_width + "".join(f"{'|':<{column}}" for _ in shown)).rstrip())
     rows: list[tuple[float, int, str, str, str, str]] = [
-        (e.t_ms, 1, e.label, e.actor, f"{_MARKS.get(e.kind, '')}{e.what}", e.kind)
-        for e in events
+        (e.t_ms, 1, e.label, e.actor, f"{_MARKS.get(e.kind, '')}{e.what}", e.kind) for e in events
     ]
     rows += [(w.end_ms, 0, "", w.actor, _granted(w), "granted") for w in waits if w.actor in shown]
     rows.sort(key=lambda r: (r[0], r[1]))

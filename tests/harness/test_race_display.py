@@ -50,7 +50,10 @@ def test_the_table_names_the_http_worker_count() -> None:
 
 
 def test_long_evidence_continues_on_the_next_line_instead_of_being_cut() -> None:
-    evidence = "BLOCKS on Lock/transactionid: UPDATE payments waits for client's row lock (held by pid 1234567, 7654321)"
+    evidence = (
+        "BLOCKS on Lock/transactionid: UPDATE payments waits for client's row lock "
+        "(held by pid 1234567, 7654321)"
+    )
     assert len(evidence) > MAX_COLUMN_WIDTH - 10
     rows: list[TimelineEntry] = [
         TimelineEvent(t_ms=0.0, actor="client", what="reads payment", kind="arrive", label="T0"),

@@ -32,8 +32,11 @@ async def test_every_timeline_is_in_a_possible_order(database_url: str, mode: st
             runs += 1
             assert outcome.errors == [], (c.cell.title, i, outcome.errors)
             errors = ordering_errors(outcome.timeline)
-            assert errors == [], f"{c.cell.title} run {i}:\n" + "\n".join(errors) + "\n" + (
-                render(outcome.timeline, c.cell.title)
+            assert errors == [], (
+                f"{c.cell.title} run {i}:\n"
+                + "\n".join(errors)
+                + "\n"
+                + (render(outcome.timeline, c.cell.title))
             )
         if c.cell.scenario.name == "interleaved":
             _tells_the_whole_story(c)
