@@ -260,6 +260,8 @@ class LockSampler:
             if nxt is not None:
                 wait.actor = nxt.actor
                 wait.end_ms = max(wait.start_ms, self.timeline.ms(nxt.at))
+            else:  # its transaction ended on that backend unreported (a retried rollback)
+                wait.end_ms = self._unreported_end(wait)
             sends = [
                 e.t_ms
                 for e in self.timeline.events
@@ -267,6 +269,22 @@ class LockSampler:
             ]
             if sends and wait.start_ms < max(sends):
                 wait.start_ms = max(sends)  # a sample sent just before the request
+
+    def _unreported_end(self, wait: LockWait) -> float:
+        """A wait whose backend reported nothing after it: it ended no earlier than its
+        holders' COMMIT, and no later than its actor's next step (if it has a name)."""
+        commits = [
+            e.t_ms
+            for e in self.timeline.events
+            if e.actor in wait.holders and e.what == "COMMIT" and e.t_ms >= wait.start_ms
+        ]
+        end = max(wait.end_ms, min(commits)) if commits else wait.end_ms
+        steps = [
+            e.t_ms
+            for e in self.timeline.events
+            if e.actor == wait.actor and e.kind != "blocked" and e.t_ms >= end
+        ]
+        return min(steps) if steps and not commits else end
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
