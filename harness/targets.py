@@ -45,6 +45,10 @@ def processes_of(mode: Mode) -> int:
     return PROCESSES[mode]
 
 
+# An idle connection of the harness's clients is dropped after this: below the service's own
+# keep-alive (5 s, racebench serve), or a request may go out on a connection the server is
+# closing at that moment (httpx.ReadError, seen in hundred_way over HTTP).
+CLIENT_KEEPALIVE_S = 2.0
 # A worker sends its one JSON line right after connecting; a silent connection is not ours.
 GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).
@@ -232,7 +236,9 @@ class HttpTarget:
             base_url=self.base_url,
             timeout=REQUEST_TIMEOUT_S,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=CLIENT_KEEPALIVE_S,
             ),
         )
 
