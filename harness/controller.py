@@ -43,14 +43,13 @@ STALL_TIMEOUT_S = 10.0
 MAX_JITTER_S = 0.002
 
 
-_PID = re.compile(r"\bpid (\d+)")
+_HELD_BY = re.compile(r"held by pid ([\d, ]+)")
 
 
 def _blockers(evidence: str) -> set[int]:
-    """The backend pids a probe's evidence names as holding the lock: "... waits for pid 7's
-    row lock" (a holder that is no actor, such as the harness's own connection, goes by pid)."""
-    _, found, holders = evidence.partition(" waits for ")
-    return {int(p) for p in _PID.findall(holders)} if found else set()
+    """The backend pids a probe's evidence names as holding the lock ("held by pid 7, 9")."""
+    found = _HELD_BY.search(evidence)
+    return {int(p) for p in found.group(1).replace(",", " ").split()} if found else set()
 
 
 class Outcome(StrEnum):

@@ -336,7 +336,7 @@ class HolderProbe(FakeProbe):
 
     async def blocked(self, actor: str, others_in_flight: int) -> str | None:
         return (
-            f"on Lock/transactionid: UPDATE payments waits for pid {self.by}'s row lock"
+            f"on Lock/transactionid (held by pid {self.by})"
             if actor in self.blocked_actors
             else None
         )
@@ -376,12 +376,9 @@ async def test_hold_lock_holds_until_the_blocked_actor_times_out() -> None:
     await asyncio.gather(actor, driving)
     assert controller.broken is None
     assert log == ["lock 7 taken", "delivery times out", "lock 7 let go"]
-    assert (
-        "T0",
-        "delivery",
-        "blocked",
-        f"on Lock/transactionid: UPDATE payments waits for pid {HOLDER_PID}'s row lock",
-    ) in (lines(timeline))
+    assert ("T0", "delivery", "blocked", f"on Lock/transactionid (held by pid {HOLDER_PID})") in (
+        lines(timeline)
+    )
 
 
 async def test_a_hold_that_holds_nothing_up_is_an_error() -> None:
@@ -411,16 +408,13 @@ async def test_an_actor_blocked_by_someone_else_is_not_the_held_lock() -> None:
     lock_timeout.set()
     probe.blocked_actors.add("delivery")
     await controller.drive()
-    assert controller.broken is not None and "waits for pid 99's" in controller.broken
+    assert controller.broken is not None and "held by pid 99" in controller.broken
     await blocked_until_timeout(controller, probe, log, lock_timeout)
 
 
 def test_the_holder_is_read_from_the_evidence_by_whole_pid() -> None:
-    assert controller_module._blockers(
-        "on Lock/tuple: UPDATE payments waits for pid 12, pid 4242's row lock"
-    ) == {12, 4242}
-    assert 424 not in controller_module._blockers("on Lock/tuple: x waits for pid 4242's lock")
-    assert controller_module._blockers("on Lock/tuple: x waits for client's row lock") == set()
+    assert controller_module._blockers("on Lock/tuple (held by pid 12, 4242)") == {12, 4242}
+    assert 424 not in controller_module._blockers("on Lock/tuple (held by pid 4242)")
     assert controller_module._blockers("on an asyncio.Lock (app_lock)") == set()
 
 
