@@ -67,7 +67,6 @@ async def capture(controller: ScheduleController, actor: str, log: list[str]) ->
     log.append(f"{actor} writes")
     await controller.reached(RacePoint.BEFORE_COMMIT, actor)
     log.append(f"{actor} commits")
-    await controller.reached(RacePoint.AFTER_COMMIT, actor)  # never held: only drawn
     controller.finished(actor, succeeded=True, answer="200 captured")
 
 
@@ -119,8 +118,8 @@ async def test_t0_t7_interleaves_both_actors_before_either_commits() -> None:
         if label in ("T6", "T7")
     ]
     assert commits == [
-        ("T6", "client", "COMMIT"),
-        ("T7", "webhook", "COMMIT"),
+        ("T6", "client", "COMMIT (answered 200 captured)"),
+        ("T7", "webhook", "COMMIT (answered 200 captured)"),
     ]
 
 
@@ -255,7 +254,7 @@ async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -
         "second writes",
         "second commits",
     ]
-    assert ("T2", "first", "release", "COMMIT") in lines(timeline)
+    assert ("T2", "first", "release", "COMMIT (answered 200 captured)") in lines(timeline)
     assert controller.broken is None
 
 
