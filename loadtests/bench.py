@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,17 @@ def build_results(config: BenchConfig, rows: Sequence[BenchResult], run_id: str)
     return results
 
 
+@contextmanager
+def _bench_server(database_url: str | None, faults: bool) -> Iterator[str | None]:
+    """The server the cells provision their databases on: the one named, or one embedded
+    PostgreSQL for the whole bench (None with --faults: each cell starts its own)."""
+    if faults or database_url or os.environ.get("DATABASE_URL"):
+        yield database_url
+        return
+    with server(None) as (admin_url, _):
+        yield render(admin_url)
+
+
 def run_bench(
     *,
     strategies: str,
@@ -141,67 +153,43 @@ def run_bench(
     With no database URL (and no DATABASE_URL), one embedded PostgreSQL serves every cell
     (arms that run at the same time each get a database of their own on it); --faults cells
     start servers of their own, which they restart."""
-    asked = dict(locals())
-    if faults or database_url or os.environ.get("DATABASE_URL"):
-        return _run_bench(**asked)
-    with server(None) as (admin_url, _):
-        return _run_bench(**{**asked, "database_url": render(admin_url)})
-
-
-def _run_bench(
-    *,
-    strategies: str,
-    profile: str,
-    users: int,
-    rate: float | None,
-    duration: str,
-    rounds: int,
-    workers: int,
-    processes: int,
-    out: Path | None,
-    database_url: str | None,
-    ceiling: bool,
-    faults: bool,
-    kill_every_s: float,
-    order: Order,
-    progress: Progress[BenchResult | Ceiling] | None,
-) -> BenchRun:
-    run_id = new_run_id("bench")
-    config = BenchConfig(
-        strategies=parse_strategies(strategies),
-        profile=parse_profile(profile),
-        users=users,
-        rate=rate,
-        duration_s=parse_duration(duration),
-        rounds=rounds,
-        workers=workers,
-        processes=processes,
-        run_dir=out or DEFAULT_RUNS_DIR / run_id,
-        database_url=database_url,
-        faults=faults,
-        kill_every_s=kill_every_s,
-        order=order,
-    )
     if kill_every_s <= 0:
         raise ValueError(f"--kill-every must be positive, not {kill_every_s}")
     if rate is not None and rate <= 0:
         raise ValueError(f"--rate must be positive, not {rate}")
-    load_at_start = os.getloadavg()
-    rows: list[BenchResult] = []
+    with _bench_server(database_url, faults) as database_url:
+        run_id = new_run_id("bench")
+        config = BenchConfig(
+            strategies=parse_strategies(strategies),
+            profile=parse_profile(profile),
+            users=users,
+            rate=rate,
+            duration_s=parse_duration(duration),
+            rounds=rounds,
+            workers=workers,
+            processes=processes,
+            run_dir=out or DEFAULT_RUNS_DIR / run_id,
+            database_url=database_url,
+            faults=faults,
+            kill_every_s=kill_every_s,
+            order=order,
+        )
+        load_at_start = os.getloadavg()
+        rows: list[BenchResult] = []
 
-    def keep(result: BenchResult) -> None:
-        rows.append(result)
-        build_results(config, rows, run_id).write(config.run_dir)  # partial results survive
+        def keep(result: BenchResult) -> None:
+            rows.append(result)
+            build_results(config, rows, run_id).write(config.run_dir)  # partial results survive
 
-    run_cells(config, progress, keep)
-    measured = None
-    if ceiling:
-        if progress is not None:
-            progress.started("pgbench", config.cells + 1, config.cells + 1)
-        measured = measure_ceiling(config, progress)
-    results = build_results(config, rows, run_id)
-    results.environment["bench"]["load_average_at_start"] = list(load_at_start)
-    if measured is not None:
-        results.environment["ceiling"] = {"pgbench": measured.to_json()}
-    path = results.write(config.run_dir)
-    return BenchRun(results, path, exit_code(rows))
+        run_cells(config, progress, keep)
+        measured = None
+        if ceiling:
+            if progress is not None:
+                progress.started("pgbench", config.cells + 1, config.cells + 1)
+            measured = measure_ceiling(config, progress)
+        results = build_results(config, rows, run_id)
+        results.environment["bench"]["load_average_at_start"] = list(load_at_start)
+        if measured is not None:
+            results.environment["ceiling"] = {"pgbench": measured.to_json()}
+        path = results.write(config.run_dir)
+        return BenchRun(results, path, exit_code(rows))
