@@ -16,17 +16,21 @@ kill, a held lock nobody was seen waiting on, a server the harness may not resta
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from racebench.harness.schedule import POINT_WORDS, Schedule, Step
-from racebench.harness.timeline import EventKind
+from racebench.harness.timeline import COMMIT_WORDS, EventKind
 from racebench.reference_service import race_points
+from racebench.reference_service.race_points import HOLDING_POINTS, RacePoint
+from racebench.results import TimelineEvent
 
 # How often a waiting schedule asks whether its actor is blocked. A capture step takes about a
 # millisecond; 5 ms keeps the probe's own queries from loading the 2-core machine.
@@ -39,13 +43,14 @@ STALL_TIMEOUT_S = 10.0
 MAX_JITTER_S = 0.002
 
 
-_HELD_BY = re.compile(r"held by pid ([\d, ]+)")
+_PID = re.compile(r"\bpid (\d+)")
 
 
 def _blockers(evidence: str) -> set[int]:
-    """The backend pids a probe's evidence names as holding the lock ("held by pid 7, 9")."""
-    found = _HELD_BY.search(evidence)
-    return {int(p) for p in found.group(1).replace(",", " ").split()} if found else set()
+    """The backend pids a probe's evidence names as holding the lock: "... waits for pid 7's
+    row lock" (a holder that is no actor, such as the harness's own connection, goes by pid)."""
+    _, found, holders = evidence.partition(" waits for ")
+    return {int(p) for p in _PID.findall(holders)} if found else set()
 
 
 class Outcome(StrEnum):
@@ -92,8 +97,17 @@ class Faults(Protocol):
         ...
 
 
+# What the timeline says when an actor reports a point it is not held at.
+REPORT_WORDS: dict[str, str] = {
+    RacePoint.ALREADY_CAPTURED: "reads payment: status = captured; already captured, skipped",
+    RacePoint.AFTER_COMMIT: COMMIT_WORDS,
+}
+
+
 class Recorder(Protocol):
-    def add(self, actor: str, what: str, kind: EventKind, label: str = "") -> None: ...
+    def add(
+        self, actor: str, what: str, kind: EventKind, label: str = "", at: float | None = None
+    ) -> TimelineEvent: ...
     def note(self, what: str, label: str = "") -> None: ...
 
 
@@ -129,6 +143,20 @@ class _Actor:
     hits: dict[str, int] = field(default_factory=dict)
     stranger: bool = False  # not a registered actor: an anonymous arrival (http mode)
     backend: int | None = None  # the PostgreSQL backend pid of its transaction, at its last point
+    arrival: TimelineEvent | None = None  # its last arrival at a holding point, as drawn
+    commit_label: str = ""  # the schedule step that let it commit (T6, ...)
+    committed: bool = False  # it reported a COMMIT since its commit step began
+    waiting: bool = False  # drawn BLOCKED, and nothing it did drawn since
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Report:
+    """One race point an actor reported: when (perf_counter), on which backend."""
+
+    at: float
+    backend: int
+    actor: str
+    done: float = 0.0  # a COMMIT: when the harness heard of it (it had returned by then)
 
 
 class ScheduleController:
@@ -164,6 +192,8 @@ class ScheduleController:
                 self._actors[name].payment = payment
         self._changed = asyncio.Event()
         self._done = schedule is None
+        self.reports: list[Report] = []
+        """Every point reported with its backend, in time order: who a backend served when."""
         self.broken: str | None = None
         """Why the schedule did not play as written (None: it did); the run is then an error."""
         if schedule is None:
@@ -194,10 +224,27 @@ class ScheduleController:
             name = f"{name}#{len(self._actors)}"
             state = self._actors[name] = _Actor(name, stranger=True)
             state.started.set()
+        at = race_points.point_time.get() or time.perf_counter()
+        if backend is None:
+            backend = race_points.current_backend.get()
+        if backend is not None and actor is not None:
+            done = time.perf_counter() if point == RacePoint.AFTER_COMMIT else 0.0
+            bisect.insort(self.reports, Report(at, backend, name, done))
+        if point not in HOLDING_POINTS:
+            if state is not None:
+                state.waiting = False
+            self._reported(point, name, state, at, actor is not None)
+            return
+        if state is not None:
+            state.waiting = False
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
-            state.backend = backend if backend is not None else race_points.current_backend.get()
+            state.backend = backend
+        if actor is not None:  # drawn when it happens; a step that waited for it labels it
+            event = self.recorder.add(name, POINT_WORDS.get(point, point), "arrive", at=at)
+            if state is not None:
+                state.arrival = event
         if state is not None and not self._done and not state.free:
             state.held_at = point
             state.release = asyncio.get_running_loop().create_future()
@@ -208,6 +255,44 @@ class ScheduleController:
                 state.held_at, state.release = None, None
         if self.jitter is not None:
             await asyncio.sleep(self.jitter.delay(name, point, hit))
+
+    def _reported(
+        self, point: str, name: str, state: _Actor | None, at: float, known: bool
+    ) -> None:
+        """A point nobody is held at (a COMMIT, a skip): drawn at the moment it happened."""
+        if not known:
+            return  # the harness's own setup requests
+        label = ""
+        if point == RacePoint.AFTER_COMMIT and state is not None and state.commit_label:
+            label, state.commit_label, state.committed = state.commit_label, "", True
+        kind: EventKind = "release" if point == RacePoint.AFTER_COMMIT else "arrive"
+        self.recorder.add(name, REPORT_WORDS.get(point, point), kind, label, at=at)
+
+    def actor_on(self, backend: int, at: float) -> Report | None:
+        """The first report on `backend` at or after `at`: the actor whose transaction the
+        backend served then (a backend is pooled: it serves many actors, one at a time), and
+        when that actor next did something."""
+        i = bisect.bisect_left(self.reports, Report(at, -1, ""))
+        for report in self.reports[i:]:
+            if report.backend == backend:
+                return report
+        return None
+
+    def holder_on(self, backend: int, at: float) -> Report | None:
+        """The actor whose transaction `backend` served at `at`: the one that reported on it
+        last, unless that was a COMMIT already returned by then (the next one's, then)."""
+        i = bisect.bisect_right(self.reports, Report(at, 1 << 62, "\uffff"))
+        for report in reversed(self.reports[:i]):
+            if report.backend == backend:
+                if not report.done or at <= report.done:
+                    return report
+                break
+        return self.actor_on(backend, at)
+
+    def actor_before(self, backend: int, at: float) -> str | None:
+        """The actor holding `backend`'s transaction at `at`, if known (a holder seen now)."""
+        report = self.holder_on(backend, at)
+        return report.actor if report is not None else None
 
     # -- the schedule's side -----------------------------------------------------------------
 
@@ -245,6 +330,7 @@ class ScheduleController:
         else:
             state = self._actors[step.actors[0]]
             if step.kind == "commit":
+                state.commit_label, state.committed = step.label, False
                 state.free = True  # from now on it is never held: it runs to its commit
                 self._let_go(state)
             elif state.held_at is not None and state.held_at != step.point:
@@ -338,9 +424,13 @@ class ScheduleController:
             await self._pause(deadline, what)
 
     def _record(self, step: Step, state: _Actor, outcome: Outcome, detail: str) -> None:
-        """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen."""
+        """Put the step's outcome on the timeline; raise ScheduleBroken if it did not happen.
+
+        What an actor does is drawn when it happens (reached()); a step labels it."""
         if outcome is Outcome.BLOCKED:
-            self.recorder.add(state.name, detail, "blocked", step.label)
+            what = "still blocked (the same wait)" if state.waiting else detail
+            self.recorder.add(state.name, what, "blocked", step.label)
+            state.waiting = True
         elif outcome is Outcome.FINISHED and step.kind == "commit":
             if not state.succeeded:
                 what = f"request failed ({state.answer or 'no answer'}): no {step.note}"
@@ -349,13 +439,10 @@ class ScheduleController:
                     f"{step.label}: {state.name}'s request failed ({state.answer or 'no answer'})"
                     f", so there was nothing to {step.note}"
                 )
-            answered = f" (answered {state.answer})" if state.answer else ""
-            self.recorder.add(
-                state.name,
-                f"{step.note}{answered}",
-                "release",
-                step.label,
-            )
+            if not state.committed:  # a service that does not report its commit
+                state.commit_label = ""
+                what = f"returned ({state.answer}); its COMMIT was not reported"
+                self.recorder.add(state.name, what, "release", step.label)
         elif outcome is Outcome.FINISHED:
             what = (
                 f"{step.label}: {state.name}'s request returned "
@@ -371,11 +458,21 @@ class ScheduleController:
                 "release",
                 step.label,
             )
-        elif state.held_at == step.point and step.kind == "reach":
-            self.recorder.add(state.name, step.note, "arrive", step.label)
-        else:
-            words = POINT_WORDS.get(state.held_at or "", state.held_at or "")
-            self.recorder.add(state.name, f"then: {words}", "arrive", step.label)
+        elif state.arrival is not None:
+            state.arrival.label = step.label
+            if state.held_at == step.point and step.kind == "reach":
+                state.arrival.what = step.note
+        if outcome is not Outcome.FINISHED or step.kind != "commit":
+            self._also(step, state)
+
+    def _also(self, step: Step, state: _Actor) -> None:
+        """The step's further labels (the documents' T2, T3), drawn with its own event."""
+        arrival = state.arrival
+        at_ms = arrival.t_ms if arrival is not None and arrival.label == step.label else None
+        for label, words in step.also:
+            added = self.recorder.add(state.name, words, "arrive", label)
+            if at_ms is not None:
+                added.t_ms = at_ms
 
     def _let_go(self, state: _Actor) -> None:
         """Release the actor from the point it is held at, if any."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from racebench.harness.controller import ScheduleController
 from racebench.harness.database import connect, parse_url
 from racebench.harness.invariants import CheckResult, check_connection
 from racebench.harness.targets import Target
@@ -122,16 +125,41 @@ class LockProbe:
             return "on an asyncio.Lock (app_lock)"
         waiters = _held_up(await self.sampler.sample())
         if len(waiters) > others_in_flight:
-            return _evidence(waiters[0])
+            return self.sampler.evidence(waiters[0])
         return None
 
     async def anyone_blocked(self) -> str | None:
         waiters = _held_up(await self.sampler.sample())
         if waiters:
-            return _evidence(waiters[0])
+            return self.sampler.evidence(waiters[0])
         if self.target.lock_waiting_task(""):
             return "on an asyncio.Lock (app_lock)"
         return None
+
+
+# Waits whose blockers are the backends queued with it, not the lock's holder: a row's tuple
+# lock is held by the first in line while it waits for the row's transaction, and passes on
+# before that backend commits. Only the transaction (or advisory lock) it then waits on names
+# a holder that keeps the lock until its COMMIT.
+QUEUE_WAITS = frozenset({"Lock/tuple"})
+
+
+def _roots(pid: int, waiting: dict[int, list[int]]) -> set[int]:
+    """The backends that hold what `pid` waits for. pg_blocking_pids() also names waiters
+    queued ahead of it (a row's tuple lock); those are followed to the holder they wait for."""
+    roots: set[int] = set()
+    seen = {pid}
+    todo = list(waiting.get(pid, []))
+    while todo:
+        blocker = todo.pop()
+        if blocker in seen:
+            continue
+        seen.add(blocker)
+        if blocker in waiting:
+            todo.extend(waiting[blocker])
+        else:
+            roots.add(blocker)
+    return roots
 
 
 def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
@@ -139,8 +167,25 @@ def _held_up(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
     return [row for row in rows if row["blocked_by"]]
 
 
-def _evidence(row: asyncpg.Record) -> str:
-    return f"on {row['wait_event']} (held by pid {', '.join(map(str, row['blocked_by']))})"
+# What a wait event is, in words: whose lock it is and until when it is held.
+LOCK_WORDS = {
+    "Lock/transactionid": "row lock (PostgreSQL's own, held until its COMMIT)",
+    "Lock/tuple": "row lock (PostgreSQL's own, held until its COMMIT)",
+    "Lock/advisory": "advisory lock (held until its COMMIT)",
+    "Lock/relation": "table lock",
+}
+
+
+def statement_gist(query: str) -> str:
+    """The statement that waits, in a few words: `UPDATE payments`, `SELECT ... FOR UPDATE`."""
+    text = " ".join(query.split())
+    if "pg_advisory" in text:
+        return "pg_advisory_xact_lock"
+    if re.search(r"\bFOR (NO KEY )?UPDATE\b", text) and not re.search(r"\bUPDATE \w+ SET", text):
+        table = re.search(r"\bFROM (\w+)", text)
+        return f"SELECT ... FROM {table.group(1)} FOR UPDATE" if table else "SELECT ... FOR UPDATE"
+    found = re.search(r"\b(UPDATE \w+|INSERT INTO \w+|DELETE FROM \w+)", text)
+    return found.group(1) if found else text[:30]
 
 
 class LockSampler:
@@ -149,12 +194,32 @@ class LockSampler:
     def __init__(self, monitor: Monitor, timeline: Timeline) -> None:
         self.monitor, self.timeline = monitor, timeline
         self._open: dict[int, LockWait] = {}
+        self._mine: list[LockWait] = []
+        self._seen: dict[int, tuple[float, float]] = {}  # id(wait): first and last sample sent
+        self._roots: dict[int, dict[int, float]] = {}  # id(wait): holder pid -> when seen
         self.in_flight: Callable[[], list[str]] = list
         """The actors running and not held; a lone one with a lone wait is its owner."""
+        self.controller: ScheduleController | None = None
+        """Who each backend served (the actors' reports): names waiters and holders."""
+
+    def evidence(self, row: asyncpg.Record) -> str:
+        """A waiter in words: which statement waits for whose lock, and why."""
+        now = time.perf_counter()
+        holders = [self._name_before(pid, now) for pid in row["blocked_by"]]
+        kind = LOCK_WORDS.get(row["wait_event"], "lock")
+        return (
+            f"on {row['wait_event']}: {statement_gist(str(row['query']))} waits for "
+            f"{', '.join(holders)}'s {kind}"
+        )
+
+    def _name_before(self, pid: int, at: float) -> str:
+        name = self.controller.actor_before(pid, at) if self.controller is not None else None
+        return name or f"pid {pid}"
 
     async def sample(self) -> list[asyncpg.Record]:
+        sent = time.perf_counter()
         rows = await self.monitor.lock_waiters()
-        now = round(self.timeline.now_ms(), 3)
+        now = self.timeline.ms(sent)
         seen = set()
         for row in rows:
             pid = row["pid"]
@@ -172,13 +237,66 @@ class LockSampler:
                     query=str(row["query"]),
                 )
                 self._open[pid] = wait
+                self._mine.append(wait)
                 self.timeline.lock_waits.append(wait)
+            first, _ = self._seen.get(id(wait), (sent, sent))
+            self._seen[id(wait)] = (first, sent)
+            roots = self._roots.setdefault(id(wait), {})
+            if row["wait_event"] not in QUEUE_WAITS and row["wait_event"] == wait.wait_event:
+                for holder in _roots(pid, {r["pid"]: list(r["blocked_by"]) for r in rows}):
+                    roots.setdefault(holder, sent)
             wait.end_ms = now
             wait.blocked_by = sorted(set(wait.blocked_by) | set(row["blocked_by"]))
         for pid in list(self._open):
             if pid not in seen:
                 del self._open[pid]
         return rows
+
+    def finish(self) -> None:
+        """After the launch: name each wait's actor and holders from the backends' reports,
+        and end it when the lock was granted, not at the last sample that still saw it.
+
+        A waiter's next report on its backend is its next step, which it took once it had the
+        lock; a holder's next report is its own (its transaction was open when the wait was
+        seen), up to its COMMIT."""
+        controller = self.controller
+        if controller is None:
+            return
+        for wait in self._mine:
+            _, last = self._seen[id(wait)]
+            holders = [
+                controller.holder_on(pid, seen) for pid, seen in self._roots[id(wait)].items()
+            ]
+            wait.holders = list(dict.fromkeys(h.actor for h in holders if h is not None))
+            nxt = controller.actor_on(wait.pid, last)
+            if nxt is not None:
+                wait.actor = nxt.actor
+                wait.end_ms = max(wait.start_ms, self.timeline.ms(nxt.at))
+            else:  # its transaction ended on that backend unreported (a retried rollback)
+                wait.end_ms = self._unreported_end(wait)
+            sends = [
+                e.t_ms
+                for e in self.timeline.events
+                if e.actor == wait.actor and e.kind == "send" and e.t_ms <= wait.end_ms
+            ]
+            if sends and wait.start_ms < max(sends):
+                wait.start_ms = max(sends)  # a sample sent just before the request
+
+    def _unreported_end(self, wait: LockWait) -> float:
+        """A wait whose backend reported nothing after it: it ended no earlier than its
+        holders' COMMIT, and no later than its actor's next step (if it has a name)."""
+        commits = [
+            e.t_ms
+            for e in self.timeline.events
+            if e.actor in wait.holders and e.what == "COMMIT" and e.t_ms >= wait.start_ms
+        ]
+        end = max(wait.end_ms, min(commits)) if commits else wait.end_ms
+        steps = [
+            e.t_ms
+            for e in self.timeline.events
+            if e.actor == wait.actor and e.kind != "blocked" and e.t_ms >= end
+        ]
+        return min(steps) if steps and not commits else end
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -105,7 +105,7 @@ def show(
     return the cells that failed."""
     if show_timeline:
         for c in cell_runs:
-            text = render(c.result().timeline, c.cell.title)
+            text = render(c.result().timeline, c.cell.title, width=stdout.width)
             stdout.print(text, highlight=False, markup=False, soft_wrap=True)
             stdout.print()
     stdout.print(matrix_table(cell_runs))

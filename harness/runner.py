@@ -263,6 +263,7 @@ class Race:
             payments={r.actor: r.payment for r in requests if r.payment is not None},
         )
         sampler.in_flight = controller.in_flight
+        sampler.controller = controller
         barrier = asyncio.Barrier(len(requests) + 1)
         stop = asyncio.Event()
 
@@ -288,6 +289,7 @@ class Race:
                     task.cancel()
                 stop.set()
                 await asyncio.gather(sampling, driving, *acting, return_exceptions=True)
+                sampler.finish()
         if controller.broken:
             name = schedule.name if schedule is not None else "schedule"
             self.errors.append(f"the schedule {name!r} did not happen: {controller.broken}")

@@ -40,15 +40,30 @@ class Step:
     note: str = ""
     quorum: int = 2
     may_skip: bool = False  # finishing without reaching the point is not an error
+    also: tuple[tuple[str, str], ...] = ()
+    """Further (label, words) the timeline draws with the step: what the actor did by then."""
 
 
 def reach(
-    label: str, actor: str, point: RacePoint, note: str = "", *, may_skip: bool = False
+    label: str,
+    actor: str,
+    point: RacePoint,
+    note: str = "",
+    *,
+    may_skip: bool = False,
+    also: tuple[tuple[str, str], ...] = (),
 ) -> Step:
     """`actor` runs (or starts) until it reaches `point` or blocks. If its request returns
-    without reaching `point`, the schedule did not happen: an error, unless `may_skip`."""
+    without reaching `point`, the schedule did not happen: an error, unless `may_skip`.
+    `also`: further (label, words) to draw with it (what the actor has done by then)."""
     return Step(
-        "reach", label, (actor,), point, note or POINT_WORDS.get(point, point), may_skip=may_skip
+        "reach",
+        label,
+        (actor,),
+        point,
+        note or POINT_WORDS.get(point, point),
+        may_skip=may_skip,
+        also=also,
     )
 
 

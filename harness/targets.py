@@ -45,6 +45,10 @@ def processes_of(mode: Mode) -> int:
     return PROCESSES[mode]
 
 
+# An idle connection of the harness's clients is dropped after this: below the service's own
+# keep-alive (5 s, racebench serve), or a request may go out on a connection the server is
+# closing at that moment (httpx.ReadError, seen in hundred_way over HTTP).
+CLIENT_KEEPALIVE_S = 2.0
 # A worker sends its one JSON line right after connecting; a silent connection is not ours.
 GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).
@@ -177,18 +181,25 @@ class RaceGate:
             controller = self.controller
             if controller is not None:
                 actor = self.actor_by_worker.get(message["pid"])
-                backend = message.get("backend")
-                await controller.reached(
-                    message["point"],
-                    actor or f"worker {message['pid']}",
-                    backend if isinstance(backend, int) else None,
-                )
+                # When it happened and on which backend, as the worker saw it (this handler
+                # is its own task: the context is this report's alone).
+                race_points.point_time.set(_float_or_none(message.get("t")))
+                race_points.current_backend.set(_int_or_none(message.get("backend")))
+                await controller.reached(message["point"], actor or f"worker {message['pid']}")
             writer.write(b"go\n")
             await writer.drain()
         except (OSError, ValueError, KeyError, TimeoutError):
             pass  # the worker goes on by itself when the gate drops
         finally:
             writer.close()
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 class HttpTarget:
@@ -241,7 +252,9 @@ class HttpTarget:
             base_url=self.base_url,
             timeout=REQUEST_TIMEOUT_S,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=CLIENT_KEEPALIVE_S,
             ),
         )
 

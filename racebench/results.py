@@ -90,6 +90,7 @@ class LockWait(_Model):
     wait_event: str  # "Lock/transactionid", "Lock/advisory", ...
     query: str
     blocked_by: list[int] = Field(default_factory=list)
+    holders: list[str] = Field(default_factory=list)  # the actors behind blocked_by, if known
 
 
 TimelineEntry = Annotated[TimelineEvent | LockWait, Field(discriminator="kind")]

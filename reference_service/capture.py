@@ -67,6 +67,7 @@ async def capture(
     for _ in range(MAX_CLAIM_ATTEMPTS):
         payment = await _read(tx, strategy, payment_id, check)
         if payment.status == PaymentStatus.CAPTURED:
+            await race_point(RacePoint.ALREADY_CAPTURED)
             status = await tx.fetchval(SELECT_INVOICE_STATUS, payment.invoice_id)
             return CaptureResult(payment.id, status, replayed=True)
         await race_point(RacePoint.AFTER_READ)

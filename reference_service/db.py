@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -280,6 +281,10 @@ class Database:
             try:
                 async with conn.transaction(isolation=isolation):  # type: ignore[arg-type]
                     yield Tx(conn, after_end)
+                    committing = time.perf_counter()
+                # Reported from the commit path itself, with the moment COMMIT was sent (a
+                # harness's timeline; free without one), before anything else can happen.
+                await race_points.race_point(race_points.RacePoint.AFTER_COMMIT, committing)
             except asyncpg.PostgresError as error:
                 if sqlstate_of(error) in BUSY_SQLSTATES:
                     raise DatabaseBusy(str(error)) from error

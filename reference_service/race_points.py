@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,6 +27,15 @@ class RacePoint(StrEnum):
     """The capture has read the payment and decided it is pending (its write has not happened)."""
     BEFORE_COMMIT = "capture.before_commit"
     """The capture has made all its writes; its commit comes next."""
+    ALREADY_CAPTURED = "capture.already_captured"
+    """The capture has read the payment and found it captured: it writes nothing (a replay)."""
+    AFTER_COMMIT = "transaction.after_commit"
+    """A transaction has committed; reported with the moment its COMMIT was sent. A harness
+    records it and never holds an actor here."""
+
+
+HOLDING_POINTS = frozenset({RacePoint.AFTER_READ, RacePoint.BEFORE_COMMIT})
+"""The points a schedule may hold an actor at; the others are only reported."""
 
 
 current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=None)
@@ -34,6 +44,10 @@ current_actor: ContextVar[str | None] = ContextVar("racebench_actor", default=No
 current_backend: ContextVar[int | None] = ContextVar("racebench_backend", default=None)
 """The PostgreSQL backend pid of the running request's transaction (set by Database.transaction),
 so that a harness's fault step can kill the backend of the actor it holds at a race point."""
+
+point_time: ContextVar[float | None] = ContextVar("racebench_point_time", default=None)
+"""When the point being reported happened (time.perf_counter(): CLOCK_MONOTONIC, comparable
+across the processes of one machine); set by race_point() only when a controller is installed."""
 
 
 class RaceController(Protocol):
@@ -63,8 +77,8 @@ REMOTE_GATE_TIMEOUT_S = 60.0
 class RemoteGate:
     """A controller in another process (the harness's http mode): report, then wait for go.
 
-    Each hit opens one local connection, sends {"point", "actor", "pid", "backend"} (the
-    worker's pid, its transaction's backend pid) as a JSON line and
+    Each hit opens one local connection, sends {"point", "actor", "pid", "t", "backend"} (the
+    worker's pid, when the point happened, its PostgreSQL backend) as a JSON line and
     waits for a line back. If the gate is unreachable or silent, the worker simply goes on.
     """
 
@@ -84,7 +98,8 @@ class RemoteGate:
                         "point": point,
                         "actor": actor,
                         "pid": os.getpid(),
-                        "backend": current_backend.get(),  # for the harness's kill_backend
+                        "t": point_time.get(),
+                        "backend": current_backend.get(),
                     }
                     writer.write(json.dumps(message).encode() + b"\n")
                     await writer.drain()
@@ -103,11 +118,15 @@ def _from_environment() -> RaceController | None:
 _controller: RaceController | None = _from_environment()
 
 
-def race_point(point: RacePoint) -> Awaitable[None]:
-    """Await this at a named point. Free unless a controller is installed."""
+def race_point(point: RacePoint, at: float | None = None) -> Awaitable[None]:
+    """Await this at a named point. Free unless a controller is installed.
+
+    `at` is when it happened (time.perf_counter()), if earlier than now (a COMMIT is reported
+    after it returns, with the moment it was sent)."""
     controller = _controller
     if controller is None:
         return NOOP
+    point_time.set(time.perf_counter() if at is None else at)
     return controller.reached(point, current_actor.get())
 
 

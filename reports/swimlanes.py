@@ -3,6 +3,7 @@ per actor, time flowing down, one row per event, and each lock wait as a hatched
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from matplotlib.patches import FancyBboxPatch, Rectangle
@@ -18,7 +19,7 @@ LANE_WIDTH = 4.3
 NOTES_WIDTH = 3.0
 ROW_HEIGHT = 0.3
 HEADER_HEIGHT = 1.1
-# Longer event texts are cut so they stay inside their lane.
+# Longer event texts wrap onto more lines so they stay inside their lane (never cut).
 MAX_TEXT_CHARS = 62
 # The fill of a lock wait's hatched bar (its edge and hatching are BAD).
 WAIT_FILL = "#fadbd8"
@@ -47,14 +48,14 @@ def _rows(lanes: Swimlanes, actors: list[str]) -> list[_Row]:
         lane = actors.index(w.actor)
         rows.append(_Row(w.start_ms, lane, f"BLOCKED (waiting for lock): {w.text}", "lock_wait"))
         rows.append(
-            _Row(w.end_ms, lane, f"lock acquired after {w.duration_ms:.1f} ms", "lock_granted")
+            _Row(w.end_ms, lane, f"lock granted after {w.duration_ms:.1f} ms", "lock_granted")
         )
-    # Stable: at equal times, events keep their recorded order and a grant follows its wait.
-    return sorted(rows, key=lambda r: r.t_ms)
+    # Stable: at equal times, a grant comes before the step it allowed.
+    return sorted(rows, key=lambda r: (r.t_ms, r.kind != "lock_granted"))
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, MAX_TEXT_CHARS, break_long_words=True)) or text
 
 
 def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
@@ -63,8 +64,11 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
         return None
     actors = lanes.actors[:MAX_LANES]
     rows = _rows(lanes, actors)
+    # Each row is as tall as its wrapped text; tops[i] is where row i starts (in rows).
+    heights = [_wrap(r.text).count("\n") + 1 for r in rows]
+    tops = [sum(heights[:i]) for i in range(len(rows) + 1)]
     width = TIME_WIDTH + LANE_WIDTH * len(actors) + (NOTES_WIDTH if lanes.notes else 0.3)
-    height = HEADER_HEIGHT + ROW_HEIGHT * (len(rows) + 2)
+    height = HEADER_HEIGHT + ROW_HEIGHT * (tops[-1] + 2)
     figure = new_figure(width, height, constrained=False)
     ax = figure.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
@@ -75,7 +79,9 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
         return TIME_WIDTH + LANE_WIDTH * lane + 0.25
 
     def row_y(index: int) -> float:
-        return HEADER_HEIGHT + ROW_HEIGHT * (index + 0.5)
+        if index >= len(rows):
+            return HEADER_HEIGHT + ROW_HEIGHT * (tops[-1] + 0.5)
+        return HEADER_HEIGHT + ROW_HEIGHT * (tops[index] + heights[index] / 2)
 
     total_wait = sum(w.duration_ms for w in lanes.waits)
     subtitle = f"lock wait {total_wait:.1f} ms" if lanes.waits else "no lock wait"
@@ -104,12 +110,12 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
             ha="right", va="center", fontsize=8, color=MUTED, family="monospace",
         )  # fmt: skip
         if row.lane is None:
-            ax.text(notes_x, y, _cut(row.text), va="center", fontsize=7.5, color=MUTED)
+            ax.text(notes_x, y, _wrap(row.text), va="center", fontsize=7.5, color=MUTED)
             continue
         x = lane_x(row.lane)
         tone = TONES.get(row.kind, "black")
         ax.plot([x], [y], "o", color=tone, ms=4, zorder=3)
-        ax.text(x + 0.15, y, _cut(row.text), va="center", fontsize=8, color=tone)
+        ax.text(x + 0.15, y, _wrap(row.text), va="center", fontsize=8, color=tone)
 
     for lane in range(len(actors)):
         start: int | None = None

@@ -50,8 +50,10 @@ class Swimlanes:
 
 def _wait(wait: LockWait) -> Wait:
     text = wait.wait_event or "lock"
-    if wait.blocked_by:
-        text += f", blocked by {wait.blocked_by}"
+    if wait.holders:
+        text += f", blocked by {', '.join(wait.holders)}"
+    elif wait.blocked_by:
+        text += f", blocked by pid {', '.join(map(str, wait.blocked_by))}"
     return Wait(wait.actor, wait.start_ms, max(wait.start_ms, wait.end_ms), text)
 
 

@@ -1,7 +1,9 @@
 """interleaved: the documents' T0-T7 timeline, forced with the race points.
 
     T0  client   reads payment: status = pending
+    T2  client   verifies signature (the service does it right after the read)
     T1  webhook  reads payment: status = pending     -- a locking strategy: BLOCKS here
+    T3  webhook  verified signature (the service does it on arrival, before the read)
     T4  client   UPDATE status = captured; UPDATE invoice
     T5  webhook  UPDATE status = captured; UPDATE invoice (DUPLICATE!)
                                                      -- optimistic/conditional/serializable:
@@ -23,8 +25,15 @@ from racebench.scenarios.base import Scenario
 
 T0_T7 = Schedule.of(
     "the documents' T0-T7",
-    reach("T0", "client", RacePoint.AFTER_READ),
-    reach("T1", "webhook", RacePoint.AFTER_READ),
+    # The service checks the checkout signature right after its read (T2 by then), and the
+    # webhook's signature on arrival, before its read (T3 by then).
+    reach("T0", "client", RacePoint.AFTER_READ, also=(("T2", "verifies signature: valid"),)),
+    reach(
+        "T1",
+        "webhook",
+        RacePoint.AFTER_READ,
+        also=(("T3", "verified signature on arrival: valid"),),
+    ),
     reach("T4", "client", RacePoint.BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
     reach("T5", "webhook", RacePoint.BEFORE_COMMIT, "UPDATE status = captured; UPDATE invoice"),
     commit("T6", "client"),

@@ -12,7 +12,7 @@ from racebench.harness.matrix import Cell, CellRuns
 from racebench.harness.race_display import RaceProgress, matrix_table
 from racebench.harness.runner import RunOutcome
 from racebench.harness.targets import HTTP_WORKERS
-from racebench.harness.timeline import COLUMN_WIDTH, render
+from racebench.harness.timeline import MAX_COLUMN_WIDTH, render
 from racebench.results import TimelineEntry, TimelineEvent
 from racebench.scenarios import SCENARIOS
 
@@ -50,8 +50,11 @@ def test_the_table_names_the_http_worker_count() -> None:
 
 
 def test_long_evidence_continues_on_the_next_line_instead_of_being_cut() -> None:
-    evidence = "BLOCKS on Lock/transactionid (held by pid 1234567, 7654321)"
-    assert len(evidence) > COLUMN_WIDTH
+    evidence = (
+        "BLOCKS on Lock/transactionid: UPDATE payments waits for client's row lock "
+        "(held by pid 1234567, 7654321)"
+    )
+    assert len(evidence) > MAX_COLUMN_WIDTH - 10
     rows: list[TimelineEntry] = [
         TimelineEvent(t_ms=0.0, actor="client", what="reads payment", kind="arrive", label="T0"),
         TimelineEvent(t_ms=1.0, actor="webhook", what=evidence[7:], kind="blocked", label="T1"),

@@ -67,6 +67,7 @@ async def capture(controller: ScheduleController, actor: str, log: list[str]) ->
     log.append(f"{actor} writes")
     await controller.reached(RacePoint.BEFORE_COMMIT, actor)
     log.append(f"{actor} commits")
+    await controller.reached(RacePoint.AFTER_COMMIT, actor)  # never held: only drawn
     controller.finished(actor, succeeded=True, answer="200 captured")
 
 
@@ -118,8 +119,8 @@ async def test_t0_t7_interleaves_both_actors_before_either_commits() -> None:
         if label in ("T6", "T7")
     ]
     assert commits == [
-        ("T6", "client", "COMMIT (answered 200 captured)"),
-        ("T7", "webhook", "COMMIT (answered 200 captured)"),
+        ("T6", "client", "COMMIT"),
+        ("T7", "webhook", "COMMIT"),
     ]
 
 
@@ -254,7 +255,7 @@ async def test_a_committed_actor_runs_through_its_later_points_to_its_commit() -
         "second writes",
         "second commits",
     ]
-    assert ("T2", "first", "release", "COMMIT (answered 200 captured)") in lines(timeline)
+    assert ("T2", "first", "release", "COMMIT") in lines(timeline)
     assert controller.broken is None
 
 
@@ -335,7 +336,7 @@ class HolderProbe(FakeProbe):
 
     async def blocked(self, actor: str, others_in_flight: int) -> str | None:
         return (
-            f"on Lock/transactionid (held by pid {self.by})"
+            f"on Lock/transactionid: UPDATE payments waits for pid {self.by}'s row lock"
             if actor in self.blocked_actors
             else None
         )
@@ -375,9 +376,12 @@ async def test_hold_lock_holds_until_the_blocked_actor_times_out() -> None:
     await asyncio.gather(actor, driving)
     assert controller.broken is None
     assert log == ["lock 7 taken", "delivery times out", "lock 7 let go"]
-    assert ("T0", "delivery", "blocked", f"on Lock/transactionid (held by pid {HOLDER_PID})") in (
-        lines(timeline)
-    )
+    assert (
+        "T0",
+        "delivery",
+        "blocked",
+        f"on Lock/transactionid: UPDATE payments waits for pid {HOLDER_PID}'s row lock",
+    ) in (lines(timeline))
 
 
 async def test_a_hold_that_holds_nothing_up_is_an_error() -> None:
@@ -407,13 +411,16 @@ async def test_an_actor_blocked_by_someone_else_is_not_the_held_lock() -> None:
     lock_timeout.set()
     probe.blocked_actors.add("delivery")
     await controller.drive()
-    assert controller.broken is not None and "held by pid 99" in controller.broken
+    assert controller.broken is not None and "waits for pid 99's" in controller.broken
     await blocked_until_timeout(controller, probe, log, lock_timeout)
 
 
 def test_the_holder_is_read_from_the_evidence_by_whole_pid() -> None:
-    assert controller_module._blockers("on Lock/tuple (held by pid 12, 4242)") == {12, 4242}
-    assert 424 not in controller_module._blockers("on Lock/tuple (held by pid 4242)")
+    assert controller_module._blockers(
+        "on Lock/tuple: UPDATE payments waits for pid 12, pid 4242's row lock"
+    ) == {12, 4242}
+    assert 424 not in controller_module._blockers("on Lock/tuple: x waits for pid 4242's lock")
+    assert controller_module._blockers("on Lock/tuple: x waits for client's row lock") == set()
     assert controller_module._blockers("on an asyncio.Lock (app_lock)") == set()
 
 

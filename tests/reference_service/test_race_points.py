@@ -15,6 +15,8 @@ def test_without_a_controller_a_race_point_is_a_shared_finished_awaitable() -> N
     assert race_points._controller is None
     assert race_point(RacePoint.AFTER_READ) is race_points.NOOP
     assert race_point(RacePoint.BEFORE_COMMIT) is race_points.NOOP
+    assert race_point(RacePoint.AFTER_COMMIT, 1.0) is race_points.NOOP
+    assert race_points.point_time.get() is None  # no clock read without a controller
 
     async def capture_step() -> str:
         await race_point(RacePoint.AFTER_READ)
@@ -51,8 +53,15 @@ async def test_a_capture_reaches_both_points_in_order(
         race_points.current_actor.reset(token)
     assert first.json()["replayed"] is False
     assert replay.json()["replayed"] is True
-    # The replay found "captured" after its read, so it reached neither point.
-    assert recorder.seen == [(RacePoint.AFTER_READ, "client"), (RacePoint.BEFORE_COMMIT, "client")]
+    # The capture: read, write, COMMIT (reported from the commit path); the replay found
+    # "captured" after its read, so it reached neither write point, only the skip and COMMIT.
+    assert recorder.seen == [
+        (RacePoint.AFTER_READ, "client"),
+        (RacePoint.BEFORE_COMMIT, "client"),
+        (RacePoint.AFTER_COMMIT, "client"),
+        (RacePoint.ALREADY_CAPTURED, "client"),
+        (RacePoint.AFTER_COMMIT, "client"),
+    ]
     assert race_points._controller is None
 
 

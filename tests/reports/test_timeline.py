@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from racebench.reports.swimlanes import draw_swimlanes
+from racebench.reports.swimlanes import _rows, _wrap, draw_swimlanes
 from racebench.reports.timeline import read_timeline
 from racebench.results import LockWait
 from tests.reports.synthetic import event, interleaved_timeline
@@ -17,7 +17,7 @@ def test_reads_the_harness_format() -> None:
     assert len(lanes.waits) == 1
     wait = lanes.waits[0]
     assert (wait.actor, wait.start_ms, wait.end_ms) == ("webhook", 3.0, 44.2)
-    assert wait.text == "Lock/transactionid, blocked by [4241]"
+    assert wait.text == "Lock/transactionid, blocked by pid 4241"  # no actor known: the pid
     assert lanes.marks[0].text == "sends POST /payments/verify"
     assert next(m for m in lanes.marks if m.label == "T0").text == "reads payment: status = pending"
     png = draw_swimlanes(lanes)
@@ -46,3 +46,20 @@ def test_nothing_to_draw() -> None:
     assert draw_swimlanes(read_timeline([], "empty")) is None
     notes_only = [event(0.0, "-", "schedule: none", "note")]
     assert draw_swimlanes(read_timeline(notes_only, "notes only")) is None
+
+
+def test_a_wait_names_the_actor_that_holds_the_lock_and_long_text_is_wrapped_not_cut() -> None:
+    long = "reads payment: status = captured; already captured, skipped " * 3
+    entries = [
+        event(1.0, "client", "COMMIT", "release"),
+        LockWait(actor="webhook", pid=2, start_ms=0.5, end_ms=2.0, wait_event="Lock/transactionid",
+                 query="SELECT ... FOR UPDATE", blocked_by=[1], holders=["client"]),
+        event(2.0, "webhook", long, "arrive"),
+    ]  # fmt: skip
+    lanes = read_timeline(entries, "named")
+    assert lanes.waits[0].text == "Lock/transactionid, blocked by client"
+    assert draw_swimlanes(lanes) is not None
+    rows = _rows(lanes, lanes.actors)
+    # The grant is drawn before the step it allowed, both after the holder's COMMIT.
+    assert [r.kind for r in rows] == ["lock_wait", "release", "lock_granted", "arrive"]
+    assert _wrap(long).replace("\n", " ") == long.strip()

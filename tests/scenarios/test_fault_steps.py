@@ -68,7 +68,7 @@ async def test_a_delivery_held_past_the_lock_timeout_answers_503_and_its_redeliv
     holder = held.what.rsplit("pid ", 1)[1]
     blocked = [e for e in race.timeline.events if e.kind == "blocked"]
     assert [e.actor for e in blocked] == ["delivery"]
-    assert f"held by pid {holder}" in blocked[0].what
+    assert f"waits for pid {holder}'s" in blocked[0].what
     # It waited out the service's real lock timeout, not less.
     sent = next(e for e in race.timeline.events if e.actor == "delivery" and e.kind == "send")
     answered = next(e for e in race.timeline.events if e.actor == "delivery" and e.kind == "answer")

@@ -1,0 +1,82 @@
+"""The ordering rules a true timeline keeps (ordering_errors), and a render that cuts nothing."""
+
+from __future__ import annotations
+
+from racebench.harness.timeline import ordering_errors, render
+from racebench.results import LockWait, TimelineEntry, TimelineEvent
+
+
+def _e(t: float, actor: str, what: str, kind: str = "arrive") -> TimelineEvent:
+    return TimelineEvent.model_validate(
+        {"t_ms": t, "actor": actor, "what": what, "kind": kind, "label": ""}
+    )
+
+
+def _wait(start: float, end: float, holders: list[str]) -> LockWait:
+    return LockWait(
+        actor="webhook",
+        pid=2,
+        start_ms=start,
+        end_ms=end,
+        wait_event="Lock/transactionid",
+        query="SELECT ... FOR UPDATE",
+        blocked_by=[1],
+        holders=holders,
+    )
+
+
+def _true_order() -> list[TimelineEntry]:
+    return [
+        _e(0.0, "client", "sends POST /verify", "send"),
+        _e(1.0, "webhook", "sends webhook payment.captured", "send"),
+        _e(2.0, "client", "reads payment: status = pending"),
+        _wait(3.0, 6.0, ["client"]),
+        _e(5.0, "client", "COMMIT", "release"),
+        _e(5.5, "client", "answers 200 captured", "answer"),
+        _e(6.0, "webhook", "reads payment: status = captured; already captured, skipped"),
+        _e(7.0, "webhook", "COMMIT", "release"),
+        _e(8.0, "webhook", "answers 200 processed", "answer"),
+    ]
+
+
+def test_a_true_timeline_keeps_every_rule() -> None:
+    assert ordering_errors(_true_order()) == []
+
+
+def test_a_lock_granted_before_its_holder_committed_is_an_error() -> None:
+    entries = _true_order()
+    entries[3] = _wait(3.0, 4.0, ["client"])  # the last sample, not the grant
+    assert ordering_errors(entries) == [
+        "webhook got the lock at 4.0 ms, before its holder client committed at 5.0 ms"
+    ]
+
+
+def test_an_answer_before_its_commit_is_an_error() -> None:
+    entries = _true_order()
+    entries[5] = _e(4.5, "client", "answers 200 captured", "answer")
+    assert ordering_errors(entries) == ["client: COMMIT at 5.0 ms after its answer at 4.5 ms"]
+
+
+def test_an_event_before_its_request_was_sent_is_an_error() -> None:
+    entries = [*_true_order(), _e(0.5, "webhook", "reads payment: status = pending")]
+    errors = ordering_errors(entries)
+    assert errors == [
+        "webhook: 'reads payment: status = pending' before its request was sent at 1.0 ms"
+    ]
+
+
+def test_no_line_is_wider_than_the_console_and_nothing_is_cut() -> None:
+    result = "RESULT: DOUBLE_CAPTURE x1 (" + ", ".join(f"field{i}={i}" for i in range(40)) + ")"
+    entries = [
+        *_true_order(),
+        _e(9.0, "-", result, "note"),
+        _e(4.0, "webhook", "on Lock/transactionid: UPDATE payments waits for client's " * 3),
+    ]
+    for width in (100, 160):
+        text = render(entries, "interleaved x for_update (http)", width=width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        flat = " ".join(text.split())
+        assert "field39=39)" in flat
+        assert "lock granted after 3.0 ms" in flat
+        assert width == 100 or "lock granted after 3.0 ms (client committed)" in flat
+        assert "blocked by client" in flat
