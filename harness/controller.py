@@ -245,7 +245,11 @@ class ScheduleController:
             event = self.recorder.add(name, POINT_WORDS.get(point, point), "arrive", at=at)
             if state is not None:
                 state.arrival = event
-        if state is not None and not self._done and not state.free:
+        if state is not None and state.release is not None:
+            # Already held elsewhere: a second request under one name. Holding it would orphan
+            # the first one's release (a hang), so it goes on, and the timeline says so.
+            self.recorder.note(f"{name} reported {point} while held at {state.held_at}")
+        elif state is not None and not self._done and not state.free:
             state.held_at = point
             state.release = asyncio.get_running_loop().create_future()
             self._changed.set()
@@ -267,6 +271,12 @@ class ScheduleController:
             label, state.commit_label, state.committed = state.commit_label, "", True
         kind: EventKind = "release" if point == RacePoint.AFTER_COMMIT else "arrive"
         self.recorder.add(name, REPORT_WORDS.get(point, point), kind, label, at=at)
+
+    def routing_failed(self, why: str) -> None:
+        """The target could not keep an actor on the worker it was given. The report still
+        names the right actor; the timeline says why two actors may share a worker's state
+        (app_lock over http races only across workers)."""
+        self.recorder.note(f"routing: {why}")
 
     def actor_on(self, backend: int, at: float) -> Report | None:
         """The first report on `backend` at or after `at`: the actor whose transaction the

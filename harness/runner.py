@@ -312,7 +312,7 @@ class Race:
                 request.path,
                 json=request.json_body,
                 content=request.content,
-                headers=request.headers,
+                headers={**request.headers, race_points.ACTOR_HEADER: request.actor},
             )
         except httpx.HTTPError as error:
             controller.finished(request.actor, succeeded=False, answer=type(error).__name__)

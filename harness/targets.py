@@ -180,7 +180,7 @@ class RaceGate:
                 message = json.loads(await reader.readline())
             controller = self.controller
             if controller is not None:
-                actor = self.actor_by_worker.get(message["pid"])
+                actor = self._actor_of(message, controller)
                 # When it happened and on which backend, as the worker saw it (this handler
                 # is its own task: the context is this report's alone).
                 race_points.point_time.set(_float_or_none(message.get("t")))
@@ -192,6 +192,23 @@ class RaceGate:
             pass  # the worker goes on by itself when the gate drops
         finally:
             writer.close()
+
+    def _actor_of(self, message: dict[str, Any], controller: ScheduleController) -> str | None:
+        """Who reported: the actor its request was tagged with (X-Racebench-Actor), when each
+        actor has a worker of its own. A report from a worker other than its actor's means the
+        request was not routed where prepare() put it: the timeline says so."""
+        worker = self.actor_by_worker.get(message["pid"])
+        if not self.actor_by_worker:
+            return worker  # anonymous: more actors than workers
+        tagged = message.get("actor")
+        if not isinstance(tagged, str):
+            return worker
+        if worker != tagged and tagged in self.actor_by_worker.values():
+            controller.routing_failed(
+                f"{tagged}'s request was served by worker {message['pid']}, "
+                f"not by the worker of its own ({worker or 'no actor'}'s)"
+            )
+        return tagged
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from racebench.reference_service import config
+from racebench.reference_service import config, race_points
 from racebench.reference_service.config import Settings
 from racebench.reference_service.errors import install_error_handlers
-from racebench.reference_service.middleware import BodySizeLimit
+from racebench.reference_service.middleware import ActorTag, BodySizeLimit
 from racebench.reference_service.openapi import install_openapi
 from racebench.reference_service.routes import health, payments, webhooks
 from racebench.reference_service.service import Service
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None, strategy: LockStrategy | None =
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.MAX_BODY_BYTES)
+    if race_points.gate_configured():
+        app.add_middleware(ActorTag)
     for module in (payments, webhooks, health):
         app.include_router(module.router)
     install_openapi(app)

@@ -6,6 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from racebench.reference_service import race_points
 from racebench.reference_service.errors import error_body
 
 
@@ -69,3 +70,19 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class ActorTag:
+    """Tags a request with the harness actor named in its X-Racebench-Actor header, so that its
+    race points report that name (installed only when the service reports to a race gate)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == race_points.ACTOR_HEADER.encode():
+                    race_points.current_actor.set(value.decode("latin-1")[:64])
+                    break
+        await self.app(scope, receive, send)

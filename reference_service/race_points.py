@@ -69,6 +69,9 @@ NOOP = _Done()
 
 GATE_ENV = "RACEBENCH_RACE_GATE"
 """host:port of a harness's race gate; set only by the harness when it starts the service."""
+ACTOR_HEADER = "x-racebench-actor"
+"""The harness's name for the actor a request belongs to. Read only when a gate is configured
+(ActorTag in middleware.py), so that a report names its actor whichever worker served it."""
 # A worker never waits longer than this for the gate's answer: the harness answers within its
 # own schedule timeout (10 s), so this only matters if the harness has gone away.
 REMOTE_GATE_TIMEOUT_S = 60.0
@@ -108,6 +111,11 @@ class RemoteGate:
                     writer.close()
         except (OSError, TimeoutError):
             pass
+
+
+def gate_configured() -> bool:
+    """Whether this process reports its race points to a harness in another process."""
+    return isinstance(_controller, RemoteGate)
 
 
 def _from_environment() -> RaceController | None:
