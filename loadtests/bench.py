@@ -1,7 +1,8 @@
 """`racebench bench`: every strategy under the same load, in alternating rounds, checked after.
 
-Strategies alternate within each round (A B A B ...) so that machine drift hits them alike.
-Each cell (a strategy in a round) is loadtests/cell.py; its result is one row of results.json,
+Strategies alternate within each round (A B A B ...) so that machine drift hits them alike, or
+run at the same time (--order concurrent, loadtests/paired.py). Each cell (a strategy in a
+round) is one row of results.json,
 written after every cell so that partial results survive. The bench writes rounds only: every
 aggregate (medians, spread, the change against the first strategy) is racebench.reports' work,
 and the command that ran the bench prints them.
@@ -10,9 +11,7 @@ and the command that ran the bench prints them.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from racebench.loadtests.ceiling import Ceiling, measure_ceiling
 from racebench.loadtests.cell import NOBODY, CellRun
 from racebench.loadtests.config import BenchConfig, Order, parse_duration, parse_strategies
 from racebench.loadtests.faults import DEFAULT_KILL_EVERY_S
+from racebench.loadtests.paired import run_paired
 from racebench.loadtests.profiles import parse_profile
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
@@ -42,45 +42,24 @@ def run_cells(
     progress: Progress[BenchResult] | None = None,
     on_result: Callable[[BenchResult], None] | None = None,
 ) -> list[BenchResult]:
-    """Every arm in every round, in the config's order; one result per cell."""
+    """Every arm in every round, in the config's order; one result per cell. Concurrent arms
+    share one Locust run a round (loadtests/paired.py); the other orders run one cell at a
+    time (loadtests/cell.py)."""
     shown: Progress[BenchResult] = progress or NOBODY
+    if config.order == "concurrent" and len(config.strategies) > 1:
+        return run_paired(config, shown, on_result)
     results: list[BenchResult] = []
     index = 0
     for round_no in range(1, config.rounds + 1):
-        for group in config.arm_rounds(round_no):
-            index += len(group)
-            names = " + ".join(label for label, _ in group)
-            shown.started(f"{names} round {round_no}/{config.rounds}", index, config.cells)
-            for result in _run_group(config, group, round_no, shown):
-                results.append(result)
-                shown.finished(result)
-                if on_result is not None:
-                    on_result(result)
+        for label, strategy in config.arm_order(round_no):
+            index += 1
+            shown.started(f"{label} round {round_no}/{config.rounds}", index, config.cells)
+            result = CellRun(config, strategy, round_no, shown, label=label).run()
+            results.append(result)
+            shown.finished(result)
+            if on_result is not None:
+                on_result(result)
     return results
-
-
-def _run_group(
-    config: BenchConfig,
-    group: list[tuple[str, str]],
-    round_no: int,
-    shown: Progress[BenchResult],
-) -> list[BenchResult]:
-    """One arm in this thread, or several at the same time: the first in this thread (it shows
-    the progress, and Ctrl-C unwinds it), the others in threads, all meeting at a barrier
-    before their load starts."""
-    if len(group) == 1:
-        label, strategy = group[0]
-        return [CellRun(config, strategy, round_no, shown, label=label).run()]
-    share = config.share(len(group))
-    ready = threading.Barrier(len(group))
-    cells = [
-        CellRun(share, strategy, round_no, shown if i == 0 else NOBODY, label, ready)
-        for i, (label, strategy) in enumerate(group)
-    ]
-    with ThreadPoolExecutor(len(cells) - 1, thread_name_prefix="arm") as pool:
-        others = [pool.submit(cell.run) for cell in cells[1:]]
-        first = cells[0].run()
-        return [first, *(future.result() for future in others)]
 
 
 def exit_code(rows: Sequence[BenchResult]) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +48,6 @@ PROGRESS_TICK_S = 0.5
 WARMUP_CONCURRENCY = 16
 # A warm-up request answers in milliseconds; this only bounds a stuck service.
 WARMUP_TIMEOUT_S = 30.0
-# The longest an arm waits for the others to be set up (a database, a service, a warm-up).
-READY_TIMEOUT_S = 120.0
 RESULT_FILE = "result.json"  # each cell's own result, beside its logs
 
 
@@ -82,9 +79,6 @@ class CellRun:
     round_no: int
     progress: Progress[BenchResult] = NOBODY
     label: str | None = None  # the arm's name, when it is not the strategy's
-    # Arms that run at the same time meet here before their load starts, so that their
-    # Locust runs overlap: setting up a database and a service takes each a different time.
-    ready: threading.Barrier | None = None
     cell_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,14 +86,6 @@ class CellRun:
         self.cell_dir = self.config.run_dir.resolve() / "cells" / f"r{self.round_no}-{name}"
 
     def run(self) -> BenchResult:
-        try:
-            return self._run()
-        except BaseException:
-            if self.ready is not None:
-                self.ready.abort()  # the other arms stop waiting for this one
-            raise
-
-    def _run(self) -> BenchResult:
         config = self.config
         self.cell_dir.mkdir(parents=True, exist_ok=True)
         for stale in (*self.cell_dir.glob(TALLY_GLOB), self.cell_dir / f"{JSON_STEM}.json"):
@@ -119,9 +105,6 @@ class CellRun:
                 seed(database.url, pool, warmup_pool)
                 self.progress.phase("warm-up")
                 warm_up(service.base_url, warmup_pool, WARMUP_CONCURRENCY)
-                if self.ready is not None:
-                    self.progress.phase("waiting for the other arms")
-                    self.ready.wait(timeout=READY_TIMEOUT_S)
                 self.progress.phase("load")
                 plan = LocustPlan(
                     base_url=service.base_url,

@@ -7,7 +7,7 @@ payments a cell needs live here, apart from running anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -27,8 +27,9 @@ WARMUP_REQUESTS = 300
 
 # How the arms (strategies) of a round run: one after the other in the same order every round
 # (alternate), in A B B A order (abba: a warm-up or drift cost lands on both sides alike), or
-# all at the same time, each with its own service and database and an even share of the users
-# (concurrent: the machine's noise hits both arms alike, which pairs them best).
+# all at the same time, each with its own service and database, driven by one Locust run whose
+# users are split evenly among them (concurrent: the machine's noise, and the load generator's,
+# hits every arm alike, which pairs them best; loadtests/paired.py).
 Order = Literal["concurrent", "abba", "alternate"]
 ORDERS: tuple[Order, ...] = get_args(Order)
 
@@ -102,26 +103,13 @@ class BenchConfig:
     def labels(self) -> list[str]:
         return labels(self.strategies)
 
-    def arm_rounds(self, round_no: int) -> list[list[tuple[str, str]]]:
-        """The (label, strategy) pairs of round `round_no`, in the groups that run together
-        (one group of all arms when concurrent, else one arm a group, in the round's order)."""
+    def arm_order(self, round_no: int) -> list[tuple[str, str]]:
+        """The (label, strategy) pairs of round `round_no`, in the order they run (one after
+        the other; abba reverses every second round)."""
         arms = list(zip(self.labels, self.strategies, strict=True))
-        if self.order == "concurrent":
-            return [arms]
         if self.order == "abba" and round_no % 2 == 0:
             arms.reverse()
-        return [[arm] for arm in arms]
-
-    def share(self, arms: int) -> BenchConfig:
-        """The config of one arm among `arms` that run at the same time: an even share of the
-        users (and of an open model's rate)."""
-        if arms == 1:
-            return self
-        return replace(
-            self,
-            users=max(1, self.users // arms),
-            rate=None if self.rate is None else self.rate / arms,
-        )
+        return arms
 
     @property
     def cells(self) -> int:

@@ -27,7 +27,7 @@ LOCUST_PERCENTILES = (50.0, 99.0)
 class LocustPlan:
     """Everything one Locust run needs."""
 
-    base_url: str
+    base_url: str | None  # None: the locustfile's arms name their hosts (RACEBENCH_ARMS)
     profile: Profile
     pool: Pool
     users: int
@@ -46,8 +46,7 @@ class LocustPlan:
             "-f",
             str(LOCUSTFILE),
             "--headless",
-            "--host",
-            self.base_url,
+            *(["--host", self.base_url] if self.base_url else []),
             "--users",
             str(self.users),
             "--spawn-rate",

@@ -19,6 +19,7 @@ Options can also come from the environment (RACEBENCH_PROFILE, RACEBENCH_POOL_FI
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,16 @@ def _classify(
 
 
 STATE: ProcessState | None = None
+"""The process's state with one arm (every user sends to --host)."""
+
+ARMS_ENV = "RACEBENCH_ARMS"
+"""Several services in one Locust run (bench --order concurrent): a JSON list of
+{"label", "url", "tally_dir"}. Each arm gets a user class of its own, so the users are split
+evenly among them, and one Locust process (one scheduler, one CPU budget) sends to all of them:
+the load generator's own noise falls on every arm alike. Read at import, since user classes
+must exist before Locust parses its options."""
+ARMS: list[dict[str, str]] = json.loads(os.environ.get(ARMS_ENV) or "[]")
+ARM_STATES: dict[str, ProcessState] = {}
 
 
 def _process_position(environment: Environment) -> tuple[int, int]:
@@ -180,10 +191,24 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         hot_epoch=options.hot_epoch or None,
     )
     pacer = None
+    arms = max(1, len(ARMS))
     if options.open_rate > 0:
-        pacer = Pacer(OpenSchedule(options.open_rate, index, count))
+        pacer = Pacer(OpenSchedule(options.open_rate / arms, index, count))
     tally_dir = Path(options.tally_dir) if options.tally_dir else None
     STATE = ProcessState(source, pacer, Tally(), tally_dir)
+    for arm in ARMS:  # the same items, in the same order, for each arm's own database
+        ARM_STATES[arm["label"]] = ProcessState(
+            ItemSource(
+                source.profile,
+                pool,
+                process_index=index,
+                processes=count,
+                hot_epoch=options.hot_epoch or None,
+            ),
+            Pacer(OpenSchedule(options.open_rate / arms, index, count)) if pacer else None,
+            Tally(),
+            Path(arm["tally_dir"]),
+        )
 
 
 @events.request.add_listener
@@ -196,9 +221,10 @@ def _on_request(
     **_: Any,
 ) -> None:
     call = context.get("racebench_call")
-    if STATE is None or call is None:
+    state = ARM_STATES.get(context.get("racebench_arm", ""), STATE)
+    if state is None or call is None:
         return
-    STATE.observe(
+    state.observe(
         call,
         intended=context.get("racebench_intended"),
         start_time=start_time,
@@ -210,15 +236,18 @@ def _on_request(
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    if STATE is None or STATE.tally_dir is None:
-        return
-    STATE.tally.pool_wrapped = STATE.source.wrapped
-    STATE.tally.write(STATE.tally_dir)
+    for state in ARM_STATES.values() if ARMS else [STATE]:
+        if state is None or state.tally_dir is None:
+            continue
+        state.tally.pool_wrapped = state.source.wrapped
+        state.tally.write(state.tally_dir)
 
 
 class PaymentTraffic(FastHttpUser):
     """Takes the next work item of the profile and sends its calls at the same moment."""
 
+    abstract = bool(ARMS)  # with arms, each arm's subclass below sends instead
+    arm = ""
     wait_time = constant(0)
     concurrency = CONNECTIONS_PER_USER
     network_timeout = NETWORK_TIMEOUT_S
@@ -226,7 +255,7 @@ class PaymentTraffic(FastHttpUser):
 
     @task
     def send_item(self) -> None:
-        state = STATE
+        state = ARM_STATES.get(self.arm, STATE)
         if state is None:
             return
         intended = state.pacer.next_start() if state.pacer is not None else None
@@ -243,5 +272,15 @@ class PaymentTraffic(FastHttpUser):
             name=call.kind,
             data=call.body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
             headers=call.headers,
-            context={"racebench_call": call, "racebench_intended": intended},
+            context={
+                "racebench_call": call,
+                "racebench_intended": intended,
+                "racebench_arm": self.arm,
+            },
         )
+
+
+for _i, _arm in enumerate(ARMS):  # one user class an arm: Locust splits the users evenly
+    globals()[f"Arm{_i}Traffic"] = type(
+        f"Arm{_i}Traffic", (PaymentTraffic,), {"host": _arm["url"], "arm": _arm["label"]}
+    )

@@ -1,0 +1,298 @@
+"""`bench --order concurrent`: every arm at the same time, driven by one Locust run.
+
+Each arm (a strategy under a label) has its own database and its own service, set up once for
+the whole bench and kept warm across its rounds. A round is one Locust run whose users are split
+evenly among the arms (loadtests/locustfile.py, RACEBENCH_ARMS): one load generator, one
+scheduler and one CPU budget feed every arm, so the machine's noise, and the generator's own,
+falls on all of them alike and the per-round ratio B / A is steady. Before each round, every
+arm's database gets a fresh slice of pending payments; after it, each arm gets one row, counted
+like a cell of loadtests/cell.py: its own requests, CPU (its service and its database's
+backends) and the violations its round added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from racebench.harness.database import connect, parse_url, provision, run_sync
+from racebench.harness.invariants import check, lost_captures
+from racebench.harness.service_process import running_service, stop_process_group
+from racebench.loadtests.cell import (
+    CPU_WARNING,
+    LOCUST_EXIT_GRACE_S,
+    NOBODY,
+    PROGRESS_TICK_S,
+    RESULT_FILE,
+    WARMUP_CONCURRENCY,
+    warm_up,
+)
+from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
+from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
+from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
+from racebench.loadtests.pool import Pool, seed
+from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
+from racebench.progress import Progress
+from racebench.reference_service.strategies import holds
+from racebench.results import BenchResult, CpuFigures, CpuGroup
+
+# The uncounted round before the first: long enough to start Locust and warm every arm.
+WARMUP_ROUND_S = 3.0
+ARMS_ENV = "RACEBENCH_ARMS"  # read by the locustfile at import (see its ARMS)
+
+
+@dataclass
+class _Arm:
+    label: str
+    strategy: str
+    database_url: str = ""
+    database_name: str = ""
+    base_url: str = ""
+    service_pid: int = 0
+    counted: dict[str, int] = field(default_factory=dict)  # violations before this round
+
+
+@dataclass
+class PairedBench:
+    """The arms of a concurrent bench, set up once; `round()` runs one round of all of them."""
+
+    config: BenchConfig
+    arms: list[_Arm]
+    progress: Progress[BenchResult] = NOBODY
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls, config: BenchConfig, progress: Progress[BenchResult] = NOBODY
+    ) -> Iterator[PairedBench]:
+        """Every arm's database and service, warmed up; all stopped and dropped on exit."""
+        arms = [
+            _Arm(label, strategy)
+            for label, strategy in zip(config.labels, config.strategies, strict=True)
+        ]
+        with ExitStack() as stack:
+            for arm in arms:
+                progress.phase(f"{arm.label}: database and service")
+                database = stack.enter_context(provision(config.database_url))
+                log_dir = config.run_dir.resolve() / "services"
+                log_dir.mkdir(parents=True, exist_ok=True)
+                service = stack.enter_context(
+                    running_service(
+                        strategy=arm.strategy,
+                        database_url=database.url,
+                        workers=config.workers,
+                        log_path=log_dir / f"{arm.label.replace(':', '-')}.log",
+                    )
+                )
+                arm.database_url, arm.database_name = database.url, database.name
+                run_sync(_no_autovacuum(database.url))
+                arm.base_url, arm.service_pid = service.base_url, service.pid
+            warmup = Pool(1, config.warmup_requests)
+            for arm in arms:
+                progress.phase(f"{arm.label}: warm-up")
+                seed(arm.database_url, warmup)
+                warm_up(arm.base_url, warmup, WARMUP_CONCURRENCY)
+            yield cls(config, arms, progress)
+
+    def pool(self, round_no: int) -> Pool:
+        """Round `round_no`'s payments (0: the warm-up round): a slice of its own, after the
+        warm-up requests'."""
+        size = self.config.pools()[0].size
+        return Pool(self.config.warmup_requests + 1 + round_no * size, size)
+
+    def round(self, round_no: int, duration_s: float | None = None) -> list[BenchResult]:
+        """One Locust run over every arm (of the config's duration, unless given); one result
+        per arm."""
+        config, pool = self.config, self.pool(round_no)
+        if duration_s is not None:
+            config = replace(config, duration_s=duration_s)
+        self.progress.phase("seeding")
+        for arm in self.arms:
+            seed(arm.database_url, pool)
+        run_dir = config.run_dir.resolve() / "cells"
+        dirs = {
+            arm.label: run_dir / f"r{round_no}-{arm.label.replace(':', '-')}" for arm in self.arms
+        }
+        for folder in dirs.values():
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in (*folder.glob(TALLY_GLOB), folder / f"{JSON_STEM}.json"):
+                stale.unlink(missing_ok=True)
+        shared = run_dir / f"r{round_no}-locust"
+        shared.mkdir(parents=True, exist_ok=True)
+        plan = LocustPlan(
+            base_url=None,  # each arm's user class has its own host
+            profile=config.profile,
+            pool=pool,
+            users=config.users,
+            duration_s=config.duration_s,
+            processes=config.processes,
+            tally_dir=shared,
+            rate=config.item_rate,
+            hot_epoch=time.time(),
+        )
+        arms_env = [
+            {"label": arm.label, "url": arm.base_url, "tally_dir": str(dirs[arm.label])}
+            for arm in self.arms
+        ]
+        self.progress.phase("load")
+        returncode, cpu = self._run_locust(plan, arms_env)
+        log = (shared / "locust.log").read_text(errors="replace")
+        return [
+            self._result(config, arm, round_no, pool, dirs[arm.label], returncode, cpu, log)
+            for arm in self.arms
+        ]
+
+    def _run_locust(
+        self, plan: LocustPlan, arms_env: list[dict[str, str]]
+    ) -> tuple[int, dict[str, CpuFigures]]:
+        command = plan.command()
+        env = {**os.environ, ARMS_ENV: json.dumps(arms_env)}
+        with (plan.tally_dir / "locust.log").open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=plan.tally_dir,
+                env=env,
+            )
+            roots = {"locust": process.pid}
+            matching = {}
+            for arm in self.arms:
+                roots[f"service {arm.label}"] = arm.service_pid
+                matching[f"postgres {arm.label}"] = f" {arm.database_name} "
+            sampler = CpuSampler(roots, matching=matching).start()
+            started = time.monotonic()
+            limit = plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
+            try:
+                while True:
+                    try:
+                        returncode = process.wait(timeout=PROGRESS_TICK_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        now = time.monotonic()
+                        self.progress.advanced(now - started, plan.duration_s)
+                        if now - started > limit:
+                            stop_process_group(process)
+                            returncode = process.returncode
+                            break
+            finally:
+                figures = sampler.stop()
+                stop_process_group(process)
+        return returncode, {arm.label: _arm_cpu(figures, arm.label) for arm in self.arms}
+
+    def _result(
+        self,
+        config: BenchConfig,
+        arm: _Arm,
+        round_no: int,
+        pool: Pool,
+        folder: Path,
+        returncode: int,
+        cpu: dict[str, CpuFigures],
+        log: str,
+    ) -> BenchResult:
+        self.progress.phase("invariants")
+        tally = merge_tallies(read_tallies(folder))
+        outcome = run_sync(check(arm.database_url, acknowledged_event_ids=tally.acked_event_ids))
+        lost = run_sync(lost_captures(arm.database_url, tally.acked_payment_ids))
+        # The database holds every round so far: this round's violations are the new ones.
+        counts = dict(outcome.counts)
+        added = {code: n - arm.counted.get(code, 0) for code, n in counts.items()}
+        arm.counted = counts
+        added = {code: n for code, n in added.items() if n}
+        result = BenchResult(
+            strategy=arm.strategy,
+            profile=config.profile.name,
+            round=round_no,
+            users=max(1, config.users // len(self.arms)),
+            label=arm.label if arm.label != arm.strategy else None,
+            order=config.order,
+            rate=None if config.rate is None else config.rate / len(self.arms),
+            duration_s=round(tally.duration_s, 3),
+            requests=tally.requests,
+            failures=tally.failures,
+            throughput_rps=round(tally.throughput_rps, 1),
+            latency_ms=tally.latency.summary(),
+            violations=added,
+            error=None
+            if tally.requests
+            else f"Locust sent no requests (exit {returncode}); see locust.log",
+            workers=config.workers,
+            expected_safe=holds(arm.strategy, config.workers),
+            model="closed" if config.rate is None else "open",
+            busy=tally.busy,
+            outcomes=dict(sorted(tally.outcomes.items())),
+            acked_webhooks=len(tally.acked_event_ids),
+            pool_size=pool.size,
+            pool_wrapped=tally.pool_wrapped,
+            locust_processes=tally.processes,
+            locust_returncode=returncode,
+            locust_cpu_warning=CPU_WARNING in log,
+            cpu=cpu[arm.label],
+            cpu_ms_per_request=cpu_ms_per_request(cpu[arm.label], tally.throughput_rps),
+            server_errors=dict(sorted(tally.server_errors.items())),
+            busy_without_retry_after=tally.busy_without_retry_after,
+            transport_errors=tally.transport_errors,
+            acked_captures=len(set(tally.acked_payment_ids)),
+            lost_captures=lost,
+            lost_webhooks=added.get("WEBHOOK_LOST", 0),
+        )
+        (folder / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+        return result
+
+
+async def _no_autovacuum(database_url: str) -> None:
+    """Autovacuum off on the arm's tables. Its workers wake at times of their own, on one
+    arm's database and not the other's, and would land in that arm's CPU (a backend's process
+    title names its database). Every seed ends with ANALYZE, so the planner still knows the
+    tables; the bench's databases are dropped at the end."""
+    conn = await connect(parse_url(database_url))
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public'"
+        )
+        for table in tables:
+            await conn.execute(f"ALTER TABLE {table['name']} SET (autovacuum_enabled = false)")
+    finally:
+        await conn.close()
+
+
+def _arm_cpu(figures: CpuFigures, label: str) -> CpuFigures:
+    """One arm's view of a shared round: its service and backends, and the shared Locust."""
+    mine = {"locust": "locust", f"service {label}": "service", f"postgres {label}": "postgres"}
+    groups: dict[str, CpuGroup] = {
+        mine[name]: group for name, group in figures.groups.items() if name in mine
+    }
+    return figures.model_copy(update={"groups": groups})
+
+
+def run_paired(
+    config: BenchConfig,
+    progress: Progress[BenchResult] = NOBODY,
+    on_result: Callable[[BenchResult], None] | None = None,
+) -> list[BenchResult]:
+    """Every round of a concurrent bench; one result per arm and round."""
+    results: list[BenchResult] = []
+    names = " + ".join(config.labels)
+    progress.started(f"{names}: setting up", 0, config.cells)
+    with PairedBench.open(config, progress) as bench:
+        # A round that is not counted: the first round's figures stray from the rest (new
+        # tables, cold caches, the first Locust start), and on one side of the pair only.
+        progress.started(f"{names} warm-up round", 0, config.cells)
+        bench.round(0, min(config.duration_s, WARMUP_ROUND_S))
+        for round_no in range(1, config.rounds + 1):
+            index = round_no * len(config.strategies)
+            progress.started(f"{names} round {round_no}/{config.rounds}", index, config.cells)
+            for result in bench.round(round_no):
+                results.append(result)
+                progress.finished(result)
+                if on_result is not None:
+                    on_result(result)
+    return results
