@@ -57,7 +57,7 @@ def chart_images(summary: RunSummary) -> list[Image]:
             for name in ("Latency percentiles", "Throughput", "Latency over time")
         ]
     images.append(
-        Image("Violations per strategy", plots.violations(summary.safety), missing="nothing tested")
+        Image("Incidents per strategy", plots.violations(summary.safety), missing="nothing tested")
     )
     return images
 

@@ -21,6 +21,7 @@ from racebench.reports.summary import (
     SafetySummary,
     Spread,
 )
+from racebench.results import Incidents
 
 Tone = Literal["good", "bad", "warn", "neutral"]
 
@@ -28,7 +29,7 @@ ROW_MEAN = "Average Response Time"
 ROW_P99 = "P99 Response Time"
 ROW_THROUGHPUT = "Concurrent Throughput"
 ROW_CPU = "CPU per Request"
-ROW_RISK = "Race Condition Risk (violations observed)"
+ROW_RISK = "Race Condition Risk"
 ROW_INTEGRITY = "Data Integrity"
 # What the source document claims for After against Before, shown beside what was measured.
 DOCUMENTS_CLAIM = (
@@ -131,29 +132,58 @@ def _where(safety: SafetySummary) -> str:
     return " + ".join(parts)
 
 
+def incident_headline(incidents: Incidents) -> str:
+    """`11,972 payments captured twice, 11,972 invoices affected, INR 5,986,000.00 at risk`:
+    each payment and invoice counted once, however many invariants it broke."""
+    parts = []
+    if incidents.captured_twice:
+        parts.append(f"{fmt.plural(incidents.captured_twice, 'payment')} captured twice or more")
+    others = incidents.payments - incidents.captured_twice
+    if others:
+        other = "other payment" if incidents.captured_twice else "payment"
+        parts.append(f"{fmt.plural(others, other)} wrong")
+    if incidents.invoices:
+        parts.append(f"{fmt.plural(incidents.invoices, 'invoice')} affected")
+    if incidents.at_risk:
+        money = " + ".join(fmt.money(c, m) for c, m in sorted(incidents.at_risk.items()))
+        parts.append(f"{money} at risk")
+    if incidents.unattributed:
+        parts.append(f"{fmt.plural(incidents.unattributed, 'other incident')}")
+    return ", ".join(parts)
+
+
+def evidence(safety: SafetySummary) -> str:
+    """The per-code counts, as evidence: views of the same incidents, never to be added up."""
+    return f"evidence: {fmt.counts(safety.violations)}"
+
+
 def risk_cell(safety: SafetySummary) -> TableCell:
     if not safety.tested:
         return TableCell("not tested")
-    total = safety.total_violations
-    if total:
-        return TableCell(f"⚠ HIGH: {total:,}", note=fmt.counts(safety.violations), tone="bad")
-    return TableCell("✅ NONE: 0", note=f"in {_where(safety)}", tone="good")
+    if safety.violated:
+        expected = "" if safety.unexpected_violations else " (expected race)"
+        if safety.incidents is None:
+            headline = "HIGH: incidents not counted in this results file"
+        else:
+            headline = f"HIGH: {incident_headline(safety.incidents)}"
+        return TableCell(headline + expected, note=evidence(safety), tone="bad")
+    return TableCell("NONE", note=f"no violation in {_where(safety)}", tone="good")
 
 
 def integrity_cell(safety: SafetySummary) -> TableCell:
     if not safety.tested:
         return TableCell("not tested")
-    if safety.total_violations:
+    if safety.violated:
         where = (
             f"{safety.scenarios_with_violations} of the scenarios"
             if safety.scenarios_with_violations
             else "the benchmark"
         )
-        return TableCell("⚠ At Risk", note=f"broken in {where}", tone="bad")
+        return TableCell("At Risk", note=f"broken in {where}", tone="bad")
     if safety.race_errors:
         errored = fmt.plural(safety.race_errors, "scenario cell")
-        return TableCell("? unknown", note=f"{errored} errored", tone="warn")
-    return TableCell("✅ HELD", note=f"every invariant, {_where(safety)}", tone="good")
+        return TableCell("unknown", note=f"{errored} errored", tone="warn")
+    return TableCell("HELD", note=f"every invariant, {_where(safety)}", tone="good")
 
 
 def performance_table(summary: RunSummary, profile: str | None) -> Table:
@@ -179,7 +209,10 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
     else:
         notes.append("No benchmark in this run: latency and throughput are not measured.")
     notes.append(
-        "Violations: invariant breaks counted after every race scenario and benchmark round."
+        "Race Condition Risk: incidents found by the invariant checks after every race "
+        "scenario and benchmark round, each payment and invoice counted once however many "
+        "invariants it broke; the per-invariant counts after them are evidence (views of the "
+        "same incidents), not to be added up."
     )
     if BEFORE in bench and AFTER in bench:
         notes.append(DOCUMENTS_CLAIM)
