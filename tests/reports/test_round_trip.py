@@ -67,7 +67,7 @@ def test_matrix_and_table_report_the_right_cells(raced: Path) -> None:
     assert row.endswith("| safe |")
     assert "2 cells: 1 safe, 1 caught, 0 unexpected." in matrix
     table = (raced / TABLE_FILE).read_text()
-    headline = "| Race Condition Risk | HIGH: 1 payment captured twice or more, 1 invoice affected, "
+    headline = "| Race Condition Risk | HIGH: 1 payment captured twice or more, 1 invoice "
     assert headline in table
     assert "| NONE; no violation in 1 scenario run |" in table
 
