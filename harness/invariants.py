@@ -322,6 +322,56 @@ def count_incidents(incidents: Iterable[Incident]) -> Incidents:
     )
 
 
+# Minor units per major unit: every currency the reference service takes (INR: paise) has 100.
+MINOR_UNITS = 100
+
+
+def money(currency: str, minor: int) -> str:
+    """`INR 1,234.00` from 123400 paise."""
+    major, cents = divmod(abs(minor), MINOR_UNITS)
+    return f"{currency} {'-' if minor < 0 else ''}{major:,}.{cents:02d}"
+
+
+def describe_incidents(incidents: Incidents) -> str:
+    """`11,972 payments captured twice or more, 11,972 invoices affected, INR 5,986,000.00 at
+    risk`: each payment and invoice counted once, however many invariants it broke ("" when
+    nothing was affected)."""
+    parts = []
+    if incidents.captured_twice:
+        parts.append(f"{_plural(incidents.captured_twice, 'payment')} captured twice or more")
+    others = incidents.payments - incidents.captured_twice
+    if others:
+        other = "other payment" if incidents.captured_twice else "payment"
+        parts.append(f"{_plural(others, other)} wrong")
+    if incidents.invoices:
+        parts.append(f"{_plural(incidents.invoices, 'invoice')} affected")
+    if incidents.at_risk:
+        at_risk = " + ".join(money(c, m) for c, m in sorted(incidents.at_risk.items()))
+        parts.append(f"{at_risk} at risk")
+    if incidents.unattributed:
+        parts.append(_plural(incidents.unattributed, "other incident"))
+    return ", ".join(parts)
+
+
+def describe_violations(violations: Mapping[str, int], incidents: Incidents | None) -> str:
+    """A run's violations in one line: the incidents first, the per-code counts after them as
+    evidence, never added up. `no violation` when every invariant held."""
+    codes = ", ".join(
+        f"{code} {n:,}"
+        for code, n in sorted(violations.items(), key=lambda cn: (-cn[1], cn[0]))
+        if n
+    )
+    if not codes:
+        return "no violation"
+    if incidents is None:
+        return f"incidents not counted; evidence: {codes}"
+    return f"{describe_incidents(incidents)}; evidence: {codes}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _payment_ids(row: Mapping[str, Any]) -> list[int]:
     if row.get("payment_id") is not None:
         return [int(row["payment_id"])]

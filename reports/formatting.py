@@ -8,8 +8,6 @@ from collections.abc import Mapping
 ONE_DECIMAL_BELOW = 100.0
 TWO_DECIMALS_BELOW = 10.0
 MISSING = "—"
-# Minor units per major unit. Every currency racebench's payments use (INR: paise) has 100.
-MINOR_UNITS = 100
 
 
 def _decimals(value: float) -> int:
@@ -75,10 +73,3 @@ def counts(by_code: Mapping[str, int]) -> str:
     """`DOUBLE_CAPTURE 3, DUPLICATE_RECEIPT 3`, largest first; empty when nothing counted."""
     items = sorted(((c, n) for c, n in by_code.items() if n), key=lambda cn: (-cn[1], cn[0]))
     return ", ".join(f"{code} {n:,}" for code, n in items)
-
-
-def money(currency: str, minor: int) -> str:
-    """`INR 1,234.00` from 123400 paise."""
-    major, cents = divmod(abs(minor), MINOR_UNITS)
-    sign = "-" if minor < 0 else ""
-    return f"{currency} {sign}{major:,}.{cents:02d}"

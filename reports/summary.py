@@ -123,6 +123,7 @@ class BenchSummary:
     busy: int
     cpu_ms_per_request: Spread | None  # None when no round has a CPU figure
     violations: Counter[str]
+    incidents: Incidents | None  # the violations grouped; None: a round did not count them
 
     @classmethod
     def of(cls, rounds: list[BenchResult]) -> BenchSummary:
@@ -151,6 +152,7 @@ class BenchSummary:
             busy=sum(r.busy for r in ordered),
             cpu_ms_per_request=Spread.of(costs) if costs else None,
             violations=+violations,
+            incidents=add_incidents(r.incidents for r in ordered if any(r.violations.values())),
         )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from racebench.harness.invariants import describe_incidents
 from racebench.reports import formatting as fmt
 from racebench.reports import stats
 from racebench.reports.matrix import Matrix, Outcome
@@ -21,7 +22,6 @@ from racebench.reports.summary import (
     SafetySummary,
     Spread,
 )
-from racebench.results import Incidents
 
 Tone = Literal["good", "bad", "warn", "neutral"]
 
@@ -132,26 +132,6 @@ def _where(safety: SafetySummary) -> str:
     return " + ".join(parts)
 
 
-def incident_headline(incidents: Incidents) -> str:
-    """`11,972 payments captured twice, 11,972 invoices affected, INR 5,986,000.00 at risk`:
-    each payment and invoice counted once, however many invariants it broke."""
-    parts = []
-    if incidents.captured_twice:
-        parts.append(f"{fmt.plural(incidents.captured_twice, 'payment')} captured twice or more")
-    others = incidents.payments - incidents.captured_twice
-    if others:
-        other = "other payment" if incidents.captured_twice else "payment"
-        parts.append(f"{fmt.plural(others, other)} wrong")
-    if incidents.invoices:
-        parts.append(f"{fmt.plural(incidents.invoices, 'invoice')} affected")
-    if incidents.at_risk:
-        money = " + ".join(fmt.money(c, m) for c, m in sorted(incidents.at_risk.items()))
-        parts.append(f"{money} at risk")
-    if incidents.unattributed:
-        parts.append(f"{fmt.plural(incidents.unattributed, 'other incident')}")
-    return ", ".join(parts)
-
-
 def evidence(safety: SafetySummary) -> str:
     """The per-code counts, as evidence: views of the same incidents, never to be added up."""
     return f"evidence: {fmt.counts(safety.violations)}"
@@ -165,7 +145,7 @@ def risk_cell(safety: SafetySummary) -> TableCell:
         if safety.incidents is None:
             headline = "HIGH: incidents not counted in this results file"
         else:
-            headline = f"HIGH: {incident_headline(safety.incidents)}"
+            headline = f"HIGH: {describe_incidents(safety.incidents)}"
         return TableCell(headline + expected, note=evidence(safety), tone="bad")
     return TableCell("NONE", note=f"no violation in {_where(safety)}", tone="good")
 
