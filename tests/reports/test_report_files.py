@@ -284,3 +284,22 @@ def test_the_header_counts_the_rounds_that_ran(reported: Path) -> None:
     """Three alternating rounds of three strategies: nine measured rows, never an aggregate."""
     html = (reported / HTML_FILE).read_text(encoding="utf-8")
     assert "<td>benchmark rounds</td><td>3 rounds of 3 strategies (9 measured)</td>" in html
+
+
+def test_the_header_counts_the_rounds_that_ran(tmp_path: Path) -> None:
+    """Asked for 4 rounds of 2 strategies, the 4th failed for both: the header says 3 rounds
+    (6 measured), not 4 (8), and names the failed runs apart."""
+    bench = bench_results()
+    bench += [
+        row.model_copy(update={"round": 4, "error": "Locust sent no requests (exit 1)"})
+        for row in bench
+        if row.round == 1
+    ]
+    run_dir = write_run(tmp_path / "failed-round", bench=bench)
+    run_report(run_dir, announce=False)
+    page = parse_page(run_dir / HTML_FILE)
+    strategies = len({row.strategy for row in bench})
+    ran = len(bench) - strategies
+    fact = f"3 rounds of {strategies} strategies ({ran} measured); {strategies} failed runs"
+    at = page.cells.index("benchmark rounds")
+    assert page.cells[at + 1] == f"{fact} not counted"
