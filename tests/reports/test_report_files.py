@@ -286,9 +286,9 @@ def test_the_header_counts_the_rounds_that_ran(reported: Path) -> None:
     assert "<td>benchmark rounds</td><td>3 rounds of 3 strategies (9 measured)</td>" in html
 
 
-def test_the_header_counts_the_rounds_that_ran(tmp_path: Path) -> None:
-    """Asked for 4 rounds of 2 strategies, the 4th failed for both: the header says 3 rounds
-    (6 measured), not 4 (8), and names the failed runs apart."""
+def test_the_header_leaves_failed_rounds_out(tmp_path: Path) -> None:
+    """4 rounds asked of 3 strategies, the 4th failed for all: the header says 3 rounds (9
+    measured), not 4 (12), and counts the failed runs apart."""
     bench = bench_results()
     bench += [
         row.model_copy(update={"round": 4, "error": "Locust sent no requests (exit 1)"})
