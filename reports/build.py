@@ -170,7 +170,7 @@ def run_report(
         gate = compare(summary, summarize(Results.read(baseline)), thresholds)
 
     (run_dir / TABLE_FILE).write_text(
-        document(f"racebench: the documents' table, measured ({results.run_id})", perf)
+        document(f"racebench: the write-up's performance table, measured ({results.run_id})", perf)
     )
     (run_dir / MATRIX_FILE).write_text(
         document(f"racebench: safety matrix ({results.run_id})", [matrix_tab])

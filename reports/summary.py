@@ -14,8 +14,8 @@ from racebench.reference_service.strategies import STRATEGY_NAMES, holds
 from racebench.reports import stats
 from racebench.results import BenchResult, Incidents, RaceResult, Results, add_incidents
 
-BEFORE = "none"  # the documents' BEFORE
-AFTER = "for_update"  # the documents' AFTER
+BEFORE = "none"  # the write-up's BEFORE
+AFTER = "for_update"  # the write-up's AFTER
 
 
 @dataclass(frozen=True)

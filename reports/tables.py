@@ -1,4 +1,4 @@
-"""The report's tables as data: the documents' performance table and the safety matrix.
+"""The report's tables as data: the write-up's performance table and the safety matrix.
 
 Each renderer (markdown, terminal, HTML) draws the same Table, so the three always agree.
 """
@@ -31,9 +31,11 @@ ROW_THROUGHPUT = "Concurrent Throughput"
 ROW_CPU = "CPU per Request"
 ROW_RISK = "Race Condition Risk"
 ROW_INTEGRITY = "Data Integrity"
-# What the source document claims for After against Before, shown beside what was measured.
-DOCUMENTS_CLAIM = (
-    "The documents claim, for After against Before: 150 -> 160 ms average (+10 ms), "
+# What the write-up claims for After against Before, shown beside what was measured.
+WRITE_UP_CLAIM = (
+    "The write-up this race comes from (README.md, Where this comes from: SELECT ... FOR "
+    "UPDATE fixing the double capture) claims, for After against Before: "
+    "150 -> 160 ms average (+10 ms), "
     "300 -> 350 ms p99 (+50 ms), 100 -> 98 req/s (-2%)."
 )
 
@@ -167,7 +169,7 @@ def integrity_cell(safety: SafetySummary) -> TableCell:
 
 
 def performance_table(summary: RunSummary, profile: str | None) -> Table:
-    """The documents' table for one benchmark profile (None: the run has no benchmark)."""
+    """The write-up's table for one benchmark profile (None: the run has no benchmark)."""
     bench = summary.bench.get(profile, {}) if profile else {}
     # The strategies this profile measured; with no benchmark, every strategy the race ran.
     strategies = list(bench) or summary.strategies
@@ -195,7 +197,7 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
         "same incidents), not to be added up."
     )
     if BEFORE in bench and AFTER in bench:
-        notes.append(DOCUMENTS_CLAIM)
+        notes.append(WRITE_UP_CLAIM)
     rows = [
         _metric_row(
             ROW_MEAN,

@@ -35,7 +35,7 @@ RUNS_PER_CELL = 100
 DATA_PNG = "data:image/png;base64,"
 # Three benchmark charts, the violations chart, two swimlane timelines.
 IMAGES_IN_FULL_RUN = 6
-# The documents' table, as the synthetic rounds reproduce it (medians of three rounds).
+# The write-up's table, as the synthetic rounds reproduce it (medians of three rounds).
 DOCUMENT_FIGURES = [
     "150 ms",
     "160 ms (+10 ms; slower by 6.2% (",

@@ -1,7 +1,7 @@
 """Round trip: a real `racebench race` writes results.json, and the report reads it.
 
 The other report tests use hand-written results; this one catches the harness and the report
-drifting apart. It runs the documents' interleaved scenario for none and for_update, in process,
+drifting apart. It runs the write-up's interleaved scenario for none and for_update, in process,
 on a fresh database ($DATABASE_URL's server, else the embedded one): a few seconds.
 """
 
