@@ -1,4 +1,4 @@
-"""The results file (DESIGN.md, CONTRACT: the results file): what runs write, reports read.
+"""The results file (docs/contracts.md, the results file): what runs write, reports read.
 
 Typed models, one reader (`Results.read`). The contract: a results file may gain fields
 freely (readers ignore keys they do not know); renaming or removing a field bumps the schema,

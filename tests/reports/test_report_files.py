@@ -303,3 +303,13 @@ def test_the_header_leaves_failed_rounds_out(tmp_path: Path) -> None:
     fact = f"3 rounds of {strategies} strategies ({ran} measured); {strategies} failed runs"
     at = page.cells.index("benchmark rounds")
     assert page.cells[at + 1] == f"{fact} not counted"
+
+
+def test_the_report_names_its_source(reported: Path) -> None:
+    """The write-up is named, never cited as "the documents" (it is not in the repository)."""
+    for name in (TABLE_FILE, MATRIX_FILE, HTML_FILE):
+        text = (reported / name).read_text(encoding="utf-8")
+        assert "the documents" not in text.lower(), name
+    table = (reported / TABLE_FILE).read_text()
+    assert "The write-up this race comes from (README.md, Where this comes from" in table
+    assert "+10 ms" in table and "(-2%)" in table
