@@ -1,9 +1,11 @@
 """The report's charts, from the run summary: latency percentiles, throughput, latency over
-time, violations. Each returns PNG bytes, or None when the run holds no data for it."""
+time, incidents. Each returns PNG bytes, or None when the run holds no data for it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from matplotlib.figure import Figure
 
 from racebench.reports.figures import BAD, GOOD, MUTED, colour, new_figure, png
 from racebench.reports.summary import BenchSummary, SafetySummary
@@ -14,8 +16,12 @@ PERCENTILES = (("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"),
 
 
 def latency_percentiles(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
-    if not bench:
-        return None
+    return png(latency_percentiles_figure(bench, profile)) if bench else None
+
+
+def latency_percentiles_figure(bench: Mapping[str, BenchSummary], profile: str) -> Figure:
+    """Bars of each percentile's median, whiskers from the lowest to the highest round, and
+    each label above its whisker."""
     figure = new_figure(8, 4)
     ax = figure.add_subplot()
     width = 0.8 / len(bench)
@@ -42,12 +48,15 @@ def latency_percentiles(bench: Mapping[str, BenchSummary], profile: str) -> byte
     ax.set_title(f"Latency percentiles per strategy ({profile})")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return png(figure)
+    return figure
 
 
 def throughput(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
-    if not bench:
-        return None
+    return png(throughput_figure(bench, profile)) if bench else None
+
+
+def throughput_figure(bench: Mapping[str, BenchSummary], profile: str) -> Figure:
+    """A bar per strategy (the median), a dot per round, each label above the highest dot."""
     figure = new_figure(8, 3.6)
     ax = figure.add_subplot()
     names = list(bench)
@@ -70,7 +79,7 @@ def throughput(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
     ax.set_title(f"Throughput per strategy ({profile}): bar = median, dots = rounds")
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.15)
-    return png(figure)
+    return figure
 
 
 def latency_over_time(bench: Mapping[str, BenchSummary], profile: str) -> bytes | None:
@@ -108,8 +117,12 @@ def violations(safety: Mapping[str, SafetySummary]) -> bytes | None:
     per-invariant counts added up): red when a strategy expected to hold broke, grey and
     labelled "expected" when every violation was an expected race."""
     tested = {s: v for s, v in safety.items() if v.tested}
-    if not tested:
-        return None
+    return png(violations_figure(tested)) if tested else None
+
+
+def violations_figure(safety: Mapping[str, SafetySummary]) -> Figure:
+    """The incidents chart of the strategies that were tested."""
+    tested = {s: v for s, v in safety.items() if v.tested}
     names = list(tested)
     figure = new_figure(8, 1.1 + 0.6 * len(names))
     ax = figure.add_subplot()
@@ -132,14 +145,14 @@ def violations(safety: Mapping[str, SafetySummary]) -> bytes | None:
     ax.invert_yaxis()
     ax.set_xlabel("incidents observed (race scenarios + benchmark rounds), each counted once")
     ax.set_title("Incidents per strategy (grey: an expected race)")
-    if not any(v.violated for v in tested.values()):
+    if not any(_incident_count(v, kind) for v in tested.values() for kind, _ in INCIDENT_KINDS):
         ax.set_xlim(0, 1)
         ax.set_xticks([])
     else:
         ax.margins(x=0.45)
         ax.set_xlim(left=0)
     ax.grid(axis="x", alpha=0.3, color=MUTED)
-    return png(figure)
+    return figure
 
 
 def _incident_count(safety: SafetySummary, kind: str) -> int:
@@ -158,6 +171,7 @@ def _incident_label(safety: SafetySummary, kind: str, label: str) -> str:
     if not safety.violated:
         return f"0 {label}: every invariant held"
     if safety.incidents is None:
-        return "violations (incidents not counted)"
+        text = f"{label}: not counted in this results file (violations seen)"
+        return text if safety.unexpected_violations else f"{text} (expected)"
     text = f"{_incident_count(safety, kind):,} {label}"
     return text if safety.unexpected_violations else f"{text} (expected)"
