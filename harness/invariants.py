@@ -183,6 +183,8 @@ class CheckResult:
         if self.valid:
             return "all invariants hold"
         lines = []
+        if self.incidents is not None:
+            lines.append(f"Incidents: {describe_incidents(self.incidents)}; the evidence:")
         for code in self.anomaly_types:
             inv = BY_CODE[code]
             lines.append(f"{inv.name} ({code}): {self.counts[code]} violation(s)")

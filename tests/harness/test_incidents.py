@@ -37,6 +37,11 @@ async def test_one_payment_captured_twice_is_one_incident(racebench_race: RaceFa
         at_risk={row["currency"]: row["amount"]},
         unattributed=0,
     )
+    assert result.message().startswith(
+        f"Incidents: 1 payment captured twice or more, 1 invoice affected, "
+        f"{money(row['currency'], row['amount'])} at risk; the evidence:\n"
+        "Double capture (DOUBLE_CAPTURE): 1 violation(s)"
+    )
 
 
 async def test_money_at_risk_counts_every_capture_past_the_first(
