@@ -6,13 +6,14 @@ returns a fixed shape (`valid`, `anomaly_types`, `anomalies`), in the manner of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from racebench.harness.database import connect, parse_url
+from racebench.results import Incidents
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,12 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Double capture",
         "A payment moved to captured more than once: both paths read `pending` and both wrote.",
         """
-        SELECT payment_id, count(*) AS captures, array_agg(source ORDER BY id) AS sources
-        FROM payment_events WHERE to_status = 'captured'
-        GROUP BY payment_id HAVING count(*) > 1 ORDER BY payment_id
+        SELECT e.payment_id, count(*) AS captures, array_agg(e.source ORDER BY e.id) AS sources,
+               p.invoice_id, p.amount, p.currency
+        FROM payment_events e JOIN payments p ON p.id = e.payment_id
+        WHERE e.to_status = 'captured'
+        GROUP BY e.payment_id, p.invoice_id, p.amount, p.currency
+        HAVING count(*) > 1 ORDER BY e.payment_id
         """,
     ),
     Invariant(
@@ -42,8 +46,11 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Duplicate allocation",
         "A payment was allocated to its invoice more than once: the invoice was paid twice.",
         """
-        SELECT payment_id, count(*) AS allocations, sum(amount) AS allocated
-        FROM payment_allocations GROUP BY payment_id HAVING count(*) > 1 ORDER BY payment_id
+        SELECT a.payment_id, count(*) AS allocations, sum(a.amount) AS allocated,
+               p.invoice_id, p.amount, p.currency
+        FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+        GROUP BY a.payment_id, p.invoice_id, p.amount, p.currency
+        HAVING count(*) > 1 ORDER BY a.payment_id
         """,
     ),
     Invariant(
@@ -51,8 +58,10 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Duplicate receipt",
         "More than one receipt went out for one payment.",
         """
-        SELECT payment_id, count(*) AS receipts
-        FROM receipts GROUP BY payment_id HAVING count(*) > 1 ORDER BY payment_id
+        SELECT r.payment_id, count(*) AS receipts, p.invoice_id, p.amount, p.currency
+        FROM receipts r JOIN payments p ON p.id = r.payment_id
+        GROUP BY r.payment_id, p.invoice_id, p.amount, p.currency
+        HAVING count(*) > 1 ORDER BY r.payment_id
         """,
     ),
     Invariant(
@@ -62,7 +71,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "not follow from amount_paid: a read-modify-write lost another capture's update.",
         """
         SELECT i.id AS invoice_id, i.amount_paid, coalesce(a.allocated, 0) AS allocated,
-               i.status
+               i.status, i.currency
         FROM invoices i
         LEFT JOIN (SELECT invoice_id, sum(amount) AS allocated
                    FROM payment_allocations GROUP BY invoice_id) a ON a.invoice_id = i.id
@@ -167,12 +176,15 @@ class CheckResult:
     anomaly_types: list[str]
     anomalies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    incidents: Incidents | None = None  # the violations grouped (None: not counted)
 
     def message(self) -> str:
         """A human summary that shows the evidence, not just 'failed'."""
         if self.valid:
             return "all invariants hold"
         lines = []
+        if self.incidents is not None:
+            lines.append(f"Incidents: {describe_incidents(self.incidents)}; the evidence:")
         for code in self.anomaly_types:
             inv = BY_CODE[code]
             lines.append(f"{inv.name} ({code}): {self.counts[code]} violation(s)")
@@ -193,6 +205,7 @@ async def check_connection(
     the payment id of every capture answered 2xx (the client's ledger)."""
     anomalies: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
+    every_row: dict[str, list[dict[str, Any]]] = {}
     ledgers: dict[str, list[Any]] = {
         "events": list(acknowledged_event_ids),
         "captures": list(acknowledged_captures),
@@ -204,7 +217,9 @@ async def check_connection(
         if rows:
             counts[code] = len(rows)
             anomalies[code] = [_jsonable(dict(r)) for r in rows[:MAX_EVIDENCE_ROWS]]
-    return CheckResult(not anomalies, list(anomalies), anomalies, counts)
+            every_row[code] = [dict(r) for r in rows]
+    incidents = count_incidents(group_incidents(every_row))
+    return CheckResult(not anomalies, list(anomalies), anomalies, counts, incidents)
 
 
 async def check(database_url: str, *, acknowledged_event_ids: Sequence[str] = ()) -> CheckResult:
@@ -214,6 +229,159 @@ async def check(database_url: str, *, acknowledged_event_ids: Sequence[str] = ()
         return await check_connection(conn, acknowledged_event_ids=acknowledged_event_ids)
     finally:
         await conn.close()
+
+
+# --- incidents: the violations grouped by what they happened to ---------------------------
+
+# The column of each code's rows that says how many times the payment was captured.
+CAPTURE_COUNT_COLUMNS = {
+    "DOUBLE_CAPTURE": "captures",
+    "DUPLICATE_ALLOCATION": "allocations",
+    "DUPLICATE_RECEIPT": "receipts",
+}
+
+
+@dataclass
+class Incident:
+    """One payment (or, when no payment of it broke an invariant, one invoice; or one webhook
+    delivery) that something went wrong with, and every violation that shows it."""
+
+    payment_id: int | None = None
+    invoice_id: int | None = None
+    codes: list[str] = field(default_factory=list)
+    captures: int = 1  # how many times the payment was captured, as the evidence shows
+    amount: int | None = None  # minor units (paise)
+    currency: str | None = None
+    event_id: str | None = None
+
+    def add(self, code: str, row: Mapping[str, Any]) -> None:
+        if code not in self.codes:
+            self.codes.append(code)
+        if self.invoice_id is None and row.get("invoice_id") is not None:
+            self.invoice_id = int(row["invoice_id"])
+        if self.amount is None and row.get("amount") is not None:
+            self.amount = int(row["amount"])
+        if self.currency is None and row.get("currency") is not None:
+            self.currency = str(row["currency"])
+        column = CAPTURE_COUNT_COLUMNS.get(code)
+        if column is not None and row.get(column) is not None:
+            self.captures = max(self.captures, int(row[column]))
+
+    @property
+    def captured_twice(self) -> bool:
+        return self.payment_id is not None and self.captures > 1
+
+    @property
+    def at_risk(self) -> int:
+        """The amount captured more than once, in minor units (0 when the amount is unknown)."""
+        return (self.amount or 0) * (self.captures - 1)
+
+
+def group_incidents(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Incident]:
+    """The violation rows (code -> rows, as the invariant queries return them) grouped by what
+    they happened to: every row that names a payment (`payment_id`, or `payment_ids` for an
+    event applied twice) joins that payment's incident; a row that names only an invoice
+    (INVOICE_DRIFT) joins the incidents of that invoice's payments, or becomes the invoice's
+    own incident when none of its payments broke anything; any other row is an incident of its
+    own. Payments first, in id order, then invoices, then the rest."""
+    payments: dict[int, Incident] = {}
+    invoice_rows: list[tuple[str, Mapping[str, Any]]] = []
+    others: list[Incident] = []
+    for code, code_rows in rows.items():
+        for row in code_rows:
+            ids = _payment_ids(row)
+            if ids:
+                for payment_id in ids:
+                    payments.setdefault(payment_id, Incident(payment_id)).add(code, row)
+            elif row.get("invoice_id") is not None:
+                invoice_rows.append((code, row))
+            else:
+                other = Incident(event_id=_text(row.get("event_id")))
+                other.add(code, row)
+                others.append(other)
+    invoices: dict[int, Incident] = {}
+    for code, row in invoice_rows:
+        invoice_id = int(row["invoice_id"])
+        on_invoice = [i for i in payments.values() if i.invoice_id == invoice_id]
+        for incident in on_invoice or [invoices.setdefault(invoice_id, Incident())]:
+            incident.add(code, row)
+    return [*(payments[k] for k in sorted(payments)), *invoices.values(), *others]
+
+
+def count_incidents(incidents: Iterable[Incident]) -> Incidents:
+    """Incidents as counts: payments, payments captured twice, invoices, money at risk."""
+    items = list(incidents)
+    at_risk: dict[str, int] = {}
+    for incident in items:
+        if incident.at_risk and incident.currency is not None:
+            at_risk[incident.currency] = at_risk.get(incident.currency, 0) + incident.at_risk
+    return Incidents(
+        payments=sum(1 for i in items if i.payment_id is not None),
+        captured_twice=sum(1 for i in items if i.captured_twice),
+        invoices=len({i.invoice_id for i in items if i.invoice_id is not None}),
+        at_risk=at_risk,
+        unattributed=sum(1 for i in items if i.payment_id is None and i.invoice_id is None),
+    )
+
+
+# Minor units per major unit: every currency the reference service takes (INR: paise) has 100.
+MINOR_UNITS = 100
+
+
+def money(currency: str, minor: int) -> str:
+    """`INR 1,234.00` from 123400 paise."""
+    major, cents = divmod(abs(minor), MINOR_UNITS)
+    return f"{currency} {'-' if minor < 0 else ''}{major:,}.{cents:02d}"
+
+
+def describe_incidents(incidents: Incidents) -> str:
+    """`11,972 payments captured twice or more, 11,972 invoices affected, INR 5,986,000.00 at
+    risk`: each payment and invoice counted once, however many invariants it broke ("" when
+    nothing was affected)."""
+    parts = []
+    if incidents.captured_twice:
+        parts.append(f"{_plural(incidents.captured_twice, 'payment')} captured twice or more")
+    others = incidents.payments - incidents.captured_twice
+    if others:
+        other = "other payment" if incidents.captured_twice else "payment"
+        parts.append(f"{_plural(others, other)} wrong")
+    if incidents.invoices:
+        parts.append(f"{_plural(incidents.invoices, 'invoice')} affected")
+    if incidents.at_risk:
+        at_risk = " + ".join(money(c, m) for c, m in sorted(incidents.at_risk.items()))
+        parts.append(f"{at_risk} at risk")
+    if incidents.unattributed:
+        parts.append(_plural(incidents.unattributed, "other incident"))
+    return ", ".join(parts)
+
+
+def describe_violations(violations: Mapping[str, int], incidents: Incidents | None) -> str:
+    """A run's violations in one line: the incidents first, the per-code counts after them as
+    evidence, never added up. `no violation` when every invariant held."""
+    codes = ", ".join(
+        f"{code} {n:,}"
+        for code, n in sorted(violations.items(), key=lambda cn: (-cn[1], cn[0]))
+        if n
+    )
+    if not codes:
+        return "no violation"
+    if incidents is None:
+        return f"incidents not counted; evidence: {codes}"
+    return f"{describe_incidents(incidents)}; evidence: {codes}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _payment_ids(row: Mapping[str, Any]) -> list[int]:
+    if row.get("payment_id") is not None:
+        return [int(row["payment_id"])]
+    return [int(p) for p in row.get("payment_ids") or () if p is not None]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,15 @@ from racebench.harness.service_process import ServiceStartError
 from racebench.harness.targets import HttpTarget, InProcessTarget, Target
 from racebench.progress import Progress
 from racebench.reference_service.strategies import STRATEGY_NAMES
-from racebench.results import Expected, Mode, RaceResult, Verdict, judge
+from racebench.results import (
+    Expected,
+    Incidents,
+    Mode,
+    RaceResult,
+    Verdict,
+    add_incidents,
+    judge,
+)
 
 MODES: tuple[Mode, ...] = ("in_process", "http")
 
@@ -108,6 +116,7 @@ class CellRuns:
             expected=self.cell.expected,
             verdict=self.verdict,
             violations=violations,
+            incidents=add_incidents(o.check.incidents for o in self.outcomes),
             duration_ms=round(self.duration_ms, 1),
             timeline=self.outcomes[index].timeline if self.outcomes else [],
             error="; ".join(dict.fromkeys(errors)) or None,
@@ -245,7 +254,9 @@ def _record_error(
 ) -> None:
     for cell in group:
         hooks.started(cell)
-        runs[cell].outcomes.append(RunOutcome(CheckResult(True, []), [], [message]))
+        runs[cell].outcomes.append(
+            RunOutcome(CheckResult(True, [], incidents=Incidents()), [], [message])
+        )
         runs[cell].seeds.append(None)
         hooks.finished(runs[cell])
 

@@ -204,6 +204,7 @@ class CellRun:
             throughput_rps=round(tally.throughput_rps, 1),
             latency_ms=tally.latency.summary(),
             violations=dict(outcome.counts),
+            incidents=outcome.incidents,
             error=None
             if tally.requests
             else f"Locust sent no requests (exit {returncode}); see locust.log",

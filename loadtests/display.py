@@ -10,6 +10,7 @@ from types import TracebackType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from racebench.console import console as make_console
+from racebench.harness.invariants import describe_violations
 from racebench.loadtests.ceiling import Ceiling
 from racebench.results import BenchResult
 
@@ -72,11 +73,10 @@ class RichObserver:
         if isinstance(result, Ceiling):
             console.print(f"  pgbench: {result.tps:.0f} tps", highlight=False)
             return
-        violations = sum(result.violations.values())
         console.print(
             f"  {result.arm:<18} round {result.round}: {result.throughput_rps:8.1f} req/s, "
             f"p99 {result.latency_ms.p99:7.2f} ms, {result.requests} requests, "
             f"{result.busy} busy, {result.failures} failed, "
-            f"{violations} violation(s)",
+            f"{describe_violations(result.violations, result.incidents)}",
             highlight=False,
         )

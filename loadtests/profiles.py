@@ -231,7 +231,7 @@ WEBHOOK = Profile(
 )
 CONTENTION = Profile(
     "contention",
-    "a payment's checkout callback and its webhook, at the same moment: the documents' race,"
+    "a payment's checkout callback and its webhook, at the same moment: the write-up's race,"
     " under load",
     _contention,
     requests_per_item=2.0,

@@ -1,4 +1,4 @@
-"""The `racebench` command (DESIGN.md, CONTRACT: command line)."""
+"""The `racebench` command (docs/contracts.md, command line)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`racebench demo`, the main job: the race matrix, a short benchmark of the documents' Before
+"""`racebench demo`, the main job: the race matrix, a short benchmark of the write-up's Before
 (`none`) against their After (`for_update`), and the report, in one run folder.
 
 With no --database-url and no DATABASE_URL, one embedded PostgreSQL starts here and serves
@@ -16,9 +16,9 @@ from racebench.console import console as make_console
 from racebench.harness.database import redact, render, server
 from racebench.results import DEFAULT_RUNS_DIR, RESULTS_FILE, Results, new_run_id
 
-# The documents' Before and After.
+# The write-up's Before and After.
 DEMO_STRATEGIES = "none,for_update"
-# The documents' race under load: each payment's verify and webhook arrive at once.
+# The write-up's race under load: each payment's verify and webhook arrive at once.
 DEMO_PROFILE = "contention"
 # Three alternating rounds: the fewest whose median shrugs off one disturbed round.
 DEMO_ROUNDS = 3

@@ -1,4 +1,4 @@
-"""The results file (DESIGN.md, CONTRACT: the results file): what runs write, reports read.
+"""The results file (docs/contracts.md, the results file): what runs write, reports read.
 
 Typed models, one reader (`Results.read`). The contract: a results file may gain fields
 freely (readers ignore keys they do not know); renaming or removing a field bumps the schema,
@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -101,6 +102,43 @@ def starts_ms(entry: TimelineEvent | LockWait) -> float:
     return entry.t_ms if isinstance(entry, TimelineEvent) else entry.start_ms
 
 
+class Incidents(_Model):
+    """Violations grouped by what they happened to (harness.invariants.group_incidents): a
+    payment captured twice is one incident, however many invariants it broke; the per-code
+    counts stay in `violations`, as the evidence. Absent (None) in files written before it
+    existed, and for targets, whose invariants are their own queries."""
+
+    payments: int = 0  # payments with any violation, each counted once
+    captured_twice: int = 0  # of those, payments captured more than once
+    invoices: int = 0  # invoices of those payments, and invoices whose totals are wrong
+    # Currency -> minor units (paise) captured more than once: amount x (captures - 1).
+    at_risk: dict[str, int] = Field(default_factory=dict)
+    unattributed: int = 0  # violations tied to no payment or invoice (a lost delivery)
+
+    def __add__(self, other: Incidents) -> Incidents:
+        """Two runs' incidents together (each run has its own payments and invoices)."""
+        at_risk = dict(self.at_risk)
+        for currency, minor in other.at_risk.items():
+            at_risk[currency] = at_risk.get(currency, 0) + minor
+        return Incidents(
+            payments=self.payments + other.payments,
+            captured_twice=self.captured_twice + other.captured_twice,
+            invoices=self.invoices + other.invoices,
+            at_risk=at_risk,
+            unattributed=self.unattributed + other.unattributed,
+        )
+
+
+def add_incidents(parts: Iterable[Incidents | None]) -> Incidents | None:
+    """The sum, or None when any part was not counted (a sum of some parts would undercount)."""
+    total = Incidents()
+    for part in parts:
+        if part is None:
+            return None
+        total = total + part
+    return total
+
+
 class RaceResult(_Model):
     scenario: str
     strategy: str
@@ -109,6 +147,7 @@ class RaceResult(_Model):
     expected: Expected
     verdict: Verdict
     violations: dict[str, int] = Field(default_factory=dict)
+    incidents: Incidents | None = None  # the violations grouped, when they were counted
     duration_ms: float = 0.0
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # Not in the contract's minimum, but worth keeping: why a run errored, and the seed.
@@ -194,6 +233,7 @@ class BenchResult(_Model):
     throughput_rps: float
     latency_ms: LatencyMs
     violations: dict[str, int] = Field(default_factory=dict)
+    incidents: Incidents | None = None  # the violations grouped, when they were counted
     error: str | None = None  # why the round failed; such a round counts for safety only
     workers: int = 1  # service processes
     expected_safe: bool | None = None  # holds(strategy, workers) when the round ran

@@ -1,4 +1,4 @@
-"""create_app(): the reference payment-capture service (DESIGN.md, CONTRACT: HTTP API)."""
+"""create_app(): the reference payment-capture service (docs/contracts.md, HTTP API)."""
 
 from __future__ import annotations
 

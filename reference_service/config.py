@@ -1,4 +1,4 @@
-"""Settings of the reference service, read from the environment (DESIGN.md, configuration)."""
+"""Settings of the reference service, read from the environment (docs/contracts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Razorpay webhook events the service acts on, by their wire names (DESIGN.md, HTTP API).
+"""The Razorpay webhook events the service acts on, by their wire names (docs/contracts.md).
 
 An event type the service does not know is kept as it came (`webhook_events.event_type`) and
 ignored; these are the ones with a meaning here, and the ones the harness and the load

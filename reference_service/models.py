@@ -1,4 +1,4 @@
-"""The tables of DESIGN.md (CONTRACT: tables), as SQLAlchemy Core tables.
+"""The tables of docs/contracts.md (CONTRACT: tables), as SQLAlchemy Core tables.
 
 The capture path runs Core statements against these, not ORM objects: a capture is a handful
 of statements and the ORM's unit of work would cost more than the statements themselves.
@@ -94,7 +94,7 @@ payments = Table(
     Column("version", Integer, nullable=False, server_default=text("1")),
 )
 
-# Deliberately no unique constraint on payment_id: the race must be visible (DESIGN.md).
+# Deliberately no unique constraint on payment_id: the race must be visible (docs/contracts.md).
 payment_allocations = Table(
     "payment_allocations",
     metadata,

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN.md, CONTRACT: HTTP API)."""
+"""Request and response bodies of the HTTP API (docs/contracts.md, HTTP API)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.table import Table
 
 from racebench.console import console as make_console
+from racebench.harness.invariants import describe_violations
 from racebench.reports import stats
 from racebench.reports.summary import BenchSummary, PairedChange, summarize
 from racebench.results import BenchResult, Results
@@ -57,7 +58,7 @@ def summary_table(results: Results) -> Table:
     """Medians of the rounds per strategy, with the spread and the change against the first."""
     table = Table(title="racebench bench: medians of the rounds", title_justify="left")
     columns = ("strategy", "req/s", "range", "vs base", "mean", "p50", "p99", "p99 vs base")
-    for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "violations"):
+    for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "incidents"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for line in strategy_lines(results):
         s, versus = line.summary, line.versus
@@ -75,7 +76,7 @@ def summary_table(results: Results) -> Table:
             _cost(line),
             str(s.busy),
             str(s.failures),
-            str(sum(s.violations.values())),
+            _incidents(s),
         )
     table.caption = (
         "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s; "
@@ -83,6 +84,15 @@ def summary_table(results: Results) -> Table:
         "cpu ms/req: service + its PostgreSQL backends"
     )
     return table
+
+
+def _incidents(summary: BenchSummary) -> str:
+    """Payments affected, each once (never the per-invariant counts added up)."""
+    if not summary.violations:
+        return "0"
+    if summary.incidents is None:
+        return "not counted"
+    return f"{summary.incidents.payments:,} payments"
 
 
 def _change(interval: stats.Interval | None) -> str:
@@ -149,7 +159,7 @@ def fault_lines(results: Results) -> list[str]:
             f"transport errors: {row.transport_errors}; "
             f"lost: {row.lost_captures} of {row.acked_captures} acked captures, "
             f"{row.lost_webhooks} of {row.acked_webhooks} acked webhooks; "
-            f"violations: {sum(row.violations.values())}"
+            f"invariants: {describe_violations(row.violations, row.incidents)}"
         )
         f = row.faults
         if f is not None:

@@ -57,7 +57,7 @@ def chart_images(summary: RunSummary) -> list[Image]:
             for name in ("Latency percentiles", "Throughput", "Latency over time")
         ]
     images.append(
-        Image("Violations per strategy", plots.violations(summary.safety), missing="nothing tested")
+        Image("Incidents per strategy", plots.violations(summary.safety), missing="nothing tested")
     )
     return images
 
@@ -100,21 +100,28 @@ def _facts(results: Results, run_dir: Path, baseline: Path | None) -> list[tuple
             f"{len(results.race)} scenario x strategy cells, "
             f"{fmt.plural(sum(r.runs for r in results.race), 'scenario run')}",
         ),
-        ("benchmark rounds", _rounds_fact(results)),
+        ("benchmark rounds", rounds_fact(results)),
     ]
     if baseline is not None:
         facts.append(("baseline", str(baseline)))
     return facts
 
 
-def _rounds_fact(results: Results) -> str:
-    """`3 rounds of 2 strategies (6 measured)`: the rounds that ran, never an aggregate."""
+def rounds_fact(results: Results) -> str:
+    """`3 rounds of 2 strategies (6 measured)`: the rounds that ran, as results.json holds
+    them, never the number asked for. A failed round (Locust sent nothing, the service did not
+    start) did not run: it is counted apart, and the medians leave it out too."""
     if not results.bench:
         return "0"
-    rounds = len({(b.profile, b.round) for b in results.bench})
-    strategies = len({b.arm for b in results.bench})
+    ran = [b for b in results.bench if not b.errored]
+    failed = len(results.bench) - len(ran)
+    rounds = len({(b.profile, b.round) for b in ran})
+    strategies = len({b.arm for b in ran})
     kinds = "strategy" if strategies == 1 else "strategies"
-    return f"{fmt.plural(rounds, 'round')} of {strategies} {kinds} ({len(results.bench)} measured)"
+    text = f"{fmt.plural(rounds, 'round')} of {strategies} {kinds} ({len(ran)} measured)"
+    if failed:
+        text += f"; {fmt.plural(failed, 'failed run')} not counted"
+    return text
 
 
 def resolve_run_dir(path: Path) -> Path:
@@ -163,7 +170,7 @@ def run_report(
         gate = compare(summary, summarize(Results.read(baseline)), thresholds)
 
     (run_dir / TABLE_FILE).write_text(
-        document(f"racebench: the documents' table, measured ({results.run_id})", perf)
+        document(f"racebench: the write-up's performance table, measured ({results.run_id})", perf)
     )
     (run_dir / MATRIX_FILE).write_text(
         document(f"racebench: safety matrix ({results.run_id})", [matrix_tab])

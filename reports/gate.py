@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from racebench.harness.invariants import describe_violations
 from racebench.reports import formatting as fmt
 from racebench.reports import stats
 from racebench.reports.matrix import Matrix, Outcome
@@ -253,8 +254,8 @@ def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateRes
                 Check(
                     f"new violations {name}",
                     False,
-                    f"{sum(c.old.violations.values())} -> {sum(c.new.violations.values())}: "
-                    f"{fmt.counts(c.new.violations)}",
+                    f"{describe_violations(c.old.violations, c.old.incidents)} -> "
+                    f"{describe_violations(c.new.violations, c.new.incidents)}",
                 )
             )
     return GateResult(checks + missing, comparisons)

@@ -130,7 +130,9 @@ def render_page(page: Page) -> str:
     parts += [image_html(i) for i in page.charts]
     parts.append("<h2>Timelines of the interleaved scenario</h2>")
     parts.append(
-        '<p class="notes">The documents\' T0-T7 schedule, forced with race points. Time flows '
+        '<p class="notes">The T0-T7 schedule of the write-up this race comes from (a checkout '
+        "callback and a Razorpay webhook capturing one payment; README.md, Where this comes "
+        "from), forced with race points. Time flows "
         "down, one row per event; a hatched red bar is a wait on a row lock as PostgreSQL "
         "reported it (pg_stat_activity, wait_event_type = 'Lock').</p>"
     )

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from racebench.reference_service.strategies import STRATEGY_NAMES, holds
 from racebench.reports import stats
-from racebench.results import BenchResult, RaceResult, Results
+from racebench.results import BenchResult, Incidents, RaceResult, Results, add_incidents
 
-BEFORE = "none"  # the documents' BEFORE
-AFTER = "for_update"  # the documents' AFTER
+BEFORE = "none"  # the write-up's BEFORE
+AFTER = "for_update"  # the write-up's AFTER
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class BenchSummary:
     busy: int
     cpu_ms_per_request: Spread | None  # None when no round has a CPU figure
     violations: Counter[str]
+    incidents: Incidents | None  # the violations grouped; None: a round did not count them
 
     @classmethod
     def of(cls, rounds: list[BenchResult]) -> BenchSummary:
@@ -151,6 +152,7 @@ class BenchSummary:
             busy=sum(r.busy for r in ordered),
             cpu_ms_per_request=Spread.of(costs) if costs else None,
             violations=+violations,
+            incidents=add_incidents(r.incidents for r in ordered if any(r.violations.values())),
         )
 
 
@@ -166,10 +168,17 @@ class SafetySummary:
     scenarios_with_violations: int = 0
     bench_requests: int = 0
     violations: Counter[str] = field(default_factory=Counter)
+    # The violations grouped into incidents; None when a run that left violations did not
+    # count them (a results file older than incidents, a target's own invariants).
+    incidents: Incidents | None = field(default_factory=Incidents)
+    # Whether a run expected to hold left violations (False: every violation was an expected
+    # race, such as the `none` canary or app_lock across processes).
+    unexpected_violations: bool = False
 
     @property
-    def total_violations(self) -> int:
-        return sum(self.violations.values())
+    def violated(self) -> bool:
+        """Whether any invariant broke anywhere."""
+        return any(self.violations.values())
 
     @property
     def tested(self) -> bool:
@@ -222,6 +231,12 @@ def _safety(strategy: str, race: list[RaceResult], bench: list[BenchResult]) -> 
         scenarios_with_violations=len({r.scenario for r in race if any(r.violations.values())}),
         bench_requests=sum(b.requests for b in bench),
         violations=+violations,
+        unexpected_violations=any(r.expected == "safe" and any(r.violations.values()) for r in race)
+        or any(expected_to_hold(b) and any(b.violations.values()) for b in bench),
+        incidents=add_incidents(
+            [r.incidents for r in race if any(r.violations.values())]
+            + [b.incidents for b in bench if any(b.violations.values())]
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""The scenarios of DESIGN.md, one module each, by name (in the order of DESIGN.md).
+"""The scenarios of docs/contracts.md, one module each, by name (in the order of docs/contracts.md).
 
 Adding one: write a module here with a `script(race)` and a `SCENARIO`, and add the module's
 name to MODULES below (the order is the order of every listing).

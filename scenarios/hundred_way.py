@@ -1,4 +1,4 @@
-"""hundred_way: 100 copies of the checkout callback at the same instant (the documents' Test 3).
+"""hundred_way: 100 copies of the checkout callback at the same instant (the write-up's Test 3).
 
     v001..v100  POST /payments/verify   -- launched together behind one barrier
     (rendezvous: the first two that read pending are held until both have, unless a lock

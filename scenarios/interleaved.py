@@ -1,4 +1,4 @@
-"""interleaved: the documents' T0-T7 timeline, forced with the race points.
+"""interleaved: the write-up's T0-T7 timeline, forced with the race points.
 
     T0  client   reads payment: status = pending
     T2  client   verifies signature (the service does it right after the read)
@@ -24,7 +24,7 @@ from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 
 T0_T7 = Schedule.of(
-    "the documents' T0-T7",
+    "the write-up's T0-T7",
     # The service checks the checkout signature right after its read (T2 by then), and the
     # webhook's signature on arrival, before its read (T3 by then).
     reach("T0", "client", RacePoint.AFTER_READ, also=(("T2", "verifies signature: valid"),)),
@@ -52,7 +52,7 @@ async def script(race: Race) -> None:
 
 SCENARIO = Scenario(
     "interleaved",
-    "the documents' T0-T7, forced",
+    "the write-up's T0-T7, forced",
     script,
     catches_races=True,
     modes=("in_process", "http"),

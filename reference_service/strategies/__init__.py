@@ -1,4 +1,4 @@
-"""The lock strategies, by name (DESIGN.md, CONTRACT: lock strategies).
+"""The lock strategies, by name (docs/contracts.md, lock strategies).
 
 Adding one: write a module here whose LockStrategy subclass is its `STRATEGY`, and add the
 module's name to MODULES below (the order is the order of every listing).

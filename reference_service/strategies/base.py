@@ -4,7 +4,7 @@ A strategy decides how a capture claims the payment row and the invoice row it a
 which lock it takes, and when. It does not decide what capturing means; that is
 reference_service/capture.py, shared by every strategy and both paths.
 
-The defaults here are the documents' BEFORE: read, check in Python, write. They guard nothing,
+The defaults here are the write-up's BEFORE: read, check in Python, write. They guard nothing,
 which is exactly the `none` strategy. A safe strategy overrides the steps it guards: its reads
 (a lock), or its writes (a condition).
 """
@@ -97,7 +97,7 @@ class LockStrategy:
         None means another transaction got there first and nothing was written; the caller
         reads the payment again and re-checks. The default writes unconditionally, with the
         invoice's amount_paid computed from `read_invoice`: safe only under the strategy's
-        locks, and a lost update without them (the documents' BEFORE).
+        locks, and a lost update without them (the write-up's BEFORE).
         """
         total, paid = await self.read_invoice(tx, payment.invoice_id)
         status = invoice_status(total, paid + payment.amount)

@@ -1,4 +1,4 @@
-"""`for_update`: SELECT ... FOR UPDATE, status checked after the lock (the documents' AFTER)."""
+"""`for_update`: SELECT ... FOR UPDATE, status checked after the lock (the write-up's AFTER)."""
 
 from __future__ import annotations
 

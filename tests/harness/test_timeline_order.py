@@ -44,7 +44,7 @@ async def test_every_timeline_is_in_a_possible_order(database_url: str, mode: st
 
 
 def _tells_the_whole_story(c: CellRuns) -> None:
-    """interleaved: the documents' T0..T7 all appear, every COMMIT is there, and what the
+    """interleaved: the write-up's T0..T7 all appear, every COMMIT is there, and what the
     webhook did after a wait is drawn (its UPDATE under none, its skip under for_update)."""
     for outcome in c.outcomes:
         events = [e for e in outcome.timeline if isinstance(e, TimelineEvent)]

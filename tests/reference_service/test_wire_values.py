@@ -1,4 +1,4 @@
-"""The enums name the contract's wire values; their values are the contract (DESIGN.md)."""
+"""The enums name the contract's wire values; their values are the contract (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def test_the_wire_values_are_the_contracts() -> None:
         "unmatched",
         "rejected",
     ]
-    # The two points of the contract (DESIGN.md) hold actors; the other two are reported to a
-    # harness's timeline only (a replay's skip, a COMMIT as it happens).
+    # The two points of the contract (docs/contracts.md) hold actors; the other two are reported
+    # to a harness's timeline only (a replay's skip, a COMMIT as it happens).
     assert [p.value for p in RacePoint] == [
         "capture.after_read",
         "capture.before_commit",

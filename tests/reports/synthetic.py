@@ -1,6 +1,6 @@
 """Synthetic, valid results.json files (racebench/results.py) for the report tests.
 
-The benchmark numbers are the documents' own: Before 150 ms / 300 ms / 100 req/s, After
+The benchmark numbers are the write-up's own: Before 150 ms / 300 ms / 100 req/s, After
 160 ms / 350 ms / 98 req/s, each the median of three alternating rounds.
 """
 
@@ -20,7 +20,7 @@ from racebench.results import (
     TimelineEvent,
 )
 
-# (mean, p99, throughput) per round; the medians are the documents' figures.
+# (mean, p99, throughput) per round; the medians are the write-up's figures.
 ROUNDS: dict[str, list[tuple[float, float, float]]] = {
     "none": [(150.0, 300.0, 100.0), (149.0, 290.0, 102.0), (152.0, 310.0, 98.0)],
     "for_update": [(160.0, 350.0, 98.0), (158.0, 340.0, 97.0), (161.0, 355.0, 99.0)],
@@ -37,9 +37,9 @@ UPDATE = "UPDATE status = captured; UPDATE invoice"
 
 
 def interleaved_timeline(locking: bool) -> list[TimelineEntry]:
-    """The documents' T0-T7, as harness/timeline.py writes it (events and one lock wait)."""
+    """The write-up's T0-T7, as harness/timeline.py writes it (events and one lock wait)."""
     rows = [
-        event(0.0, "-", "schedule: the documents' T0-T7", "note"),
+        event(0.0, "-", "schedule: the write-up's T0-T7", "note"),
         event(0.4, "client", "sends POST /payments/verify", "send"),
         event(0.5, "webhook", "sends POST /webhooks/razorpay", "send"),
         event(2.1, "client", "reads payment: status = pending", "arrive", "T0"),

@@ -12,7 +12,7 @@ from racebench.reports.build import COMPARISON_FILE
 from racebench.reports.gate import GateResult, Thresholds, compare, race_checks
 from racebench.reports.matrix import build_matrix
 from racebench.reports.summary import summarize
-from racebench.results import Results
+from racebench.results import Incidents, Results
 from tests.reports.synthetic import bench_results, race_results, write_run
 
 WIDE = {"COLUMNS": "200"}
@@ -76,12 +76,15 @@ def test_a_tiny_p99_increase_is_noise(tmp_path: Path) -> None:
 def test_new_violations_on_a_safe_strategy_fail(tmp_path: Path) -> None:
     old = write_run(tmp_path / "old")
     bench = bench_results()
-    bench[1].violations = {"DOUBLE_CAPTURE": 1}  # for_update, round 1
+    bench[1].violations = {"DOUBLE_CAPTURE": 1, "DUPLICATE_RECEIPT": 1}  # for_update, round 1
+    bench[1].incidents = Incidents(payments=1, captured_twice=1, invoices=1, at_risk={"INR": 500})
     new = write_run(tmp_path / "new", bench=bench)
     assert report(new, old) == 1
     comparison = (new / COMPARISON_FILE).read_text()
-    assert "| new violations for_update (contention) | FAIL | 0 -> 1: DOUBLE_CAPTURE 1 |" in (
-        comparison
+    assert (
+        "| new violations for_update (contention) | FAIL | no violation -> 1 payment captured "
+        "twice or more, 1 invoice affected, INR 5.00 at risk; evidence: DOUBLE_CAPTURE 1, "
+        "DUPLICATE_RECEIPT 1 |" in comparison
     )
 
 

@@ -211,7 +211,9 @@ def test_a_v1_baseline_gates_a_v2_run(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     # The v1 median rows are not rounds: 2 rounds of 2 strategies, and none's violations once.
     table = (new / "table.md").read_text()
-    assert "| ⚠ HIGH: 8; DOUBLE_CAPTURE 8 |" in table  # 1 race run + 4 + 3 in the rounds
+    # 1 race run + 4 + 3 in the rounds; a v1 file has no incidents, so the codes are evidence.
+    assert "| HIGH: incidents not counted in this results file (expected race); " in table
+    assert "evidence: DOUBLE_CAPTURE 8 |" in table
     html = (new / HTML_FILE).read_text()
     assert "2 rounds of 2 strategies (4 measured)" in html
 

@@ -13,7 +13,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_reads_the_harness_format() -> None:
     lanes = read_timeline(interleaved_timeline(locking=True), "interleaved x for_update")
     assert lanes.actors == ["client", "webhook"]
-    assert [n.text for n in lanes.notes] == ["schedule: the documents' T0-T7"]
+    assert [n.text for n in lanes.notes] == ["schedule: the write-up's T0-T7"]
     assert len(lanes.waits) == 1
     wait = lanes.waits[0]
     assert (wait.actor, wait.start_ms, wait.end_ms) == ("webhook", 3.0, 44.2)

@@ -1,4 +1,4 @@
-"""The scenario suite reads like DESIGN.md and the documents, and each script runs cleanly."""
+"""The scenario suite reads like docs/contracts.md and the write-up, and each script runs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ DESIGN_ORDER = (
 
 
 def test_every_design_scenario_is_there_in_order() -> None:
-    """DESIGN.md's scenarios come first, in its order; a new scenario goes after them."""
+    """docs/contracts.md's scenarios come first, in its order; a new scenario goes after them."""
     assert SCENARIO_NAMES[: len(DESIGN_ORDER)] == DESIGN_ORDER
 
 
