@@ -40,10 +40,12 @@ from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
-from racebench.results import BenchResult, CpuFigures, CpuGroup
+from racebench.results import BenchResult, CpuFigures, CpuGroup, Incidents
 
 # The uncounted round before the first: long enough to start Locust and warm every arm.
 WARMUP_ROUND_S = 3.0
+# The fewest payments a round's slice holds, however little the round before it sent.
+MIN_POOL = 10_000
 ARMS_ENV = "RACEBENCH_ARMS"  # read by the locustfile at import (see its ARMS)
 
 
@@ -56,6 +58,7 @@ class _Arm:
     base_url: str = ""
     service_pid: int = 0
     counted: dict[str, int] = field(default_factory=dict)  # violations before this round
+    incidents: Incidents | None = None  # and the incidents
 
 
 @dataclass
@@ -65,6 +68,8 @@ class PairedBench:
     config: BenchConfig
     arms: list[_Arm]
     progress: Progress[BenchResult] = NOBODY
+    _next_payment: int = 0  # the first payment id of the next round's slice
+    _sent: int = 0  # requests of the busiest arm in the last round
 
     @classmethod
     @contextmanager
@@ -98,18 +103,23 @@ class PairedBench:
                 progress.phase(f"{arm.label}: warm-up")
                 seed(arm.database_url, warmup)
                 warm_up(arm.base_url, warmup, WARMUP_CONCURRENCY)
-            yield cls(config, arms, progress)
+            yield cls(config, arms, progress, _next_payment=warmup.last + 1)
 
     def pool(self, round_no: int) -> Pool:
         """Round `round_no`'s payments (0: the warm-up round): a slice of its own, after the
-        warm-up requests'."""
+        ones before it. The first is sized for the most a round could send; later ones for
+        twice what the busiest arm sent in the round before (so that nothing is reused while
+        the tables grow no faster than the load needs)."""
         size = self.config.pools()[0].size
-        return Pool(self.config.warmup_requests + 1 + round_no * size, size)
+        if self._sent:
+            size = min(size, max(MIN_POOL, 2 * self._sent))
+        return Pool(self._next_payment, size)
 
     def round(self, round_no: int, duration_s: float | None = None) -> list[BenchResult]:
         """One Locust run over every arm (of the config's duration, unless given); one result
         per arm."""
         config, pool = self.config, self.pool(round_no)
+        self._next_payment = pool.last + 1
         if duration_s is not None:
             config = replace(config, duration_s=duration_s)
         self.progress.phase("seeding")
@@ -136,17 +146,22 @@ class PairedBench:
             rate=config.item_rate,
             hot_epoch=time.time(),
         )
+        # Locust spawns the user classes in the order given: every second round reverses it,
+        # so that neither arm is always first.
+        order = self.arms if round_no % 2 else self.arms[::-1]
         arms_env = [
             {"label": arm.label, "url": arm.base_url, "tally_dir": str(dirs[arm.label])}
-            for arm in self.arms
+            for arm in order
         ]
         self.progress.phase("load")
         returncode, cpu = self._run_locust(plan, arms_env)
         log = (shared / "locust.log").read_text(errors="replace")
-        return [
+        results = [
             self._result(config, arm, round_no, pool, dirs[arm.label], returncode, cpu, log)
             for arm in self.arms
         ]
+        self._sent = max(result.requests for result in results)
+        return results
 
     def _run_locust(
         self, plan: LocustPlan, arms_env: list[dict[str, str]]
@@ -207,6 +222,8 @@ class PairedBench:
         added = {code: n - arm.counted.get(code, 0) for code, n in counts.items()}
         arm.counted = counts
         added = {code: n for code, n in added.items() if n}
+        incidents = _since(outcome.incidents, arm.incidents)
+        arm.incidents = outcome.incidents
         result = BenchResult(
             strategy=arm.strategy,
             profile=config.profile.name,
@@ -221,6 +238,7 @@ class PairedBench:
             throughput_rps=round(tally.throughput_rps, 1),
             latency_ms=tally.latency.summary(),
             violations=added,
+            incidents=incidents,
             error=None
             if tally.requests
             else f"Locust sent no requests (exit {returncode}); see locust.log",
@@ -262,6 +280,21 @@ async def _no_autovacuum(database_url: str) -> None:
             await conn.execute(f"ALTER TABLE {table['name']} SET (autovacuum_enabled = false)")
     finally:
         await conn.close()
+
+
+def _since(now: Incidents | None, before: Incidents | None) -> Incidents | None:
+    """The incidents of the last round: every round has payments and invoices of its own, so
+    the counts after it less the counts before it."""
+    if now is None or before is None:
+        return now
+    at_risk = {c: m - before.at_risk.get(c, 0) for c, m in now.at_risk.items()}
+    return Incidents(
+        payments=now.payments - before.payments,
+        captured_twice=now.captured_twice - before.captured_twice,
+        invoices=now.invoices - before.invoices,
+        at_risk={c: m for c, m in at_risk.items() if m},
+        unattributed=now.unattributed - before.unattributed,
+    )
 
 
 def _arm_cpu(figures: CpuFigures, label: str) -> CpuFigures:

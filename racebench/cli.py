@@ -506,7 +506,7 @@ def report(
 def demo(
     out: RunFolder = None,
     duration: Annotated[str, typer.Option(metavar="TIME", help="benchmark time per round")] = (
-        "10s"
+        "6s"
     ),
     database_url: DatabaseUrl = None,
 ) -> None:

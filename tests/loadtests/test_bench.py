@@ -82,6 +82,53 @@ def test_contention_bench_catches_none_and_clears_for_update(
     assert _children() == []
 
 
+def test_concurrent_rounds_share_one_locust_and_count_each_round_once(
+    tmp_path: Path, admin_url: str
+) -> None:
+    """--order concurrent: both arms in one Locust run a round, each on its own service and
+    database kept across rounds; a round's violations are the ones it added, and its
+    incidents are its own payments (their sum is what the database holds at the end)."""
+    config = BenchConfig(
+        strategies=["none", "for_update"],
+        profile=PROFILES["contention"],
+        users=FEW_USERS,
+        rate=None,
+        duration_s=2.0,
+        rounds=3,
+        workers=1,
+        processes=1,
+        run_dir=tmp_path,
+        database_url=admin_url,
+        order="concurrent",
+    )
+    rows = run_cells(config)
+    assert [(r.arm, r.round) for r in rows] == [
+        (arm, n) for n in (1, 2, 3) for arm in ("none", "for_update")
+    ]
+    none = [r for r in rows if r.strategy == "none"]
+    for row in rows:
+        assert row.requests > 0 and row.failures == 0 and row.error is None, row.outcomes
+        assert row.pool_wrapped == 0  # every round has payments of its own
+        assert row.users == FEW_USERS // 2  # the users split evenly
+        assert row.cpu is not None and {"service", "postgres", "locust"} <= set(row.cpu.groups)
+        assert row.cpu_ms_per_request is not None and row.cpu_ms_per_request > 0
+    # One Locust run a round, shared: both arms' figures name the same Locust CPU.
+    for n in (1, 2, 3):
+        pair = [r for r in rows if r.round == n]
+        assert pair[0].cpu is not None and pair[1].cpu is not None
+        assert pair[0].cpu.groups["locust"] == pair[1].cpu.groups["locust"]
+    assert all(r.violations == {} for r in rows if r.strategy == "for_update")
+    doubles = [r.violations.get("DOUBLE_CAPTURE", 0) for r in none]
+    assert all(n > 0 for n in doubles), doubles  # the canary is caught in every round
+    for row in none:  # a round's incidents are its own double captures, counted once each
+        assert row.incidents is not None
+        assert row.incidents.captured_twice == row.violations["DOUBLE_CAPTURE"]
+        # A contention item is one payment's verify and webhook: a round cannot have captured
+        # more payments twice than it touched (counted since the start, rounds 2 and 3 would).
+        assert row.violations["DOUBLE_CAPTURE"] <= row.requests // 2, row
+    assert _children() == []
+
+
 def test_open_model_never_runs_ahead_of_its_schedule(tmp_path: Path, admin_url: str) -> None:
     rate = 50.0
     recorder = Recorder()

@@ -2,6 +2,7 @@
 performance gate of `racebench bench --gate` say what is true of the two arms.
 
 - A/A: for_update against itself, five rounds: no measurable difference, and the gate passes.
+  Both arms run at the same time from one Locust run (--order concurrent).
 - A/B: for_update against a copy that sleeps 5 ms inside its transaction (built here, in
   tests/loadtests/slow_strategy.py, and loaded by the service as package.module:Class): slower,
   with an interval that excludes 0, and the gate fails.
@@ -10,7 +11,6 @@ performance gate of `racebench bench --gate` say what is true of the two arms.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +24,6 @@ from racebench.reports.summary import PairedChange, summarize
 from racebench.results import Results
 
 ROOT = Path(__file__).resolve().parents[2]
-# Opt-in for now: on this 2-core machine a 5 s concurrent round can start its Locust too late
-# to send a request, so these are not yet steady enough to gate CI (issue 11 stays open).
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("RACEBENCH_COMPARE_TESTS"),
-    reason="set RACEBENCH_COMPARE_TESTS=1 to run the A/A and A/B benches",
-)
 SLOW = "tests.loadtests.slow_strategy:SlowForUpdate"
 
 
@@ -76,13 +70,20 @@ def _paired(tmp_path: Path) -> PairedChange:
 
 
 def test_a_against_itself_is_no_measurable_difference(tmp_path: Path, admin_url: str) -> None:
-    code, output = _bench(tmp_path, admin_url, "for_update,for_update", rounds=5)
-    assert code == 0, output
-    assert "gate passed" in output
-    paired = _paired(tmp_path)
-    assert paired.rounds == 5
-    verdict = stats.verdict(paired.throughput, stats.THROUGHPUT)
-    assert verdict.startswith("no measurable difference"), verdict
+    """A 95% interval leaves out 0 in one A/A bench in 20 by design, so a first "difference"
+    earns a second bench: both finding one (1 in 400 by chance) means the arms are not alike."""
+    verdicts = []
+    for attempt in ("first", "second"):
+        out = tmp_path / attempt
+        code, output = _bench(out, admin_url, "for_update,for_update", rounds=5)
+        assert code == 0, output
+        assert "gate passed" in output
+        paired = _paired(out)
+        assert paired.rounds == 5
+        verdicts.append(stats.verdict(paired.throughput, stats.THROUGHPUT))
+        if verdicts[-1].startswith("no measurable difference"):
+            break
+    assert verdicts[-1].startswith("no measurable difference"), verdicts
 
 
 def test_five_ms_in_the_transaction_is_slower_and_fails_the_gate(
