@@ -1,13 +1,19 @@
 """`bench --order concurrent`: every arm at the same time, driven by one Locust run.
 
-Each arm (a strategy under a label) has its own database and its own service, set up once for
-the whole bench and kept warm across its rounds. A round is one Locust run whose users are split
-evenly among the arms (loadtests/locustfile.py, RACEBENCH_ARMS): one load generator, one
-scheduler and one CPU budget feed every arm, so the machine's noise, and the generator's own,
-falls on all of them alike and the per-round ratio B / A is steady. Before each round, every
-arm's database gets a fresh slice of pending payments; after it, each arm gets one row, counted
-like a cell of loadtests/cell.py: its own requests, CPU (its service and its database's
-backends) and the violations its round added.
+Each arm (a strategy under a label) runs on a database of its own with a service of its own,
+set up once for the whole bench and kept warm across its rounds. A round is one Locust run
+whose users are split evenly among the arms (loadtests/locustfile.py, RACEBENCH_ARMS): one load
+generator, one scheduler and one CPU budget feed every arm, so the machine's noise, and the
+generator's own, falls on all of them alike and the per-round ratio B / A is steady.
+
+The arms also take turns on the databases (slots): with up to MAX_CROSSED_ARMS arms, every arm
+has a service on every slot, and round r puts arm i on slot (i + r) mod n. Whatever belongs to
+a slot (a database created first, a service process the kernel keeps on a busier core) then
+falls on every arm in turn; without the turns, an A/A bench found its second arm 1.6% faster
+(0.2..3.0%) in 28 rounds. Before each round, every slot's database gets a fresh slice of
+pending payments; after it, each arm gets one row, counted like a cell of loadtests/cell.py:
+its requests, its CPU (its service and its slot's backends), and the violations and incidents
+its round added to its slot.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from racebench.loadtests.cell import (
     WARMUP_CONCURRENCY,
     warm_up,
 )
-from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
+from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PER_S, BenchConfig
 from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
 from racebench.loadtests.pool import Pool, seed
+from racebench.loadtests.profiles import pool_size_for, requests_per_item
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
@@ -44,21 +51,26 @@ from racebench.results import BenchResult, CpuFigures, CpuGroup, Incidents
 
 # The uncounted round before the first: long enough to start Locust and warm every arm.
 WARMUP_ROUND_S = 3.0
-# The fewest payments a round's slice holds, however little the round before it sent.
-MIN_POOL = 10_000
+# Up to this many arms take turns on the databases (n arms start n * n services).
+MAX_CROSSED_ARMS = 3
 ARMS_ENV = "RACEBENCH_ARMS"  # read by the locustfile at import (see its ARMS)
+
+
+@dataclass
+class _Slot:
+    """A database the arms take turns on, and what its invariants found so far."""
+
+    url: str
+    name: str
+    counted: dict[str, int] = field(default_factory=dict)  # violations before this round
+    incidents: Incidents | None = None  # and the incidents
 
 
 @dataclass
 class _Arm:
     label: str
     strategy: str
-    database_url: str = ""
-    database_name: str = ""
-    base_url: str = ""
-    service_pid: int = 0
-    counted: dict[str, int] = field(default_factory=dict)  # violations before this round
-    incidents: Incidents | None = None  # and the incidents
+    services: dict[int, tuple[str, int]] = field(default_factory=dict)  # slot -> (url, pid)
 
 
 @dataclass
@@ -67,64 +79,93 @@ class PairedBench:
 
     config: BenchConfig
     arms: list[_Arm]
+    slots: list[_Slot]
     progress: Progress[BenchResult] = NOBODY
-    _next_payment: int = 0  # the first payment id of the next round's slice
-    _sent: int = 0  # requests of the busiest arm in the last round
+    _next_payment: int = 1  # the first payment id of the next slice
+    _rate: float = 0.0  # requests per second of the busiest arm in the last round
+
+    @property
+    def crossed(self) -> bool:
+        """Whether the arms take turns on the slots (every arm has a service on each)."""
+        return len(self.arms) <= MAX_CROSSED_ARMS
+
+    def placement(self, round_no: int) -> list[tuple[_Arm, int]]:
+        """Each arm with the slot it runs on in round `round_no`."""
+        n = len(self.arms)
+        shift = round_no % n if self.crossed else 0
+        return [(arm, (i + shift) % n) for i, arm in enumerate(self.arms)]
 
     @classmethod
     @contextmanager
     def open(
         cls, config: BenchConfig, progress: Progress[BenchResult] = NOBODY
     ) -> Iterator[PairedBench]:
-        """Every arm's database and service, warmed up; all stopped and dropped on exit."""
+        """Every slot's database and every arm's services, warmed up; all stopped and dropped
+        on exit."""
         arms = [
             _Arm(label, strategy)
             for label, strategy in zip(config.labels, config.strategies, strict=True)
         ]
+        log_dir = config.run_dir.resolve() / "services"
+        log_dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
-            for arm in arms:
-                progress.phase(f"{arm.label}: database and service")
+            slots: list[_Slot] = []
+            for _ in arms:
+                progress.phase(f"database {len(slots) + 1} of {len(arms)}")
                 database = stack.enter_context(provision(config.database_url))
-                log_dir = config.run_dir.resolve() / "services"
-                log_dir.mkdir(parents=True, exist_ok=True)
-                service = stack.enter_context(
-                    running_service(
-                        strategy=arm.strategy,
-                        database_url=database.url,
-                        workers=config.workers,
-                        log_path=log_dir / f"{arm.label.replace(':', '-')}.log",
+                slots.append(_Slot(database.url, database.name))
+            bench = cls(config, arms, slots, progress)
+            for i, arm in enumerate(arms):
+                for s, slot in enumerate(slots):
+                    if not bench.crossed and s != i:
+                        continue
+                    progress.phase(f"{arm.label}: service on database {s + 1}")
+                    name = f"{arm.label.replace(':', '-')}-db{s + 1}.log"
+                    service = stack.enter_context(
+                        running_service(
+                            strategy=arm.strategy,
+                            database_url=slot.url,
+                            workers=config.workers,
+                            log_path=log_dir / name,
+                        )
                     )
-                )
-                arm.database_url, arm.database_name = database.url, database.name
-                run_sync(_no_autovacuum(database.url))
-                arm.base_url, arm.service_pid = service.base_url, service.pid
-            warmup = Pool(1, config.warmup_requests)
-            for arm in arms:
-                progress.phase(f"{arm.label}: warm-up")
-                seed(arm.database_url, warmup)
-                warm_up(arm.base_url, warmup, WARMUP_CONCURRENCY)
-            yield cls(config, arms, progress, _next_payment=warmup.last + 1)
+                    arm.services[s] = (service.base_url, service.pid)
+            for slot in slots:
+                run_sync(_no_autovacuum(slot.url))
+            for arm in arms:  # each service warms up on payments of its own
+                for s, (url, _pid) in arm.services.items():
+                    progress.phase(f"{arm.label}: warm-up")
+                    warmup = Pool(bench._next_payment, config.warmup_requests)
+                    bench._next_payment = warmup.last + 1
+                    seed(slots[s].url, warmup)
+                    warm_up(url, warmup, WARMUP_CONCURRENCY)
+            yield bench
 
-    def pool(self, round_no: int) -> Pool:
-        """Round `round_no`'s payments (0: the warm-up round): a slice of its own, after the
-        ones before it. The first is sized for the most a round could send; later ones for
-        twice what the busiest arm sent in the round before (so that nothing is reused while
-        the tables grow no faster than the load needs)."""
-        size = self.config.pools()[0].size
-        if self._sent:
-            size = min(size, max(MIN_POOL, 2 * self._sent))
+    def pool(self, duration_s: float) -> Pool:
+        """The next round's payments: a slice of its own, after the ones before it. The first
+        round's is sized for the most a round could send; later ones for twice the rate of the
+        busiest arm in the round before (nothing is reused, and the tables grow no faster than
+        the load needs)."""
+        config = self.config
+        items_per_s: float = POOL_ITEMS_PER_S
+        if self._rate:
+            items_per_s = min(items_per_s, 2 * self._rate / requests_per_item(config.profile))
+        seconds = duration_s + LOCUST_STARTUP_ALLOWANCE_S
+        size = pool_size_for(config.profile, items=items_per_s * seconds, duration_s=seconds)
         return Pool(self._next_payment, size)
 
     def round(self, round_no: int, duration_s: float | None = None) -> list[BenchResult]:
         """One Locust run over every arm (of the config's duration, unless given); one result
         per arm."""
-        config, pool = self.config, self.pool(round_no)
-        self._next_payment = pool.last + 1
+        config = self.config
         if duration_s is not None:
             config = replace(config, duration_s=duration_s)
+        pool = self.pool(config.duration_s)
+        self._next_payment = pool.last + 1
         self.progress.phase("seeding")
-        for arm in self.arms:
-            seed(arm.database_url, pool)
+        for slot in self.slots:
+            seed(slot.url, pool)
+        placement = self.placement(round_no)
         run_dir = config.run_dir.resolve() / "cells"
         dirs = {
             arm.label: run_dir / f"r{round_no}-{arm.label.replace(':', '-')}" for arm in self.arms
@@ -148,23 +189,28 @@ class PairedBench:
         )
         # Locust spawns the user classes in the order given: every second round reverses it,
         # so that neither arm is always first.
-        order = self.arms if round_no % 2 else self.arms[::-1]
+        order = placement if round_no % 2 else placement[::-1]
         arms_env = [
-            {"label": arm.label, "url": arm.base_url, "tally_dir": str(dirs[arm.label])}
-            for arm in order
+            {"label": arm.label, "url": arm.services[s][0], "tally_dir": str(dirs[arm.label])}
+            for arm, s in order
         ]
         self.progress.phase("load")
-        returncode, cpu = self._run_locust(plan, arms_env)
+        returncode, cpu = self._run_locust(plan, arms_env, placement)
         log = (shared / "locust.log").read_text(errors="replace")
         results = [
-            self._result(config, arm, round_no, pool, dirs[arm.label], returncode, cpu, log)
-            for arm in self.arms
+            self._result(
+                config, arm, self.slots[s], round_no, pool, dirs[arm.label], returncode, cpu, log
+            )
+            for arm, s in placement
         ]
-        self._sent = max(result.requests for result in results)
+        self._rate = max(result.throughput_rps for result in results)
         return results
 
     def _run_locust(
-        self, plan: LocustPlan, arms_env: list[dict[str, str]]
+        self,
+        plan: LocustPlan,
+        arms_env: list[dict[str, str]],
+        placement: list[tuple[_Arm, int]],
     ) -> tuple[int, dict[str, CpuFigures]]:
         command = plan.command()
         env = {**os.environ, ARMS_ENV: json.dumps(arms_env)}
@@ -179,9 +225,10 @@ class PairedBench:
             )
             roots = {"locust": process.pid}
             matching = {}
-            for arm in self.arms:
-                roots[f"service {arm.label}"] = arm.service_pid
-                matching[f"postgres {arm.label}"] = f" {arm.database_name} "
+            for arm, slot in placement:
+                roots[f"service {arm.label}"] = arm.services[slot][1]
+                # The slot's backends: the idle services on it hold connections that do nothing.
+                matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
             sampler = CpuSampler(roots, matching=matching).start()
             started = time.monotonic()
             limit = plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
@@ -206,6 +253,7 @@ class PairedBench:
         self,
         config: BenchConfig,
         arm: _Arm,
+        slot: _Slot,
         round_no: int,
         pool: Pool,
         folder: Path,
@@ -215,15 +263,15 @@ class PairedBench:
     ) -> BenchResult:
         self.progress.phase("invariants")
         tally = merge_tallies(read_tallies(folder))
-        outcome = run_sync(check(arm.database_url, acknowledged_event_ids=tally.acked_event_ids))
-        lost = run_sync(lost_captures(arm.database_url, tally.acked_payment_ids))
-        # The database holds every round so far: this round's violations are the new ones.
+        outcome = run_sync(check(slot.url, acknowledged_event_ids=tally.acked_event_ids))
+        lost = run_sync(lost_captures(slot.url, tally.acked_payment_ids))
+        # The slot holds every round so far: this round's violations are the new ones.
         counts = dict(outcome.counts)
-        added = {code: n - arm.counted.get(code, 0) for code, n in counts.items()}
-        arm.counted = counts
+        added = {code: n - slot.counted.get(code, 0) for code, n in counts.items()}
+        slot.counted = counts
         added = {code: n for code, n in added.items() if n}
-        incidents = _since(outcome.incidents, arm.incidents)
-        arm.incidents = outcome.incidents
+        incidents = _since(outcome.incidents, slot.incidents)
+        slot.incidents = outcome.incidents
         result = BenchResult(
             strategy=arm.strategy,
             profile=config.profile.name,
