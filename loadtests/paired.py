@@ -95,6 +95,18 @@ class PairedBench:
         shift = round_no % n if self.crossed else 0
         return [(arm, (i + shift) % n) for i, arm in enumerate(self.arms)]
 
+    def start_order(self) -> list[tuple[_Arm, int]]:
+        """Every (arm, slot) service, in the order they start and warm up: the pairs that run
+        together, in turn, each second pair in reverse, so that no arm's services are always
+        the older or the more recently warmed (with two arms: A1 B2, then B1 A2)."""
+        if not self.crossed:
+            return self.placement(0)
+        order = []
+        for shift in range(len(self.arms)):
+            pairs = self.placement(shift)
+            order += pairs if shift % 2 == 0 else pairs[::-1]
+        return order
+
     @classmethod
     @contextmanager
     def open(
@@ -115,30 +127,27 @@ class PairedBench:
                 database = stack.enter_context(provision(config.database_url))
                 slots.append(_Slot(database.url, database.name))
             bench = cls(config, arms, slots, progress)
-            for i, arm in enumerate(arms):
-                for s, slot in enumerate(slots):
-                    if not bench.crossed and s != i:
-                        continue
-                    progress.phase(f"{arm.label}: service on database {s + 1}")
-                    name = f"{arm.label.replace(':', '-')}-db{s + 1}.log"
-                    service = stack.enter_context(
-                        running_service(
-                            strategy=arm.strategy,
-                            database_url=slot.url,
-                            workers=config.workers,
-                            log_path=log_dir / name,
-                        )
+            for arm, s in bench.start_order():
+                slot = slots[s]
+                progress.phase(f"{arm.label}: service on database {s + 1}")
+                name = f"{arm.label.replace(':', '-')}-db{s + 1}.log"
+                service = stack.enter_context(
+                    running_service(
+                        strategy=arm.strategy,
+                        database_url=slot.url,
+                        workers=config.workers,
+                        log_path=log_dir / name,
                     )
-                    arm.services[s] = (service.base_url, service.pid)
+                )
+                arm.services[s] = (service.base_url, service.pid)
             for slot in slots:
                 run_sync(_no_autovacuum(slot.url))
-            for arm in arms:  # each service warms up on payments of its own
-                for s, (url, _pid) in arm.services.items():
-                    progress.phase(f"{arm.label}: warm-up")
-                    warmup = Pool(bench._next_payment, config.warmup_requests)
-                    bench._next_payment = warmup.last + 1
-                    seed(slots[s].url, warmup)
-                    warm_up(url, warmup, WARMUP_CONCURRENCY)
+            for arm, s in bench.start_order():  # each warms up on payments of its own
+                progress.phase(f"{arm.label}: warm-up on database {s + 1}")
+                warmup = Pool(bench._next_payment, config.warmup_requests)
+                bench._next_payment = warmup.last + 1
+                seed(slots[s].url, warmup)
+                warm_up(arm.services[s][0], warmup, WARMUP_CONCURRENCY)
             yield bench
 
     def pool(self, duration_s: float) -> Pool:
