@@ -147,7 +147,7 @@ def render(
         lines.append("")
         lines.append("lock waits (pg_stat_activity, wait_event_type = 'Lock'):")
         for w in waits[:MAX_LOCK_WAIT_LINES]:
-            query = " ".join(w.query.split())[:QUERY_PREVIEW_CHARS]
+            query = _preview(w.query)
             text = (
                 f"  {w.actor:<12} {w.start_ms:7.1f} .. {w.end_ms:7.1f} ms  "
                 f"{w.wait_event:<20} blocked by {_blockers(w)}: {query}"
@@ -156,6 +156,14 @@ def render(
         if len(waits) > MAX_LOCK_WAIT_LINES:
             lines.append(f"  ... {len(waits) - MAX_LOCK_WAIT_LINES} more")
     return "\n".join(lines)
+
+
+def _preview(query: str) -> str:
+    """The statement on one line; a long one ends at a word, with ' ...' to say so."""
+    flat = " ".join(query.split())
+    if len(flat) <= QUERY_PREVIEW_CHARS:
+        return flat
+    return flat[:QUERY_PREVIEW_CHARS].rsplit(" ", 1)[0] + " ..."
 
 
 _MARKS = {"blocked": "BLOCKS ", "error": "!! "}

@@ -80,3 +80,14 @@ def test_no_line_is_wider_than_the_console_and_nothing_is_cut() -> None:
         assert "lock granted after 3.0 ms" in flat
         assert width == 100 or "lock granted after 3.0 ms (client committed)" in flat
         assert "blocked by client" in flat
+
+
+def test_a_long_statement_ends_at_a_word_and_says_it_goes_on() -> None:
+    query = "WITH payment AS ( UPDATE payments SET status = 'captured', razorpay_payment_id = $2 )"
+    wait = _wait(3.0, 6.0, ["client"]).model_copy(update={"query": query})
+    text = render([_e(0.0, "webhook", "sends webhook", "send"), wait], "t", width=200)
+    line = next(line for line in text.splitlines() if "blocked by client" in line)
+    statement = line.split("blocked by client: ", 1)[1]
+    assert statement.endswith(" ...")
+    assert query.startswith(statement.removesuffix(" ..."))
+    assert query[len(statement) - 4] == " "  # the cut falls between words
