@@ -33,10 +33,10 @@ from racebench.loadtests.faults import LOCUST_START_S, FaultInjector
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import Calls
-from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
+from racebench.loadtests.tally import TALLY_GLOB, Tally, merge_tallies, read_tallies
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
-from racebench.results import BenchResult, CpuFigures, FaultFigures
+from racebench.results import BenchResult, CpuFigures, FaultFigures, Incidents, LocustFigures
 
 # Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
 # if it is still running this long after, something is wrong and we stop it.
@@ -190,50 +190,86 @@ class CellRun:
         tally = merge_tallies(read_tallies(self.cell_dir))
         outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
         lost = run_sync(lost_captures(database_url, tally.acked_payment_ids))
-        result = BenchResult(
+        result = bench_row(
+            config,
+            tally,
             strategy=self.strategy,
-            profile=config.profile.name,
-            round=self.round_no,
-            users=config.users,
-            label=self.label if self.label != self.strategy else None,
-            order=config.order,
-            rate=config.rate,
-            duration_s=round(tally.duration_s, 3),
-            requests=tally.requests,
-            failures=tally.failures,
-            throughput_rps=round(tally.throughput_rps, 1),
-            latency_ms=tally.latency.summary(),
+            label=self.label,
+            round_no=self.round_no,
+            pool=pool,
+            returncode=returncode,
+            cpu=cpu,
+            # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
+            cpu_warning=CPU_WARNING in (self.cell_dir / "locust.log").read_text(errors="replace"),
             violations=dict(outcome.counts),
             incidents=outcome.incidents,
-            error=None
-            if tally.requests
-            else f"Locust sent no requests (exit {returncode}); see locust.log",
-            workers=config.workers,
-            expected_safe=holds(self.strategy, config.workers),
-            model="closed" if config.rate is None else "open",
-            busy=tally.busy,
-            outcomes=dict(sorted(tally.outcomes.items())),
-            acked_webhooks=len(tally.acked_event_ids),
-            pool_size=pool.size,
-            pool_wrapped=tally.pool_wrapped,
-            locust_processes=tally.processes,
-            locust_returncode=returncode,
-            # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
-            locust_cpu_warning=CPU_WARNING
-            in (self.cell_dir / "locust.log").read_text(errors="replace"),
+            lost=lost,
             locust=locust_figures(self.cell_dir / f"{JSON_STEM}.json"),
-            cpu=cpu,
-            cpu_ms_per_request=cpu_ms_per_request(cpu, tally.throughput_rps),
-            server_errors=dict(sorted(tally.server_errors.items())),
-            busy_without_retry_after=tally.busy_without_retry_after,
-            transport_errors=tally.transport_errors,
-            acked_captures=len(set(tally.acked_payment_ids)),
-            lost_captures=lost,
-            lost_webhooks=outcome.counts.get("WEBHOOK_LOST", 0),
             faults=faults,
         )
         (self.cell_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result
+
+
+def bench_row(
+    config: BenchConfig,
+    tally: Tally,
+    *,
+    strategy: str,
+    label: str | None,
+    round_no: int,
+    pool: Pool,
+    returncode: int,
+    cpu: CpuFigures,
+    cpu_warning: bool,
+    violations: dict[str, int],
+    incidents: Incidents | None,
+    lost: int,
+    locust: LocustFigures | None = None,
+    faults: FaultFigures | None = None,
+) -> BenchResult:
+    """One strategy's row of one round, from what its Locust processes tallied and what the
+    invariants found (`config` is the arm's: its users and rate)."""
+    return BenchResult(
+        strategy=strategy,
+        profile=config.profile.name,
+        round=round_no,
+        users=config.users,
+        label=label if label != strategy else None,
+        order=config.order,
+        rate=config.rate,
+        duration_s=round(tally.duration_s, 3),
+        requests=tally.requests,
+        failures=tally.failures,
+        throughput_rps=round(tally.throughput_rps, 1),
+        latency_ms=tally.latency.summary(),
+        violations=violations,
+        incidents=incidents,
+        error=None
+        if tally.requests
+        else f"Locust sent no requests (exit {returncode}); see locust.log",
+        workers=config.workers,
+        expected_safe=holds(strategy, config.workers),
+        model="closed" if config.rate is None else "open",
+        busy=tally.busy,
+        outcomes=dict(sorted(tally.outcomes.items())),
+        acked_webhooks=len(tally.acked_event_ids),
+        pool_size=pool.size,
+        pool_wrapped=tally.pool_wrapped,
+        locust_processes=tally.processes,
+        locust_returncode=returncode,
+        locust_cpu_warning=cpu_warning,
+        locust=locust,
+        cpu=cpu,
+        cpu_ms_per_request=cpu_ms_per_request(cpu, tally.throughput_rps),
+        server_errors=dict(sorted(tally.server_errors.items())),
+        busy_without_retry_after=tally.busy_without_retry_after,
+        transport_errors=tally.transport_errors,
+        acked_captures=len(set(tally.acked_payment_ids)),
+        lost_captures=lost,
+        lost_webhooks=violations.get("WEBHOOK_LOST", 0),
+        faults=faults,
+    )
 
 
 def warm_up(base_url: str, pool: Pool, concurrency: int) -> None:

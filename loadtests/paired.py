@@ -37,16 +37,16 @@ from racebench.loadtests.cell import (
     PROGRESS_TICK_S,
     RESULT_FILE,
     WARMUP_CONCURRENCY,
+    bench_row,
     warm_up,
 )
 from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PER_S, BenchConfig
-from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
+from racebench.loadtests.cpu import CpuSampler
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import pool_size_for, requests_per_item
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
-from racebench.reference_service.strategies import holds
 from racebench.results import BenchResult, CpuFigures, CpuGroup, Incidents
 
 # The uncounted round before the first: long enough to start Locust and warm every arm.
@@ -281,43 +281,25 @@ class PairedBench:
         added = {code: n for code, n in added.items() if n}
         incidents = _since(outcome.incidents, slot.incidents)
         slot.incidents = outcome.incidents
-        result = BenchResult(
+        arms = len(self.arms)
+        share = replace(  # the arm's even share of the users and of an open model's rate
+            config,
+            users=max(1, config.users // arms),
+            rate=None if config.rate is None else config.rate / arms,
+        )
+        result = bench_row(
+            share,
+            tally,
             strategy=arm.strategy,
-            profile=config.profile.name,
-            round=round_no,
-            users=max(1, config.users // len(self.arms)),
-            label=arm.label if arm.label != arm.strategy else None,
-            order=config.order,
-            rate=None if config.rate is None else config.rate / len(self.arms),
-            duration_s=round(tally.duration_s, 3),
-            requests=tally.requests,
-            failures=tally.failures,
-            throughput_rps=round(tally.throughput_rps, 1),
-            latency_ms=tally.latency.summary(),
+            label=arm.label,
+            round_no=round_no,
+            pool=pool,
+            returncode=returncode,
+            cpu=cpu[arm.label],
+            cpu_warning=CPU_WARNING in log,
             violations=added,
             incidents=incidents,
-            error=None
-            if tally.requests
-            else f"Locust sent no requests (exit {returncode}); see locust.log",
-            workers=config.workers,
-            expected_safe=holds(arm.strategy, config.workers),
-            model="closed" if config.rate is None else "open",
-            busy=tally.busy,
-            outcomes=dict(sorted(tally.outcomes.items())),
-            acked_webhooks=len(tally.acked_event_ids),
-            pool_size=pool.size,
-            pool_wrapped=tally.pool_wrapped,
-            locust_processes=tally.processes,
-            locust_returncode=returncode,
-            locust_cpu_warning=CPU_WARNING in log,
-            cpu=cpu[arm.label],
-            cpu_ms_per_request=cpu_ms_per_request(cpu[arm.label], tally.throughput_rps),
-            server_errors=dict(sorted(tally.server_errors.items())),
-            busy_without_retry_after=tally.busy_without_retry_after,
-            transport_errors=tally.transport_errors,
-            acked_captures=len(set(tally.acked_payment_ids)),
-            lost_captures=lost,
-            lost_webhooks=added.get("WEBHOOK_LOST", 0),
+            lost=lost,
         )
         (folder / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result
