@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from racebench import cli
 from racebench.harness.database import connect, parse_url, server
 from racebench.loadtests.bench import run_bench, run_cells
-from racebench.loadtests.config import BenchConfig
+from racebench.loadtests.config import BenchConfig, Order
 from racebench.loadtests.profiles import PROFILES
 from racebench.results import BenchResult, Results
 
@@ -195,12 +195,19 @@ class InterruptDuringLoad(Recorder):
         raise KeyboardInterrupt
 
 
+@pytest.mark.parametrize(
+    ("order", "strategies"),
+    [("alternate", ["for_update"]), ("concurrent", ["none", "for_update"])],
+)
 def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
-    tmp_path: Path, admin_url: str
+    tmp_path: Path, admin_url: str, order: Order, strategies: list[str]
 ) -> None:
+    """Also for a concurrent bench: its four services (each arm on each database), the
+    shared Locust and both databases are gone."""
     observer = InterruptDuringLoad()
     config = BenchConfig(
-        strategies=["for_update"],
+        order=order,
+        strategies=strategies,
         profile=PROFILES["verify"],
         users=FEW_USERS,
         rate=None,
@@ -219,5 +226,5 @@ def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
     assert len(observer.pids) >= 2, "the service and Locust were running when interrupted"
     assert _children() == []
     assert not any(psutil.pid_exists(pid) for pid in observer.pids)
-    assert len(observer.databases) == 1, "the service ran on the cell's own database"
+    assert len(observer.databases) == len(strategies), "each arm's own database(s)"
     assert not observer.databases & asyncio.run(_racebench_databases(admin_url))
