@@ -142,40 +142,14 @@ class CellRun:
         database_name: str,
         injector: FaultInjector | None = None,
     ) -> tuple[int, CpuFigures, FaultFigures | None]:
-        log = (self.cell_dir / "locust.log").open("wb")
-        process = subprocess.Popen(
-            plan.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: Ctrl-C here reaches it only through us
-            cwd=self.cell_dir,  # Locust writes nothing relative; the cell is its home
-        )
-        sampler = CpuSampler(
-            {"locust": process.pid, "service": service_pid},
+        return run_locust(
+            plan,
+            self.cell_dir,
+            self.progress,
+            services={"service": service_pid},
             matching={"postgres": f" {database_name} "},  # its backends' process titles
-        ).start()
-        if injector is not None:
-            injector.start()
-        started = time.monotonic()
-        deadline = started + plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
-        try:
-            while True:
-                try:
-                    returncode = process.wait(timeout=PROGRESS_TICK_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    now = time.monotonic()
-                    self.progress.advanced(now - started, plan.duration_s)
-                    if now > deadline:
-                        stop_process_group(process)
-                        returncode = process.returncode
-                        break
-        finally:
-            faults = injector.stop() if injector is not None else None
-            cpu = sampler.stop()
-            stop_process_group(process)
-            log.close()
-        return returncode, cpu, faults
+            injector=injector,
+        )
 
     def _result(
         self,
@@ -209,6 +183,52 @@ class CellRun:
         )
         (self.cell_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result
+
+
+def run_locust(
+    plan: LocustPlan,
+    folder: Path,
+    progress: Progress[BenchResult],
+    *,
+    services: dict[str, int],
+    matching: dict[str, str],
+    env: dict[str, str] | None = None,
+    injector: FaultInjector | None = None,
+) -> tuple[int, CpuFigures, FaultFigures | None]:
+    """Run Locust in `folder` (its log there) until it exits or overstays; meanwhile sample
+    the CPU of Locust, of the `services` (group -> root pid) and of the processes whose title
+    holds `matching`'s text (a database's backends), and play the injector's faults."""
+    with (folder / "locust.log").open("wb") as log:
+        process = subprocess.Popen(
+            plan.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: Ctrl-C here reaches it only through us
+            cwd=folder,  # Locust writes nothing relative; the folder is its home
+            env=env,
+        )
+        sampler = CpuSampler({"locust": process.pid, **services}, matching=matching).start()
+        if injector is not None:
+            injector.start()
+        started = time.monotonic()
+        deadline = started + plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=PROGRESS_TICK_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    now = time.monotonic()
+                    progress.advanced(now - started, plan.duration_s)
+                    if now > deadline:
+                        stop_process_group(process)
+                        returncode = process.returncode
+                        break
+        finally:
+            faults = injector.stop() if injector is not None else None
+            cpu = sampler.stop()
+            stop_process_group(process)
+    return returncode, cpu, faults
 
 
 def bench_row(

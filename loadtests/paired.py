@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,19 +28,17 @@ from pathlib import Path
 
 from racebench.harness.database import connect, parse_url, provision, run_sync
 from racebench.harness.invariants import check, lost_captures
-from racebench.harness.service_process import running_service, stop_process_group
+from racebench.harness.service_process import running_service
 from racebench.loadtests.cell import (
     CPU_WARNING,
-    LOCUST_EXIT_GRACE_S,
     NOBODY,
-    PROGRESS_TICK_S,
     RESULT_FILE,
     WARMUP_CONCURRENCY,
     bench_row,
+    run_locust,
     warm_up,
 )
 from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PER_S, BenchConfig
-from racebench.loadtests.cpu import CpuSampler
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import pool_size_for, requests_per_item
@@ -221,41 +218,19 @@ class PairedBench:
         arms_env: list[dict[str, str]],
         placement: list[tuple[_Arm, int]],
     ) -> tuple[int, dict[str, CpuFigures]]:
-        command = plan.command()
-        env = {**os.environ, ARMS_ENV: json.dumps(arms_env)}
-        with (plan.tally_dir / "locust.log").open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=plan.tally_dir,
-                env=env,
-            )
-            roots = {"locust": process.pid}
-            matching = {}
-            for arm, slot in placement:
-                roots[f"service {arm.label}"] = arm.services[slot][1]
-                # The slot's backends: the idle services on it hold connections that do nothing.
-                matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
-            sampler = CpuSampler(roots, matching=matching).start()
-            started = time.monotonic()
-            limit = plan.duration_s + LOCUST_STARTUP_ALLOWANCE_S + LOCUST_EXIT_GRACE_S
-            try:
-                while True:
-                    try:
-                        returncode = process.wait(timeout=PROGRESS_TICK_S)
-                        break
-                    except subprocess.TimeoutExpired:
-                        now = time.monotonic()
-                        self.progress.advanced(now - started, plan.duration_s)
-                        if now - started > limit:
-                            stop_process_group(process)
-                            returncode = process.returncode
-                            break
-            finally:
-                figures = sampler.stop()
-                stop_process_group(process)
+        services, matching = {}, {}
+        for arm, slot in placement:
+            services[f"service {arm.label}"] = arm.services[slot][1]
+            # The slot's backends: the idle services on it hold connections that do nothing.
+            matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
+        returncode, figures, _ = run_locust(
+            plan,
+            plan.tally_dir,
+            self.progress,
+            services=services,
+            matching=matching,
+            env={**os.environ, ARMS_ENV: json.dumps(arms_env)},
+        )
         return returncode, {arm.label: _arm_cpu(figures, arm.label) for arm in self.arms}
 
     def _result(

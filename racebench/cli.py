@@ -50,6 +50,17 @@ RunFolder = Annotated[
     typer.Option(metavar="DIR", help="run folder (default ./reports/runs/<id>)"),
 ]
 
+# The performance gate's thresholds (bench --gate, report --baseline).
+MaxThroughputDrop = Annotated[
+    float, typer.Option(metavar="PCT", help="gate: largest allowed throughput drop, percent")
+]
+MaxP99Increase = Annotated[
+    float, typer.Option(metavar="PCT", help="gate: largest allowed p99 increase, percent")
+]
+MinP99IncreaseMs = Annotated[
+    float, typer.Option(metavar="MS", help="gate: p99 increases below this many ms are noise")
+]
+
 
 Names = Callable[[], dict[str, tuple[str, ...]]]
 
@@ -392,15 +403,9 @@ def bench(
             " --max-p99-increase"
         ),
     ] = False,
-    max_throughput_drop: Annotated[
-        float, typer.Option(metavar="PCT", help="gate: largest allowed throughput drop, percent")
-    ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
-    max_p99_increase: Annotated[
-        float, typer.Option(metavar="PCT", help="gate: largest allowed p99 increase, percent")
-    ] = DEFAULT_MAX_P99_INCREASE_PCT,
-    min_p99_increase_ms: Annotated[
-        float, typer.Option(metavar="MS", help="gate: p99 increases below this many ms are noise")
-    ] = DEFAULT_MIN_P99_INCREASE_MS,
+    max_throughput_drop: MaxThroughputDrop = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    max_p99_increase: MaxP99Increase = DEFAULT_MAX_P99_INCREASE_PCT,
+    min_p99_increase_ms: MinP99IncreaseMs = DEFAULT_MIN_P99_INCREASE_MS,
 ) -> None:
     if target is not None:
         raise typer.Exit(_bench_target(target, strategies, profile, users, duration, out))
@@ -473,15 +478,9 @@ def report(
         Path | None,
         typer.Option(metavar="RUN_DIR", help="compare against this run (the performance gate)"),
     ] = None,
-    max_throughput_drop: Annotated[
-        float, typer.Option(metavar="PCT", help="gate: largest allowed throughput drop, percent")
-    ] = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
-    max_p99_increase: Annotated[
-        float, typer.Option(metavar="PCT", help="gate: largest allowed p99 increase, percent")
-    ] = DEFAULT_MAX_P99_INCREASE_PCT,
-    min_p99_increase_ms: Annotated[
-        float, typer.Option(metavar="MS", help="gate: p99 increases below this many ms are noise")
-    ] = DEFAULT_MIN_P99_INCREASE_MS,
+    max_throughput_drop: MaxThroughputDrop = DEFAULT_MAX_THROUGHPUT_DROP_PCT,
+    max_p99_increase: MaxP99Increase = DEFAULT_MAX_P99_INCREASE_PCT,
+    min_p99_increase_ms: MinP99IncreaseMs = DEFAULT_MIN_P99_INCREASE_MS,
 ) -> None:
     from racebench.reports.build import run_report
 

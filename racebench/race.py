@@ -7,13 +7,14 @@ import asyncio
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from racebench.harness import race_display as display
 from racebench.harness import target_file
 from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
-from racebench.harness.matrix import plan, run_cells
+from racebench.harness.matrix import CellRuns, plan, run_cells
 from racebench.harness.target_matrix import plan_target, run_target_cells
 from racebench.results import DEFAULT_RUNS_DIR, Results, new_run_id
 from racebench.scenarios import SCENARIOS
@@ -56,16 +57,15 @@ def run_race(
                 progress=progress,
             )
         )
-    wall_s = time.perf_counter() - started
-    results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
-    path = results.write(out or DEFAULT_RUNS_DIR / run_id)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, json_path)
-    if junit is not None:
-        display.write_junit(cell_runs, junit)
-    failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
-    return 1 if failed else 0
+    return _finish(
+        cell_runs,
+        run_id,
+        wall_s=time.perf_counter() - started,
+        out=out,
+        json_path=json_path,
+        junit=junit,
+        show_timeline=show_timeline,
+    )
 
 
 def run_target_race(
@@ -97,7 +97,28 @@ def run_target_race(
         cell_runs = asyncio.run(
             run_target_cells(spec, plan, repeat=repeat, use_barrier=barrier, progress=progress)
         )
-    wall_s = time.perf_counter() - started
+    return _finish(
+        cell_runs,
+        run_id,
+        wall_s=time.perf_counter() - started,
+        out=out,
+        json_path=json_path,
+        junit=junit,
+        show_timeline=show_timeline,
+    )
+
+
+def _finish(
+    cell_runs: Sequence[CellRuns],
+    run_id: str,
+    *,
+    wall_s: float,
+    out: Path | None,
+    json_path: Path | None,
+    junit: Path | None,
+    show_timeline: bool,
+) -> int:
+    """Write the run's results (and the copies asked for), show them; 1 if a cell failed."""
     results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
     path = results.write(out or DEFAULT_RUNS_DIR / run_id)
     if json_path is not None:
