@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +54,9 @@ CLIENT_KEEPALIVE_S = 2.0
 GATE_READ_TIMEOUT_S = 5.0
 # Connections opened to land one actor on each worker (the kernel picks the worker).
 MAX_ROUTING_ATTEMPTS = 64
+# Up to this many actors in one launch, each gets a connection of its own, spread evenly over
+# the workers (see HttpTarget.prepare); more share the setup client's pool.
+SPREAD_ACTORS_MAX = 16
 # Connections per service pool (in-process app, or each http worker). PostgreSQL allows 100
 # here, shared with every other test and job on the machine; 100-way contention on one row
 # gains nothing from more than a few connections, the rest queue in the pool either way.
@@ -300,19 +304,28 @@ class HttpTarget:
         return None
 
     async def prepare(self, actors: Sequence[str]) -> None:
-        """Give each actor its own connection on its own worker, while workers last."""
+        """Give each actor its own connection on its own worker, while workers last. A few
+        more actors than workers (invoice_fan_in's eight) are spread evenly over the workers,
+        unnamed: left to the shared pool, the kernel may hand every connection to one worker,
+        and app_lock's waiters then queue where the harness cannot see them. Past
+        SPREAD_ACTORS_MAX (hundred_way) they share the pool."""
         self.gate.actor_by_worker = {}
-        if len(actors) > self.workers:
-            return  # more actors than workers: they share the pool; race points are anonymous
+        named = len(actors) <= self.workers
+        if not named and len(actors) > SPREAD_ACTORS_MAX:
+            return  # many actors: they share the pool; race points are anonymous
         spare: list[httpx.AsyncClient] = []
+        taken: Counter[int] = Counter()
         try:
-            for actor in actors:
+            for i, actor in enumerate(actors):
                 client = self._clients.get(actor) or self._new_client()
                 self._clients[actor] = client
                 for _ in range(MAX_ROUTING_ATTEMPTS):
                     pid = await self._worker_of(client)
-                    if pid is not None and pid not in self.gate.actor_by_worker:
-                        self.gate.actor_by_worker[pid] = actor
+                    # named: a worker of its own; spread: no worker ahead of the others
+                    if pid is not None and taken[pid] <= (0 if named else i // self.workers):
+                        if named:
+                            self.gate.actor_by_worker[pid] = actor
+                        taken[pid] += 1
                         break
                     # Keep the connection open, so that the next one lands elsewhere.
                     spare.append(client)

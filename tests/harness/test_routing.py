@@ -10,6 +10,7 @@ reports to a gate.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from racebench.harness.locks import Monitor
@@ -52,3 +53,17 @@ async def test_two_actors_on_one_worker_keep_their_names(
     assert set(arrivals) == {"client", "webhook"}
     routing = [e.what for e in events if e.what.startswith("routing:")]
     assert any("webhook's request was served by worker" in what for what in routing), routing
+
+
+async def test_a_few_more_actors_than_workers_are_spread_evenly(
+    racebench_database_url: str,
+) -> None:
+    """invoice_fan_in's eight actors on two workers: four each, never all on one (app_lock's
+    waiters would then queue on one worker's asyncio.Lock, where the harness cannot see them),
+    and still unnamed."""
+    actors = [f"p{n}" for n in range(1, 9)]
+    async with HttpTarget.open(racebench_database_url, "app_lock") as target:
+        await target.prepare(actors)
+        workers = [await target._worker_of(target.client(actor)) for actor in actors]
+        assert target.gate.actor_by_worker == {}
+    assert sorted(Counter(workers).values()) == [4, 4], workers
