@@ -51,6 +51,22 @@ def test_a_lock_granted_before_its_holder_committed_is_an_error() -> None:
     ]
 
 
+def test_a_worker_known_only_by_its_pid_is_no_single_holder() -> None:
+    """hundred_way over http: "worker 7" ran many transactions; the one that held the lock
+    rolled back, a sibling committed later. That COMMIT is not the holder's."""
+    entries = [
+        _e(1.0, "webhook", "sends webhook payment.captured", "send"),
+        _e(2.0, "worker 7", "COMMIT", "release"),
+        _wait(3.0, 4.0, ["worker 7"]),
+        _e(5.0, "worker 7", "COMMIT", "release"),
+    ]
+    assert ordering_errors(entries) == []
+    named = [_e(0.5, "worker 7", "sends POST /verify", "send"), *entries]
+    assert ordering_errors(named) == [
+        "webhook got the lock at 4.0 ms, before its holder worker 7 committed at 5.0 ms"
+    ]
+
+
 def test_an_answer_before_its_commit_is_an_error() -> None:
     entries = _true_order()
     entries[5] = _e(4.5, "client", "answers 200 captured", "answer")
