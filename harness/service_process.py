@@ -5,14 +5,15 @@ Used by the race harness's http mode and by the benchmark runner.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,18 @@ class RunningService:
     pid: int
 
 
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What `racebench serve` to start: a strategy on a database."""
+
+    strategy: str
+    database_url: str
+    workers: int = 1
+    port: int | None = None
+    log_path: Path | None = None
+    extra_env: dict[str, str] | None = None
+
+
 @contextmanager
 def running_service(
     *,
@@ -59,34 +72,49 @@ def running_service(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningService]:
     """Start `racebench serve` in its own process group; yield once /healthz answers ok."""
-    port = port or free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, **(extra_env or {})}
-    command = [
-        sys.executable,
-        "-m",
-        "racebench.cli",
-        "serve",
-        "--strategy",
-        strategy,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--database-url",
-        database_url,
-    ]
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(process, base_url, strategy, log_path)
-        yield RunningService(base_url, strategy, workers, process.pid)
-    finally:
-        stop_process_group(process)
-        if log_path:
-            log.close()  # type: ignore[union-attr]
+    spec = ServiceSpec(strategy, database_url, workers, port, log_path, extra_env)
+    with running_services([spec]) as (service,):
+        yield service
+
+
+@contextmanager
+def running_services(specs: Sequence[ServiceSpec]) -> Iterator[list[RunningService]]:
+    """Start every spec's service at once (they boot side by side); yield once each answers
+    /healthz; stop them all on exit, however it comes."""
+    with ExitStack() as stack:
+        started: list[tuple[ServiceSpec, subprocess.Popen[bytes], str]] = []
+        stack.callback(lambda: stop_process_groups([process for _, process, _ in started]))
+        for spec in specs:
+            port = spec.port or free_port()
+            while port in {int(url.rsplit(":", 1)[1]) for _, _, url in started}:
+                port = free_port()  # picked before the others bound theirs: pick again
+            env = {**os.environ, "DATABASE_URL": spec.database_url, **(spec.extra_env or {})}
+            command = [
+                sys.executable,
+                "-m",
+                "racebench.cli",
+                "serve",
+                "--strategy",
+                spec.strategy,
+                "--port",
+                str(port),
+                "--workers",
+                str(spec.workers),
+                "--database-url",
+                spec.database_url,
+            ]
+            log = stack.enter_context(
+                open(spec.log_path, "wb") if spec.log_path else open(os.devnull, "wb")  # noqa: SIM115
+            )
+            process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            started.append((spec, process, f"http://127.0.0.1:{port}"))
+        services = []
+        for spec, process, base_url in started:
+            _wait_healthy(process, base_url, spec.strategy, spec.log_path)
+            services.append(RunningService(base_url, spec.strategy, spec.workers, process.pid))
+        yield services
 
 
 def _wait_healthy(
@@ -114,13 +142,21 @@ def _wait_healthy(
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGINT the child's whole process group, then SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+    stop_process_groups([process])
+
+
+def stop_process_groups(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGINT every child's process group at once (they shut down side by side), then SIGKILL
+    any that lingers past SHUTDOWN_TIMEOUT_S."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

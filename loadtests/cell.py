@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,9 +293,20 @@ def bench_row(
     )
 
 
-def warm_up(base_url: str, pool: Pool, concurrency: int) -> None:
+def warm_up(base_url: str, pool: Pool, concurrency: int = WARMUP_CONCURRENCY) -> None:
     """Verify every payment of `pool` through the service, `concurrency` at a time."""
-    run_sync(_warm_up(base_url, pool, concurrency))
+    warm_up_all([base_url], pool, concurrency)
+
+
+def warm_up_all(
+    base_urls: Sequence[str], pool: Pool, concurrency: int = WARMUP_CONCURRENCY
+) -> None:
+    """Warm every service at once, each on the payments of `pool` in its own database."""
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(_warm_up(url, pool, concurrency) for url in base_urls))
+
+    run_sync(all_of_them())
 
 
 async def _warm_up(base_url: str, pool: Pool, concurrency: int) -> None:

@@ -1,19 +1,22 @@
 """`bench --order concurrent`: every arm at the same time, driven by one Locust run.
 
-Each arm (a strategy under a label) runs on a database of its own with a service of its own,
-set up once for the whole bench and kept warm across its rounds. A round is one Locust run
-whose users are split evenly among the arms (loadtests/locustfile.py, RACEBENCH_ARMS): one load
-generator, one scheduler and one CPU budget feed every arm, so the machine's noise, and the
-generator's own, falls on all of them alike and the per-round ratio B / A is steady.
+Each arm (a strategy under a label) runs on a database of its own, one of the bench's slots,
+set up once for the whole bench. A round is one Locust run whose users are split evenly among
+the arms (loadtests/locustfile.py, RACEBENCH_ARMS): one load generator, one scheduler and one
+CPU budget feed every arm, so the machine's noise, and the generator's own, falls on all of
+them alike and the per-round ratio B / A is steady.
 
-The arms also take turns on the databases (slots): with up to MAX_CROSSED_ARMS arms, every arm
-has a service on every slot, and round r puts arm i on slot (i + r) mod n. Whatever belongs to
-a slot (a database created first, a service process the kernel keeps on a busier core) then
-falls on every arm in turn; without the turns, an A/A bench found its second arm 1.6% faster
-(0.2..3.0%) in 28 rounds. Before each round, every slot's database gets a fresh slice of
-pending payments; after it, each arm gets one row, counted like a cell of loadtests/cell.py:
-its requests, its CPU (its service and its slot's backends), and the violations and incidents
-its round added to its slot.
+Every round starts a fresh service for each arm, and the arms take turns on the slots: round r
+puts arm i on slot (i + r) mod n. Whatever belongs to a slot (a database created first, its
+place on disk) falls on every arm in turn. A service process keeps what it was born with for
+life (its memory layout, its hash seed, the core the kernel favours): kept for the whole bench,
+that is a fixed offset on one side that no number of rounds averages out and that no interval
+shows (with services kept warm across rounds, six A/A benches all found the second arm ahead,
+by up to 2.4%). Started fresh every round, it is round-to-round noise, inside the interval.
+Before each round, every slot gets fresh slices of pending payments, the warm-up's and the
+round's; after it, each arm gets one row, counted like a cell of loadtests/cell.py: its
+requests, its CPU (its service and its slot's backends), and the violations and incidents its
+round added to its slot.
 """
 
 from __future__ import annotations
@@ -22,21 +25,21 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from racebench.harness.database import connect, parse_url, provision, run_sync
 from racebench.harness.invariants import check, lost_captures
-from racebench.harness.service_process import running_service
+from racebench.harness.service_process import RunningService, ServiceSpec, running_services
 from racebench.loadtests.cell import (
     CPU_WARNING,
     NOBODY,
     RESULT_FILE,
-    WARMUP_CONCURRENCY,
     bench_row,
     run_locust,
-    warm_up,
+    warm_up_all,
 )
 from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PER_S, BenchConfig
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
@@ -48,8 +51,10 @@ from racebench.results import BenchResult, CpuFigures, CpuGroup, Incidents
 
 # The uncounted round before the first: long enough to start Locust and warm every arm.
 WARMUP_ROUND_S = 3.0
-# Up to this many arms take turns on the databases (n arms start n * n services).
-MAX_CROSSED_ARMS = 3
+# A round's fresh services each verify this many payments before the load: enough to open
+# their connection pools and prime their statement caches (the first Locust start, cold tables
+# and the like are the uncounted round 0's).
+ROUND_WARMUP_REQUESTS = 100
 ARMS_ENV = "RACEBENCH_ARMS"  # read by the locustfile at import (see its ARMS)
 
 
@@ -59,15 +64,15 @@ class _Slot:
 
     url: str
     name: str
+    tuned: bool = False  # autovacuum is off on its tables (they exist once a service started)
     counted: dict[str, int] = field(default_factory=dict)  # violations before this round
     incidents: Incidents | None = None  # and the incidents
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Arm:
     label: str
     strategy: str
-    services: dict[int, tuple[str, int]] = field(default_factory=dict)  # slot -> (url, pid)
 
 
 @dataclass
@@ -81,74 +86,31 @@ class PairedBench:
     _next_payment: int = 1  # the first payment id of the next slice
     _rate: float = 0.0  # requests per second of the busiest arm in the last round
 
-    @property
-    def crossed(self) -> bool:
-        """Whether the arms take turns on the slots (every arm has a service on each)."""
-        return len(self.arms) <= MAX_CROSSED_ARMS
-
     def placement(self, round_no: int) -> list[tuple[_Arm, int]]:
         """Each arm with the slot it runs on in round `round_no`."""
         n = len(self.arms)
-        shift = round_no % n if self.crossed else 0
-        return [(arm, (i + shift) % n) for i, arm in enumerate(self.arms)]
-
-    def start_order(self) -> list[tuple[_Arm, int]]:
-        """Every (arm, slot) service, in the order they start and warm up: the pairs that run
-        together, in turn, each second pair in reverse, so that no arm's services are always
-        the older or the more recently warmed (with two arms: A1 B2, then B1 A2)."""
-        if not self.crossed:
-            return self.placement(0)
-        order = []
-        for shift in range(len(self.arms)):
-            pairs = self.placement(shift)
-            order += pairs if shift % 2 == 0 else pairs[::-1]
-        return order
+        return [(arm, (i + round_no) % n) for i, arm in enumerate(self.arms)]
 
     @classmethod
     @contextmanager
     def open(
         cls, config: BenchConfig, progress: Progress[BenchResult] = NOBODY
     ) -> Iterator[PairedBench]:
-        """Every slot's database and every arm's services, warmed up; all stopped and dropped
-        on exit."""
+        """Every slot's database; all dropped on exit."""
         arms = [
             _Arm(label, strategy)
             for label, strategy in zip(config.labels, config.strategies, strict=True)
         ]
-        log_dir = config.run_dir.resolve() / "services"
-        log_dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             slots: list[_Slot] = []
             for _ in arms:
                 progress.phase(f"database {len(slots) + 1} of {len(arms)}")
                 database = stack.enter_context(provision(config.database_url))
                 slots.append(_Slot(database.url, database.name))
-            bench = cls(config, arms, slots, progress)
-            for arm, s in bench.start_order():
-                slot = slots[s]
-                progress.phase(f"{arm.label}: service on database {s + 1}")
-                name = f"{arm.label.replace(':', '-')}-db{s + 1}.log"
-                service = stack.enter_context(
-                    running_service(
-                        strategy=arm.strategy,
-                        database_url=slot.url,
-                        workers=config.workers,
-                        log_path=log_dir / name,
-                    )
-                )
-                arm.services[s] = (service.base_url, service.pid)
-            for slot in slots:
-                run_sync(_no_autovacuum(slot.url))
-            for arm, s in bench.start_order():  # each warms up on payments of its own
-                progress.phase(f"{arm.label}: warm-up on database {s + 1}")
-                warmup = Pool(bench._next_payment, config.warmup_requests)
-                bench._next_payment = warmup.last + 1
-                seed(slots[s].url, warmup)
-                warm_up(arm.services[s][0], warmup, WARMUP_CONCURRENCY)
-            yield bench
+            yield cls(config, arms, slots, progress)
 
-    def pool(self, duration_s: float) -> Pool:
-        """The next round's payments: a slice of its own, after the ones before it. The first
+    def pool(self, duration_s: float, first: int) -> Pool:
+        """The next round's payments, from id `first`: a slice of its own. The first
         round's is sized for the most a round could send; later ones for twice the rate of the
         busiest arm in the round before (nothing is reused, and the tables grow no faster than
         the load needs)."""
@@ -158,7 +120,7 @@ class PairedBench:
             items_per_s = min(items_per_s, 2 * self._rate / requests_per_item(config.profile))
         seconds = duration_s + LOCUST_STARTUP_ALLOWANCE_S
         size = pool_size_for(config.profile, items=items_per_s * seconds, duration_s=seconds)
-        return Pool(self._next_payment, size)
+        return Pool(first, size)
 
     def round(self, round_no: int, duration_s: float | None = None) -> list[BenchResult]:
         """One Locust run over every arm (of the config's duration, unless given); one result
@@ -166,11 +128,9 @@ class PairedBench:
         config = self.config
         if duration_s is not None:
             config = replace(config, duration_s=duration_s)
-        pool = self.pool(config.duration_s)
+        warmup = Pool(self._next_payment, min(config.warmup_requests, ROUND_WARMUP_REQUESTS))
+        pool = self.pool(config.duration_s, first=warmup.last + 1)
         self._next_payment = pool.last + 1
-        self.progress.phase("seeding")
-        for slot in self.slots:
-            seed(slot.url, pool)
         placement = self.placement(round_no)
         run_dir = config.run_dir.resolve() / "cells"
         dirs = {
@@ -193,41 +153,81 @@ class PairedBench:
             rate=config.item_rate,
             hot_epoch=time.time(),
         )
-        # Locust spawns the user classes in the order given: every second round reverses it,
-        # so that neither arm is always first.
+        # Services start, and Locust spawns the user classes, in the order given: every second
+        # round reverses it, so that neither arm is always first.
         order = placement if round_no % 2 else placement[::-1]
-        arms_env = [
-            {"label": arm.label, "url": arm.services[s][0], "tally_dir": str(dirs[arm.label])}
-            for arm, s in order
-        ]
-        self.progress.phase("load")
-        returncode, cpu = self._run_locust(plan, arms_env, placement)
+        # Seeding needs the tables, which the first services create: after round 0 it runs
+        # while the services boot (the executor's exit waits for it, however the round ends).
+        self.progress.phase("services")
+        ready = [slot for slot in self.slots if slot.tuned]
+        with ExitStack() as stack:
+            seeder = stack.enter_context(ThreadPoolExecutor(1))
+            seeding = seeder.submit(lambda: [seed(slot.url, warmup, pool) for slot in ready])
+            specs = [self._spec(arm, s, round_no) for arm, s in order]
+            started = stack.enter_context(running_services(specs))
+            services = {arm.label: svc for (arm, _), svc in zip(order, started, strict=True)}
+            seeding.result()
+            for slot in self.slots:
+                if slot not in ready:
+                    run_sync(_no_autovacuum(slot.url))
+                    slot.tuned = True
+                    seed(slot.url, warmup, pool)
+            self.progress.phase("warm-up")
+            warm_up_all([services[arm.label].base_url for arm, _ in order], warmup)
+            arms_env = [
+                {
+                    "label": arm.label,
+                    "url": services[arm.label].base_url,
+                    "tally_dir": str(dirs[arm.label]),
+                }
+                for arm, _ in order
+            ]
+            self.progress.phase("load")
+            returncode, cpu = self._run_locust(plan, arms_env, placement, services)
         log = (shared / "locust.log").read_text(errors="replace")
-        results = [
-            self._result(
-                config, arm, self.slots[s], round_no, pool, dirs[arm.label], returncode, cpu, log
-            )
-            for arm, s in placement
-        ]
+        # Each arm's invariants on its own database, side by side: they read every round so
+        # far, and one after the other they would grow to most of a round's gap.
+        self.progress.phase("invariants")
+
+        def result_of(pair: tuple[_Arm, int]) -> BenchResult:
+            arm, s = pair
+            slot, folder = self.slots[s], dirs[arm.label]
+            return self._result(config, arm, slot, round_no, pool, folder, returncode, cpu, log)
+
+        with ThreadPoolExecutor(len(placement)) as checks:
+            results = list(checks.map(result_of, placement))
         self._rate = max(result.throughput_rps for result in results)
         return results
+
+    def _spec(self, arm: _Arm, slot: int, round_no: int) -> ServiceSpec:
+        """Arm `arm`'s fresh service on slot `slot` for round `round_no`, logged beside the
+        others."""
+        log_dir = self.config.run_dir.resolve() / "services"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        name = f"r{round_no}-{arm.label.replace(':', '-')}-db{slot + 1}.log"
+        return ServiceSpec(
+            strategy=arm.strategy,
+            database_url=self.slots[slot].url,
+            workers=self.config.workers,
+            log_path=log_dir / name,
+        )
 
     def _run_locust(
         self,
         plan: LocustPlan,
         arms_env: list[dict[str, str]],
         placement: list[tuple[_Arm, int]],
+        services: dict[str, RunningService],
     ) -> tuple[int, dict[str, CpuFigures]]:
-        services, matching = {}, {}
+        pids, matching = {}, {}
         for arm, slot in placement:
-            services[f"service {arm.label}"] = arm.services[slot][1]
-            # The slot's backends: the idle services on it hold connections that do nothing.
+            pids[f"service {arm.label}"] = services[arm.label].pid
             matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
         returncode, figures, _ = run_locust(
             plan,
             plan.tally_dir,
             self.progress,
-            services=services,
+            services=pids,
             matching=matching,
             env={**os.environ, ARMS_ENV: json.dumps(arms_env)},
         )
@@ -245,7 +245,6 @@ class PairedBench:
         cpu: dict[str, CpuFigures],
         log: str,
     ) -> BenchResult:
-        self.progress.phase("invariants")
         tally = merge_tallies(read_tallies(folder))
         outcome = run_sync(check(slot.url, acknowledged_event_ids=tally.acked_event_ids))
         lost = run_sync(lost_captures(slot.url, tally.acked_payment_ids))

@@ -85,8 +85,8 @@ def test_contention_bench_catches_none_and_clears_for_update(
 def test_concurrent_rounds_share_one_locust_and_count_each_round_once(
     tmp_path: Path, admin_url: str
 ) -> None:
-    """--order concurrent: both arms in one Locust run a round, each on its own service and
-    database kept across rounds; a round's violations are the ones it added, and its
+    """--order concurrent: both arms in one Locust run a round, each on a fresh service of its
+    own, on a database kept across rounds; a round's violations are the ones it added, and its
     incidents are its own payments (their sum is what the database holds at the end)."""
     config = BenchConfig(
         strategies=["none", "for_update"],
@@ -106,6 +106,14 @@ def test_concurrent_rounds_share_one_locust_and_count_each_round_once(
         (arm, n) for n in (1, 2, 3) for arm in ("none", "for_update")
     ]
     none = [r for r in rows if r.strategy == "none"]
+    # A service process of its own for each arm in each round (the uncounted round 0 too),
+    # the arms on alternate databases.
+    logs = sorted(p.name for p in (tmp_path / "services").iterdir())
+    assert logs == sorted(
+        f"r{n}-{arm}-db{(i + n) % 2 + 1}.log"
+        for n in (0, 1, 2, 3)
+        for i, arm in enumerate(["none", "for_update"])
+    )
     for row in rows:
         assert row.requests > 0 and row.failures == 0 and row.error is None, row.outcomes
         assert row.pool_wrapped == 0  # every round has payments of its own
@@ -202,8 +210,8 @@ class InterruptDuringLoad(Recorder):
 def test_ctrl_c_during_the_load_leaves_no_process_and_no_database(
     tmp_path: Path, admin_url: str, order: Order, strategies: list[str]
 ) -> None:
-    """Also for a concurrent bench: its four services (each arm on each database), the
-    shared Locust and both databases are gone."""
+    """Also for a concurrent bench: its round's services, the shared Locust and both
+    databases are gone."""
     observer = InterruptDuringLoad()
     config = BenchConfig(
         order=order,

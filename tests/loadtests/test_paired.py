@@ -1,4 +1,4 @@
-"""The turns of a concurrent bench: which database each arm runs on, and the start order.
+"""The turns of a concurrent bench: which database each arm runs on, with a fresh service.
 
 The bench itself runs end to end in tests/loadtests/test_bench.py and test_compare.py; these
 check the rules that keep anything tied to one database or one service process off one side.
@@ -6,10 +6,14 @@ check the rules that keep anything tied to one database or one service process o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from racebench.harness.service_process import ServiceSpec
 from racebench.loadtests.config import BenchConfig
-from racebench.loadtests.paired import MAX_CROSSED_ARMS, PairedBench, _Arm, _Slot
+from racebench.loadtests.paired import PairedBench, _Arm, _Slot
 from racebench.loadtests.profiles import PROFILES
 
 
@@ -38,33 +42,39 @@ def _names(pairs: list[tuple[_Arm, int]]) -> list[tuple[str, int]]:
 
 def test_two_arms_swap_databases_every_round() -> None:
     bench = _bench(["for_update", "for_update"])
-    assert bench.crossed
     assert _names(bench.placement(1)) == [("for_update", 1), ("for_update#2", 0)]
     assert _names(bench.placement(2)) == [("for_update", 0), ("for_update#2", 1)]
 
 
-def test_services_start_in_balanced_pairs() -> None:
-    """A1 B2, then B1 A2: each arm has one of the two oldest services and one of the two
-    youngest, and every arm has a service on every database."""
+def test_every_round_has_a_fresh_service_of_its_own_for_each_arm(tmp_path: Path) -> None:
+    """A service process is not reused across rounds: its log (one per process) names the
+    round, the arm and the database, and no two rounds share one."""
     bench = _bench(["none", "for_update"])
-    order = _names(bench.start_order())
-    assert order == [("none", 0), ("for_update", 1), ("for_update", 0), ("none", 1)]
-    assert sorted(order) == sorted((a, s) for a in ("none", "for_update") for s in (0, 1))
+    bench.config = replace(bench.config, run_dir=tmp_path)
+    specs: dict[str, ServiceSpec] = {}
+    for r in (1, 2, 3):
+        for arm, slot in bench.placement(r):
+            spec = bench._spec(arm, slot, r)
+            assert spec.strategy == arm.strategy
+            assert spec.database_url == bench.slots[slot].url
+            assert spec.log_path is not None
+            specs[spec.log_path.name] = spec
+    assert sorted(specs) == [
+        "r1-for_update-db1.log",
+        "r1-none-db2.log",
+        "r2-for_update-db2.log",
+        "r2-none-db1.log",
+        "r3-for_update-db1.log",
+        "r3-none-db2.log",
+    ]
 
 
-def test_three_arms_each_take_every_database_once_in_three_rounds() -> None:
-    bench = _bench(["none", "for_update", "advisory"])
+@pytest.mark.parametrize("n", [3, 4, 7])
+def test_any_number_of_arms_each_take_every_database_once_in_n_rounds(n: int) -> None:
+    strategies = ["none", "for_update", "advisory", "optimistic", "serializable", "app_lock"]
+    bench = _bench((strategies * 2)[:n])
     for arm in bench.arms:
-        slots = {s for r in (1, 2, 3) for a, s in bench.placement(r) if a is arm}
-        assert slots == {0, 1, 2}, arm.label
-    for r in (1, 2, 3):  # never two arms on one database in a round
-        assert sorted(s for _, s in bench.placement(r)) == [0, 1, 2]
-
-
-def test_more_arms_keep_their_own_database() -> None:
-    strategies = ["none", "for_update", "advisory", "optimistic"]
-    assert len(strategies) > MAX_CROSSED_ARMS
-    bench = _bench(strategies)
-    assert not bench.crossed
-    assert _names(bench.placement(1)) == _names(bench.placement(2)) == _names(bench.start_order())
-    assert [s for _, s in bench.placement(1)] == [0, 1, 2, 3]
+        slots = {s for r in range(1, n + 1) for a, s in bench.placement(r) if a is arm}
+        assert slots == set(range(n)), arm.label
+    for r in range(1, n + 1):  # never two arms on one database in a round
+        assert sorted(s for _, s in bench.placement(r)) == list(range(n))
