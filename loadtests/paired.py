@@ -16,7 +16,8 @@ by up to 2.4%). Started fresh every round, it is round-to-round noise, inside th
 Before each round, every slot gets fresh slices of pending payments, the warm-up's and the
 round's; after it, each arm gets one row, counted like a cell of loadtests/cell.py: its
 requests, its CPU (its service and its slot's backends), and the violations and incidents its
-round added to its slot.
+invariants found. Then the slot's tables are emptied, so that every round runs on tables of
+the same size and its checks read its own rows alone.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import asyncpg
 
 from racebench.harness.database import connect, parse_url, provision, run_sync
 from racebench.harness.invariants import check, lost_captures
@@ -47,7 +50,7 @@ from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import pool_size_for, requests_per_item
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
-from racebench.results import BenchResult, CpuFigures, CpuGroup, Incidents
+from racebench.results import BenchResult, CpuFigures, CpuGroup
 
 # The uncounted round before the first: long enough to start Locust and warm every arm.
 WARMUP_ROUND_S = 3.0
@@ -60,13 +63,11 @@ ARMS_ENV = "RACEBENCH_ARMS"  # read by the locustfile at import (see its ARMS)
 
 @dataclass
 class _Slot:
-    """A database the arms take turns on, and what its invariants found so far."""
+    """A database the arms take turns on."""
 
     url: str
     name: str
     tuned: bool = False  # autovacuum is off on its tables (they exist once a service started)
-    counted: dict[str, int] = field(default_factory=dict)  # violations before this round
-    incidents: Incidents | None = None  # and the incidents
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class PairedBench:
     def pool(self, duration_s: float, first: int) -> Pool:
         """The next round's payments, from id `first`: a slice of its own. The first
         round's is sized for the most a round could send; later ones for twice the rate of the
-        busiest arm in the round before (nothing is reused, and the tables grow no faster than
+        busiest arm in the round before (nothing is reused, and seeding takes no longer than
         the load needs)."""
         config = self.config
         items_per_s: float = POOL_ITEMS_PER_S
@@ -248,13 +249,9 @@ class PairedBench:
         tally = merge_tallies(read_tallies(folder))
         outcome = run_sync(check(slot.url, acknowledged_event_ids=tally.acked_event_ids))
         lost = run_sync(lost_captures(slot.url, tally.acked_payment_ids))
-        # The slot holds every round so far: this round's violations are the new ones.
-        counts = dict(outcome.counts)
-        added = {code: n - slot.counted.get(code, 0) for code, n in counts.items()}
-        slot.counted = counts
-        added = {code: n for code, n in added.items() if n}
-        incidents = _since(outcome.incidents, slot.incidents)
-        slot.incidents = outcome.incidents
+        # Counted: the next round starts on empty tables (its checks read its rows alone, and
+        # every round runs on tables of the same size).
+        run_sync(_emptied(slot.url))
         arms = len(self.arms)
         share = replace(  # the arm's even share of the users and of an open model's rate
             config,
@@ -271,8 +268,8 @@ class PairedBench:
             returncode=returncode,
             cpu=cpu[arm.label],
             cpu_warning=CPU_WARNING in log,
-            violations=added,
-            incidents=incidents,
+            violations={code: n for code, n in outcome.counts.items() if n},
+            incidents=outcome.incidents,
             lost=lost,
         )
         (folder / RESULT_FILE).write_text(result.model_dump_json(indent=2))
@@ -286,28 +283,27 @@ async def _no_autovacuum(database_url: str) -> None:
     tables; the bench's databases are dropped at the end."""
     conn = await connect(parse_url(database_url))
     try:
-        tables = await conn.fetch(
-            "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public'"
-        )
-        for table in tables:
-            await conn.execute(f"ALTER TABLE {table['name']} SET (autovacuum_enabled = false)")
+        for table in await _tables(conn):
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     finally:
         await conn.close()
 
 
-def _since(now: Incidents | None, before: Incidents | None) -> Incidents | None:
-    """The incidents of the last round: every round has payments and invoices of its own, so
-    the counts after it less the counts before it."""
-    if now is None or before is None:
-        return now
-    at_risk = {c: m - before.at_risk.get(c, 0) for c, m in now.at_risk.items()}
-    return Incidents(
-        payments=now.payments - before.payments,
-        captured_twice=now.captured_twice - before.captured_twice,
-        invoices=now.invoices - before.invoices,
-        at_risk={c: m for c, m in at_risk.items() if m},
-        unattributed=now.unattributed - before.unattributed,
+async def _emptied(database_url: str) -> None:
+    """Every table of the arm's database emptied (a round's rows, once counted)."""
+    conn = await connect(parse_url(database_url))
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(await _tables(conn))}")
+    finally:
+        await conn.close()
+
+
+async def _tables(conn: asyncpg.Connection) -> list[str]:
+    """The service's tables (quoted), in the database `conn` is on."""
+    rows = await conn.fetch(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public'"
     )
+    return [row["name"] for row in rows]
 
 
 def _arm_cpu(figures: CpuFigures, label: str) -> CpuFigures:
