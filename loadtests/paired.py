@@ -163,7 +163,7 @@ class PairedBench:
         ready = [slot for slot in self.slots if slot.tuned]
         with ExitStack() as stack:
             seeder = stack.enter_context(ThreadPoolExecutor(1))
-            seeding = seeder.submit(lambda: [seed(slot.url, warmup, pool) for slot in ready])
+            seeding = seeder.submit(self._seed, ready, warmup, pool)
             specs = [self._spec(arm, s, round_no) for arm, s in order]
             started = stack.enter_context(running_services(specs))
             services = {arm.label: svc for (arm, _), svc in zip(order, started, strict=True)}
@@ -199,6 +199,11 @@ class PairedBench:
             results = list(checks.map(result_of, placement))
         self._rate = max(result.throughput_rps for result in results)
         return results
+
+    @staticmethod
+    def _seed(slots: list[_Slot], *pools: Pool) -> None:
+        for slot in slots:
+            seed(slot.url, *pools)
 
     def _spec(self, arm: _Arm, slot: int, round_no: int) -> ServiceSpec:
         """Arm `arm`'s fresh service on slot `slot` for round `round_no`, logged beside the
