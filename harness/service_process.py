@@ -85,8 +85,11 @@ def running_services(specs: Sequence[ServiceSpec]) -> Iterator[list[RunningServi
         started: list[tuple[ServiceSpec, subprocess.Popen[bytes], str]] = []
         stack.callback(lambda: stop_process_groups([process for _, process, _ in started]))
         for spec in specs:
+            taken = {int(url.rsplit(":", 1)[1]) for _, _, url in started}
+            if spec.port in taken:
+                raise ValueError(f"two services on port {spec.port}")
             port = spec.port or free_port()
-            while port in {int(url.rsplit(":", 1)[1]) for _, _, url in started}:
+            while port in taken:
                 port = free_port()  # picked before the others bound theirs: pick again
             env = {**os.environ, "DATABASE_URL": spec.database_url, **(spec.extra_env or {})}
             command = [
@@ -147,13 +150,13 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 
 def stop_process_groups(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     """SIGINT every child's process group at once (they shut down side by side), then SIGKILL
-    any that lingers past SHUTDOWN_TIMEOUT_S."""
-    running = [process for process in processes if process.poll() is None]
-    for process in running:
+    any that lingers past SHUTDOWN_TIMEOUT_S. A group whose leader has died already is
+    signalled too: its uvicorn workers may not have."""
+    for process in processes:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGINT)
     deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
-    for process in running:
+    for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -152,7 +152,6 @@ class PairedBench:
             processes=config.processes,
             tally_dir=shared,
             rate=config.item_rate,
-            hot_epoch=time.time(),
         )
         # Services start, and Locust spawns the user classes, in the order given: every second
         # round reverses it, so that neither arm is always first.
@@ -184,10 +183,11 @@ class PairedBench:
                 for arm, _ in order
             ]
             self.progress.phase("load")
+            # hot_row's hot set moves from this moment: the load's, after boot and warm-up.
+            plan = replace(plan, hot_epoch=time.time())
             returncode, cpu = self._run_locust(plan, arms_env, placement, services)
         log = (shared / "locust.log").read_text(errors="replace")
-        # Each arm's invariants on its own database, side by side: they read every round so
-        # far, and one after the other they would grow to most of a round's gap.
+        # Each arm's invariants on its own database, side by side (then its tables emptied).
         self.progress.phase("invariants")
 
         def result_of(pair: tuple[_Arm, int]) -> BenchResult:
