@@ -34,10 +34,10 @@ from racebench.loadtests.faults import LOCUST_START_S, FaultInjector
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import Calls
-from racebench.loadtests.tally import TALLY_GLOB, Tally, merge_tallies, read_tallies
+from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
-from racebench.results import BenchResult, CpuFigures, FaultFigures, Incidents, LocustFigures
+from racebench.results import BenchResult, CpuFigures, FaultFigures, LocustFigures
 
 # Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
 # if it is still running this long after, something is wrong and we stop it.
@@ -162,12 +162,10 @@ class CellRun:
     ) -> BenchResult:
         config = self.config
         self.progress.phase("invariants")
-        tally = merge_tallies(read_tallies(self.cell_dir))
-        outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
-        lost = run_sync(lost_captures(database_url, tally.acked_payment_ids))
         result = bench_row(
             config,
-            tally,
+            self.cell_dir,
+            database_url,
             strategy=self.strategy,
             label=self.label,
             round_no=self.round_no,
@@ -176,9 +174,6 @@ class CellRun:
             cpu=cpu,
             # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
             cpu_warning=CPU_WARNING in (self.cell_dir / "locust.log").read_text(errors="replace"),
-            violations=dict(outcome.counts),
-            incidents=outcome.incidents,
-            lost=lost,
             locust=locust_figures(self.cell_dir / f"{JSON_STEM}.json"),
             faults=faults,
         )
@@ -234,7 +229,8 @@ def run_locust(
 
 def bench_row(
     config: BenchConfig,
-    tally: Tally,
+    folder: Path,
+    database_url: str,
     *,
     strategy: str,
     label: str | None,
@@ -243,14 +239,15 @@ def bench_row(
     returncode: int,
     cpu: CpuFigures,
     cpu_warning: bool,
-    violations: dict[str, int],
-    incidents: Incidents | None,
-    lost: int,
     locust: LocustFigures | None = None,
     faults: FaultFigures | None = None,
 ) -> BenchResult:
-    """One strategy's row of one round, from what its Locust processes tallied and what the
-    invariants found (`config` is the arm's: its users and rate)."""
+    """One strategy's row of one round: what its Locust processes tallied in `folder`, and
+    what the invariants found in its database (`config` is the arm's: its users and rate)."""
+    tally = merge_tallies(read_tallies(folder))
+    outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
+    lost = run_sync(lost_captures(database_url, tally.acked_payment_ids))
+    violations = dict(outcome.counts)
     return BenchResult(
         strategy=strategy,
         profile=config.profile.name,
@@ -265,7 +262,7 @@ def bench_row(
         throughput_rps=round(tally.throughput_rps, 1),
         latency_ms=tally.latency.summary(),
         violations=violations,
-        incidents=incidents,
+        incidents=outcome.incidents,
         error=None
         if tally.requests
         else f"Locust sent no requests (exit {returncode}); see locust.log",

@@ -34,7 +34,6 @@ from pathlib import Path
 import asyncpg
 
 from racebench.harness.database import connect, parse_url, provision, run_sync
-from racebench.harness.invariants import check, lost_captures
 from racebench.harness.service_process import RunningService, ServiceSpec, running_services
 from racebench.loadtests.cell import (
     CPU_WARNING,
@@ -48,7 +47,7 @@ from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PE
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
 from racebench.loadtests.pool import Pool, seed
 from racebench.loadtests.profiles import pool_size_for, requests_per_item
-from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
+from racebench.loadtests.tally import TALLY_GLOB
 from racebench.progress import Progress
 from racebench.results import BenchResult, CpuFigures, CpuGroup
 
@@ -251,12 +250,6 @@ class PairedBench:
         cpu: dict[str, CpuFigures],
         log: str,
     ) -> BenchResult:
-        tally = merge_tallies(read_tallies(folder))
-        outcome = run_sync(check(slot.url, acknowledged_event_ids=tally.acked_event_ids))
-        lost = run_sync(lost_captures(slot.url, tally.acked_payment_ids))
-        # Counted: the next round starts on empty tables (its checks read its rows alone, and
-        # every round runs on tables of the same size).
-        run_sync(_emptied(slot.url))
         arms = len(self.arms)
         share = replace(  # the arm's even share of the users and of an open model's rate
             config,
@@ -265,7 +258,8 @@ class PairedBench:
         )
         result = bench_row(
             share,
-            tally,
+            folder,
+            slot.url,
             strategy=arm.strategy,
             label=arm.label,
             round_no=round_no,
@@ -273,10 +267,10 @@ class PairedBench:
             returncode=returncode,
             cpu=cpu[arm.label],
             cpu_warning=CPU_WARNING in log,
-            violations={code: n for code, n in outcome.counts.items() if n},
-            incidents=outcome.incidents,
-            lost=lost,
         )
+        # Counted: the next round starts on empty tables (its checks read its rows alone, and
+        # every round runs on tables of the same size).
+        run_sync(_emptied(slot.url))
         (folder / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result
 
