@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from racebench.reference_service.config import Settings
-from racebench.reference_service.events import RazorpayEvent
+from racebench import razorpay
+from racebench.razorpay import RazorpayEvent
 
 _ALPHABET = string.ascii_letters + string.digits
 # Razorpay ids are a prefix and 14 characters.
@@ -79,11 +79,6 @@ class WebhookDelivery:
         return replace(self, signature=hmac_sha256_hex("not-the-webhook-secret", self.body))
 
 
-def _settings_secret(name: str) -> str:
-    value: str = getattr(Settings(), name)
-    return value
-
-
 @dataclass
 class Gateway:
     """A stand-in for Razorpay that signs with the service's secrets.
@@ -92,8 +87,8 @@ class Gateway:
     RAZORPAY_WEBHOOK_SECRET, else the fixed test values), so the two always agree.
     """
 
-    key_secret: str = field(default_factory=lambda: _settings_secret("razorpay_key_secret"))
-    webhook_secret: str = field(default_factory=lambda: _settings_secret("razorpay_webhook_secret"))
+    key_secret: str = field(default_factory=razorpay.key_secret)
+    webhook_secret: str = field(default_factory=razorpay.webhook_secret)
     account_id: str = field(default_factory=lambda: razorpay_id("acc"))
 
     def checkout(

@@ -1,93 +1,96 @@
 """What "exactly once" means, as SQL: one detector per anomaly, each returning its evidence.
 
 Every invariant is a query that returns the violating rows; no rows means it holds. A check
-returns a fixed shape (`valid`, `anomaly_types`, `anomalies`), in the manner of Elle.
+returns a fixed shape (`valid`, `anomaly_types`, `anomalies`), in the manner of Elle, and
+carries the invariants it found broken, so that whoever shows it names them as they were
+defined (racebench's, below, or a target's own).
+
+INVARIANTS are written against the contract's tables (docs/contracts.md): the reference
+service's, and any target that keeps the same tables (`builtin_invariants` in a target file).
+Their $1 narrows them to a run's payments; NULL checks every row (a white-box run starts on
+empty tables).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from racebench.harness.database import connect, parse_url
-from racebench.results import Incidents
+from racebench.results import Incidents, Invariant, Ledger
 
-
-@dataclass(frozen=True, slots=True)
-class Invariant:
-    code: str
-    name: str
-    doc: str
-    sql: str
-    ledger: str = ""
-    """What the client was told, bound to $1: "events" (the webhook event ids answered 2xx) or
-    "captures" (the payment ids of every capture answered 2xx); "" for none."""
-
+# A payment narrowed to the run: $1 is the run's payment ids, or NULL for every payment.
+_IN_RUN = "($1::bigint[] IS NULL OR {column} = ANY($1::bigint[]))"
 
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
-        "DOUBLE_CAPTURE",
-        "Double capture",
-        "A payment moved to captured more than once: both paths read `pending` and both wrote.",
-        """
+        code="DOUBLE_CAPTURE",
+        name="Double capture",
+        doc="A payment moved to captured more than once: both paths read `pending` and both wrote.",
+        sql=f"""
         SELECT e.payment_id, count(*) AS captures, array_agg(e.source ORDER BY e.id) AS sources,
                p.invoice_id, p.amount, p.currency
         FROM payment_events e JOIN payments p ON p.id = e.payment_id
-        WHERE e.to_status = 'captured'
+        WHERE e.to_status = 'captured' AND {_IN_RUN.format(column="e.payment_id")}
         GROUP BY e.payment_id, p.invoice_id, p.amount, p.currency
         HAVING count(*) > 1 ORDER BY e.payment_id
         """,
     ),
     Invariant(
-        "DUPLICATE_ALLOCATION",
-        "Duplicate allocation",
-        "A payment was allocated to its invoice more than once: the invoice was paid twice.",
-        """
+        code="DUPLICATE_ALLOCATION",
+        name="Duplicate allocation",
+        doc="A payment was allocated to its invoice more than once: the invoice was paid twice.",
+        sql=f"""
         SELECT a.payment_id, count(*) AS allocations, sum(a.amount) AS allocated,
                p.invoice_id, p.amount, p.currency
         FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+        WHERE {_IN_RUN.format(column="a.payment_id")}
         GROUP BY a.payment_id, p.invoice_id, p.amount, p.currency
         HAVING count(*) > 1 ORDER BY a.payment_id
         """,
     ),
     Invariant(
-        "DUPLICATE_RECEIPT",
-        "Duplicate receipt",
-        "More than one receipt went out for one payment.",
-        """
+        code="DUPLICATE_RECEIPT",
+        name="Duplicate receipt",
+        doc="More than one receipt went out for one payment.",
+        sql=f"""
         SELECT r.payment_id, count(*) AS receipts, p.invoice_id, p.amount, p.currency
         FROM receipts r JOIN payments p ON p.id = r.payment_id
+        WHERE {_IN_RUN.format(column="r.payment_id")}
         GROUP BY r.payment_id, p.invoice_id, p.amount, p.currency
         HAVING count(*) > 1 ORDER BY r.payment_id
         """,
     ),
     Invariant(
-        "INVOICE_DRIFT",
-        "Invoice drift (lost update)",
-        "An invoice's amount_paid differs from the sum of its allocations, or its status does "
-        "not follow from amount_paid: a read-modify-write lost another capture's update.",
-        """
+        code="INVOICE_DRIFT",
+        name="Invoice drift (lost update)",
+        doc="An invoice's amount_paid differs from the sum of its allocations, or its status "
+        "does not follow from amount_paid: a read-modify-write lost another capture's update.",
+        sql="""
         SELECT i.id AS invoice_id, i.amount_paid, coalesce(a.allocated, 0) AS allocated,
                i.status, i.currency
         FROM invoices i
         LEFT JOIN (SELECT invoice_id, sum(amount) AS allocated
                    FROM payment_allocations GROUP BY invoice_id) a ON a.invoice_id = i.id
-        WHERE i.amount_paid <> coalesce(a.allocated, 0)
-           OR i.status <> CASE WHEN i.amount_paid >= i.amount THEN 'paid'
-                               WHEN i.amount_paid > 0 THEN 'partially_paid'
-                               ELSE 'unpaid' END
+        WHERE ($1::bigint[] IS NULL
+               OR i.id IN (SELECT invoice_id FROM payments WHERE id = ANY($1::bigint[])))
+          AND (i.amount_paid <> coalesce(a.allocated, 0)
+               OR i.status <> CASE WHEN i.amount_paid >= i.amount THEN 'paid'
+                                   WHEN i.amount_paid > 0 THEN 'partially_paid'
+                                   ELSE 'unpaid' END)
         ORDER BY i.id
         """,
     ),
     Invariant(
-        "PARTIAL_CAPTURE",
-        "Partial capture",
-        "A captured payment lacks its allocation, its receipt or its captured event (or a "
+        code="PARTIAL_CAPTURE",
+        name="Partial capture",
+        doc="A captured payment lacks its allocation, its receipt or its captured event (or a "
         "payment that is not captured has them).",
-        """
+        sql=f"""
         SELECT p.id AS payment_id, p.status,
                (SELECT count(*) FROM payment_allocations a WHERE a.payment_id = p.id)
                    AS allocations,
@@ -95,24 +98,26 @@ INVARIANTS: tuple[Invariant, ...] = (
                (SELECT count(*) FROM payment_events e
                  WHERE e.payment_id = p.id AND e.to_status = 'captured') AS captured_events
         FROM payments p
-        WHERE (p.status = 'captured') <> EXISTS
+        WHERE {_IN_RUN.format(column="p.id")}
+          AND ((p.status = 'captured') <> EXISTS
                   (SELECT 1 FROM payment_allocations a WHERE a.payment_id = p.id)
-           OR (p.status = 'captured') <> EXISTS
+               OR (p.status = 'captured') <> EXISTS
                   (SELECT 1 FROM receipts r WHERE r.payment_id = p.id)
-           OR (p.status = 'captured') <> EXISTS
+               OR (p.status = 'captured') <> EXISTS
                   (SELECT 1 FROM payment_events e
-                    WHERE e.payment_id = p.id AND e.to_status = 'captured')
+                    WHERE e.payment_id = p.id AND e.to_status = 'captured'))
         ORDER BY p.id
         """,
     ),
     Invariant(
-        "STATUS_REGRESSION",
-        "Status regression",
-        "A captured payment moved back (a stale `failed` overwrote `captured`).",
-        """
+        code="STATUS_REGRESSION",
+        name="Status regression",
+        doc="A captured payment moved back (a stale `failed` overwrote `captured`).",
+        sql=f"""
         SELECT p.id AS payment_id, p.status,
                array_agg(e.from_status || '->' || e.to_status ORDER BY e.id) AS transitions
         FROM payments p JOIN payment_events e ON e.payment_id = p.id
+        WHERE {_IN_RUN.format(column="p.id")}
         GROUP BY p.id, p.status
         HAVING (bool_or(e.to_status = 'captured') AND p.status <> 'captured')
             OR bool_or(e.from_status = 'captured' AND e.to_status <> 'captured')
@@ -120,10 +125,10 @@ INVARIANTS: tuple[Invariant, ...] = (
         """,
     ),
     Invariant(
-        "WEBHOOK_LOST",
-        "Webhook lost",
-        "A delivery was answered 2xx but is not kept in webhook_events.",
-        """
+        code="WEBHOOK_LOST",
+        name="Webhook lost",
+        doc="A delivery was answered 2xx but is not kept in webhook_events.",
+        sql="""
         SELECT acked.event_id, acked.deliveries, count(w.id) AS kept
         FROM (SELECT event_id, count(*) AS deliveries
               FROM unnest($1::text[]) AS event_id GROUP BY event_id) acked
@@ -135,11 +140,11 @@ INVARIANTS: tuple[Invariant, ...] = (
         ledger="events",
     ),
     Invariant(
-        "ACKNOWLEDGED_LOST",
-        "Acknowledged capture lost",
-        "A capture was answered 2xx (a checkout callback, or a payment.captured delivery) but "
-        "its payment is not captured: the client was told something the database lost.",
-        """
+        code="ACKNOWLEDGED_LOST",
+        name="Acknowledged capture lost",
+        doc="A capture was answered 2xx (a checkout callback, or a payment.captured delivery) "
+        "but its payment is not captured: the client was told something the database lost.",
+        sql="""
         SELECT acked.payment_id, acked.answers, p.status
         FROM (SELECT payment_id, count(*) AS answers
               FROM unnest($1::bigint[]) AS payment_id GROUP BY payment_id) acked
@@ -150,13 +155,14 @@ INVARIANTS: tuple[Invariant, ...] = (
         ledger="captures",
     ),
     Invariant(
-        "DUPLICATE_EVENT_EFFECT",
-        "Duplicate event effect",
-        "One webhook event id was applied more than once.",
-        """
+        code="DUPLICATE_EVENT_EFFECT",
+        name="Duplicate event effect",
+        doc="One webhook event id was applied more than once.",
+        sql=f"""
         SELECT substr(source, 9) AS event_id, count(*) AS effects,
                array_agg(payment_id ORDER BY id) AS payment_ids
-        FROM payment_events WHERE source LIKE 'webhook:%'
+        FROM payment_events
+        WHERE source LIKE 'webhook:%' AND {_IN_RUN.format(column="payment_id")}
         GROUP BY source HAVING count(*) > 1 ORDER BY 1
         """,
     ),
@@ -170,13 +176,20 @@ MAX_EVIDENCE_ROWS = 20
 
 @dataclass
 class CheckResult:
-    """The fixed shape of a check: valid, anomaly_types, anomalies (code -> evidence rows)."""
+    """The fixed shape of a check: valid, anomaly_types, anomalies (code -> evidence rows), and
+    the invariants behind them, as they were defined (racebench's, or a target's own)."""
 
     valid: bool
     anomaly_types: list[str]
     anomalies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     incidents: Incidents | None = None  # the violations grouped (None: not counted)
+    invariants: dict[str, Invariant] = field(default_factory=dict)  # code -> the one broken
+
+    def name_of(self, code: str) -> str:
+        """The invariant's own name (its code when the check did not say)."""
+        invariant = self.invariants.get(code)
+        return invariant.name if invariant is not None else code
 
     def message(self) -> str:
         """A human summary that shows the evidence, not just 'failed'."""
@@ -184,12 +197,90 @@ class CheckResult:
             return "all invariants hold"
         lines = []
         if self.incidents is not None:
-            lines.append(f"Incidents: {describe_incidents(self.incidents)}; the evidence:")
+            incidents = describe_incidents(self.incidents)
+            if incidents:
+                lines.append(f"Incidents: {incidents}; the evidence:")
         for code in self.anomaly_types:
-            inv = BY_CODE[code]
-            lines.append(f"{inv.name} ({code}): {self.counts[code]} violation(s)")
+            lines.append(f"{self.name_of(code)} ({code}): {self.counts[code]} violation(s)")
             lines.extend(f"    {row}" for row in self.anomalies[code][:5])
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Ledgers:
+    """What the client was told: the ledger invariants' $1."""
+
+    events: Sequence[str] = ()  # webhook event ids answered 2xx, once per answer
+    captures: Sequence[int] = ()  # the payment id of every capture answered 2xx
+
+    def of(self, ledger: Ledger) -> list[Any]:
+        return list(self.events if ledger == "events" else self.captures)
+
+
+async def check_invariants(
+    conn: asyncpg.Connection,
+    invariants: Iterable[Invariant],
+    *,
+    payments: Sequence[int] | None = None,
+    ledgers: Ledgers = Ledgers(),
+) -> CheckResult:
+    """Run `invariants` on an open connection: each gets the run's `payments` as $1 (None: every
+    row), a ledger invariant its ledger instead. A query that fails raises asyncpg's error."""
+    anomalies: dict[str, list[dict[str, Any]]] = {}
+    counts: dict[str, int] = {}
+    broken: dict[str, Invariant] = {}
+    every_row: dict[str, list[dict[str, Any]]] = {}
+    for inv in invariants:
+        rows = await _violations(conn, inv, payments, ledgers)
+        if rows:
+            counts[inv.code] = len(rows)
+            anomalies[inv.code] = [_jsonable(r) for r in rows[:MAX_EVIDENCE_ROWS]]
+            every_row[inv.code] = rows
+            broken[inv.code] = inv
+    incidents = count_incidents(group_incidents(every_row))
+    return CheckResult(not anomalies, list(anomalies), anomalies, counts, incidents, broken)
+
+
+async def _violations(
+    conn: asyncpg.Connection,
+    inv: Invariant,
+    payments: Sequence[int] | None,
+    ledgers: Ledgers,
+) -> list[dict[str, Any]]:
+    if not inv.ledger:
+        return [
+            dict(r)
+            for r in await _fetch(conn, inv.sql, list(payments) if payments is not None else None)
+        ]
+    ledger = ledgers.of(inv.ledger)
+    if inv.kind == "violations":
+        return [dict(r) for r in await _fetch(conn, inv.sql, ledger)]
+    if not ledger:
+        return []
+    # ledger_kept: the query names the entries it kept; the others were lost.
+    column = "event_id" if inv.ledger == "events" else "payment_id"
+    kept = {r[column] for r in await _fetch(conn, inv.sql, ledger)}
+    answers: dict[Any, int] = {}
+    for entry in ledger:
+        answers[entry] = answers.get(entry, 0) + 1
+    return [
+        {column: entry, "answers": n, "kept": False}
+        for entry, n in answers.items()
+        if entry not in kept
+    ]
+
+
+# How many parameters each invariant's query takes, once known (the SQL is the key).
+_PARAMETERS: dict[str, int] = {}
+
+
+async def _fetch(conn: asyncpg.Connection, sql: str, argument: Any) -> list[asyncpg.Record]:
+    """The query with `argument` as $1, if it takes one (a query of one's own may not)."""
+    if sql not in _PARAMETERS:
+        _PARAMETERS[sql] = len((await conn.prepare(sql)).get_parameters())
+    if _PARAMETERS[sql]:
+        return list(await conn.fetch(sql, argument))
+    return list(await conn.fetch(sql))
 
 
 async def check_connection(
@@ -199,27 +290,15 @@ async def check_connection(
     acknowledged_captures: Sequence[int] = (),
     codes: Iterable[str] = CODES,
 ) -> CheckResult:
-    """Run the invariants on an open asyncpg connection.
+    """racebench's invariants on an open connection, over every row (a white-box run).
 
     `acknowledged_event_ids`: the webhook deliveries answered 2xx; `acknowledged_captures`:
     the payment id of every capture answered 2xx (the client's ledger)."""
-    anomalies: dict[str, list[dict[str, Any]]] = {}
-    counts: dict[str, int] = {}
-    every_row: dict[str, list[dict[str, Any]]] = {}
-    ledgers: dict[str, list[Any]] = {
-        "events": list(acknowledged_event_ids),
-        "captures": list(acknowledged_captures),
-    }
-    for code in codes:
-        inv = BY_CODE[code]
-        args = (ledgers[inv.ledger],) if inv.ledger else ()
-        rows = await conn.fetch(inv.sql, *args)
-        if rows:
-            counts[code] = len(rows)
-            anomalies[code] = [_jsonable(dict(r)) for r in rows[:MAX_EVIDENCE_ROWS]]
-            every_row[code] = [dict(r) for r in rows]
-    incidents = count_incidents(group_incidents(every_row))
-    return CheckResult(not anomalies, list(anomalies), anomalies, counts, incidents)
+    return await check_invariants(
+        conn,
+        [BY_CODE[code] for code in codes],
+        ledgers=Ledgers(acknowledged_event_ids, acknowledged_captures),
+    )
 
 
 async def check(database_url: str, *, acknowledged_event_ids: Sequence[str] = ()) -> CheckResult:
@@ -385,7 +464,16 @@ def _text(value: Any) -> str | None:
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in row.items()}
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A value as evidence shows it: sum() over bigints is a Decimal (200000, not 2E+5)."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
 
 
 LOST_CAPTURES_SQL = """

@@ -20,8 +20,8 @@ import asyncpg
 from racebench.harness.controller import ScheduleController
 from racebench.harness.database import connect, parse_url
 from racebench.harness.invariants import CheckResult, check_connection
-from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
+from racebench.harness.white_box import Target
 from racebench.reference_service import config
 from racebench.results import LockWait
 

@@ -21,25 +21,23 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
+from racebench.harness.cells import Cell, CellRuns, RunOutcome
 from racebench.harness.gateway import Gateway
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import Monitor
-from racebench.harness.runner import RunOutcome, Script, run_once
-from racebench.harness.service_process import ServiceStartError
-from racebench.harness.targets import HttpTarget, InProcessTarget, Target
+from racebench.harness.processes import ServiceStartError
+from racebench.harness.runner import Script, run_once
+from racebench.harness.white_box import HttpTarget, InProcessTarget, Target
+from racebench.names import pick
 from racebench.progress import Progress
 from racebench.reference_service.strategies import STRATEGY_NAMES
 from racebench.results import (
     Expected,
     Incidents,
     Mode,
-    RaceResult,
-    Verdict,
-    add_incidents,
-    judge,
 )
 
 MODES: tuple[Mode, ...] = ("in_process", "http")
@@ -59,91 +57,9 @@ class Scenario(Protocol):
     def expected(self, strategy: str, mode: Mode) -> Expected: ...
 
 
-@dataclass(frozen=True)
-class Cell:
-    scenario: Scenario
-    strategy: str
-    mode: Mode
-
-    @property
-    def expected(self) -> Expected:
-        return self.scenario.expected(self.strategy, self.mode)
-
-    @property
-    def title(self) -> str:
-        return f"{self.scenario.name} x {self.strategy} ({self.mode})"
-
-    def wrong(self, outcome: RunOutcome) -> bool:
-        """Did this run go against the cell's expectation (a catch where safe was expected, a
-        miss where a race was, or an error)?"""
-        against = not judge(self.expected, caught=outcome.caught, errored=False).passed
-        return against or bool(outcome.errors)
-
-
-@dataclass
-class CellRuns:
-    """The runs of one cell, as they come in."""
-
-    cell: Cell
-    outcomes: list[RunOutcome] = field(default_factory=list)
-    seeds: list[int | None] = field(default_factory=list)
-    duration_ms: float = 0.0
-    schedules: bool = True  # were the scenarios' schedules played (--no-schedule: False)
-
-    @property
-    def caught(self) -> int:
-        return sum(1 for o in self.outcomes if o.caught)
-
-    @property
-    def verdict(self) -> Verdict:
-        """race_detected if any run was caught; else error if any run broke; else safe."""
-        if self.caught:
-            return "race_detected"
-        return "error" if any(o.errors for o in self.outcomes) else "safe"
-
-    def result(self) -> RaceResult:
-        violations: dict[str, int] = {}
-        for outcome in self.outcomes:
-            for code, count in outcome.violations.items():
-                violations[code] = violations.get(code, 0) + count
-        errors = [e for o in self.outcomes for e in o.errors]
-        index = self._telling_run()
-        return RaceResult(
-            scenario=self.cell.scenario.name,
-            strategy=self.cell.strategy,
-            mode=self.cell.mode,
-            runs=len(self.outcomes),
-            expected=self.cell.expected,
-            verdict=self.verdict,
-            violations=violations,
-            incidents=add_incidents(o.check.incidents for o in self.outcomes),
-            duration_ms=round(self.duration_ms, 1),
-            timeline=self.outcomes[index].timeline if self.outcomes else [],
-            error="; ".join(dict.fromkeys(errors)) or None,
-            seed=self.seeds[index] if self.seeds else None,
-        )
-
-    def first_wrong(self) -> int | None:
-        """The index of the first run that went against the expectation, if any."""
-        return next((i for i, o in enumerate(self.outcomes) if self.cell.wrong(o)), None)
-
-    def _telling_run(self) -> int:
-        """The run whose timeline tells the cell's story: a failing run first, else a catch."""
-        wrong = self.first_wrong()
-        if wrong is not None:
-            return wrong
-        return next((i for i, o in enumerate(self.outcomes) if o.caught), 0)
-
-
-def _pick(value: str, known: Sequence[str], what: str) -> list[str]:
-    """`all`, or comma-separated names (each once, in the order given)."""
-    if value == "all":
-        return list(known)
-    names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise ValueError(f"unknown {what} {', '.join(unknown)!r}; choose from: {', '.join(known)}")
-    return names
+def scenario_of(cell: Cell) -> Scenario:
+    """A white-box cell's scenario (plan() makes cells of Scenarios only)."""
+    return cast(Scenario, cell.scenario)
 
 
 def _mode(value: str) -> Mode | None:
@@ -164,8 +80,8 @@ def plan(
 
     With one mode, `--scenario all` means every scenario that runs in it; a scenario named
     explicitly that does not run in it is an error."""
-    chosen_strategies = _pick(strategies, STRATEGY_NAMES, "strategy")
-    chosen_scenarios = [catalogue[n] for n in _pick(scenarios, tuple(catalogue), "scenario")]
+    chosen_strategies = pick(strategies, STRATEGY_NAMES, "strategy")
+    chosen_scenarios = [catalogue[n] for n in pick(scenarios, tuple(catalogue), "scenario")]
     only = _mode(mode)
     if only is not None:
         unsupported = [s.name for s in chosen_scenarios if only not in s.modes]
@@ -209,8 +125,8 @@ async def run_cells(
                 if mode == "in_process":
                     # A scenario that waits out the service's lock timeout gets an app of its
                     # own with a shorter one (an app costs a pool, not a process).
-                    for timeout in dict.fromkeys(c.scenario.lock_timeout_ms for c in group):
-                        cells_of = [c for c in group if c.scenario.lock_timeout_ms == timeout]
+                    for timeout in dict.fromkeys(scenario_of(c).lock_timeout_ms for c in group):
+                        cells_of = [c for c in group if scenario_of(c).lock_timeout_ms == timeout]
                         async with InProcessTarget.open(
                             database_url, strategy, lock_timeout_ms=timeout
                         ) as in_process:
@@ -286,7 +202,7 @@ async def _run_group(
             run_seed = None if seed is None else seed + i
             jitter = None if run_seed is None else f"{run_seed}|{cell.title}"
             outcome = await run_once(
-                cell.scenario.script,
+                scenario_of(cell).script,
                 target,
                 monitor,
                 gateway=gateway,

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from racebench.console import console
-from racebench.harness.matrix import CellRuns
-from racebench.harness.targets import HTTP_WORKERS
+from racebench.harness.cells import CellRuns
 from racebench.harness.timeline import render
+from racebench.harness.white_box import HTTP_WORKERS
 from racebench.results import Finding
 
 # Errors of a failing run shown under FAIL; the rest are in results.json.
@@ -99,7 +99,12 @@ class RaceProgress:
 
 
 def show(
-    cell_runs: Sequence[CellRuns], *, show_timeline: bool, wall_s: float, results: Path
+    cell_runs: Sequence[CellRuns],
+    *,
+    show_timeline: bool,
+    wall_s: float,
+    results: Path,
+    title: str | None = None,
 ) -> list[CellRuns]:
     """Print the timelines (if asked), the table, each failure's evidence and a summary;
     return the cells that failed."""
@@ -108,7 +113,7 @@ def show(
             text = render(c.result().timeline, c.cell.title, width=stdout.width)
             stdout.print(text, highlight=False, markup=False, soft_wrap=True)
             stdout.print()
-    stdout.print(matrix_table(cell_runs))
+    stdout.print(matrix_table(cell_runs, title))
     failed = [c for c in cell_runs if not c.result().passed]
     for c in failed:
         stderr.print(f"[bold red]FAIL[/] {explain(c)}", highlight=False)
@@ -166,19 +171,23 @@ def _cell_text(c: CellRuns) -> str:
     return f"[green]safe{count}[/]"
 
 
-def matrix_table(cell_runs: Sequence[CellRuns]) -> Table:
+def matrix_table(cell_runs: Sequence[CellRuns], title: str | None = None) -> Table:
     """Scenario rows, strategy columns; a cell run in both modes shows both."""
     strategies = list(dict.fromkeys(c.cell.strategy for c in cell_runs))
     table = Table(
-        title=f"racebench race: scenario x strategy (http: {HTTP_WORKERS} worker processes)"
+        title=title
+        or f"racebench race: scenario x strategy (http: {HTTP_WORKERS} worker processes)"
     )
     table.add_column("scenario", no_wrap=True)
     for strategy in strategies:
         table.add_column(strategy, no_wrap=True)
+    modes: dict[str, set[str]] = {}
+    for c in cell_runs:
+        modes.setdefault(c.cell.scenario.name, set()).add(c.cell.mode)
     rows: dict[str, dict[str, list[str]]] = {}
     for c in cell_runs:
         text = _cell_text(c)
-        if c.cell.mode == "http":
+        if c.cell.mode == "http" and len(modes[c.cell.scenario.name]) > 1:
             text = f"http {text}"
         rows.setdefault(c.cell.scenario.name, {}).setdefault(c.cell.strategy, []).append(text)
     for scenario, by_strategy in rows.items():

@@ -6,35 +6,32 @@ optionally under a schedule. The `Race` records the timeline, the webhook delive
 2xx (for WEBHOOK_LOST), and the errors; `run_once()` cleans the tables first and checks the
 invariants after.
 
-The targets (in-process app, or `racebench serve` over HTTP) are in harness/targets.py.
+The targets (in-process app, or `racebench serve` over HTTP) are in harness/white_box.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from racebench.harness.cells import RUN_TIMEOUT_S, RunOutcome, verdict_line
 from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.database import EmbeddedPostgres
 from racebench.harness.faults import DatabaseFaults
 from racebench.harness.gateway import Gateway, WebhookDelivery
 from racebench.harness.invariants import CheckResult
 from racebench.harness.locks import LockProbe, LockSampler, Monitor
+from racebench.harness.requests import Answer, Request, Told, brief
 from racebench.harness.schedule import Schedule
-from racebench.harness.targets import Target
 from racebench.harness.timeline import Timeline
+from racebench.harness.white_box import Target
+from racebench.razorpay import SETTLED_EVENTS, RazorpayEvent
 from racebench.reference_service import race_points
-from racebench.reference_service.events import RazorpayEvent
-from racebench.results import TimelineEntry
 
-# A healthy run takes well under a second (out_of_order, the longest, has six launches); this
-# only bounds a run so that a bug (a hang in setup, a launch, the check) cannot hang a CI job.
-RUN_TIMEOUT_S = 180.0
 # One launch (one `together()`): each schedule step is bounded by STALL_TIMEOUT_S (10 s) and
 # each request by REQUEST_TIMEOUT_S (30 s); past this, the launch is an error.
 LAUNCH_TIMEOUT_S = 60.0
@@ -50,56 +47,6 @@ class Payment:
     order_id: str
     amount: int
     currency: str = "INR"
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One HTTP request of one actor."""
-
-    actor: str
-    method: str
-    path: str
-    json_body: dict[str, Any] | None = None
-    content: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    event_id: str | None = None  # a webhook delivery's X-Razorpay-Event-Id
-    captures: int | None = None  # the payment this request captures (a 2xx means captured)
-    payment: int | None = None  # the payment it is about (the row a hold_lock step locks)
-    words: str = ""  # how the timeline names it
-    expect: tuple[int, ...] = ()
-    """The statuses this request may answer; empty: any 2xx. Anything else is an error."""
-
-    def accepts(self, status: int) -> bool:
-        return status in self.expect if self.expect else 200 <= status < 300
-
-    def expectation(self) -> str:
-        return " or ".join(map(str, self.expect)) if self.expect else "2xx"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    actor: str
-    status: int
-    body: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Told:
-    """One line of the client-side ledger: what one actor's request was answered."""
-
-    actor: str
-    words: str
-    status: int
-    outcome: str
-    event_id: str | None
-    captures: int | None  # the payment it captures, if it is a capture
-
-    @property
-    def acknowledged_capture(self) -> int | None:
-        """The payment this answer says is captured (a 2xx capture of a known payment)."""
-        if self.captures is None or not 200 <= self.status < 300 or self.outcome == "unmatched":
-            return None
-        return self.captures
 
 
 class Race:
@@ -207,7 +154,7 @@ class Race:
             expect=expect,
             captures=(
                 self._event_payments.get(delivery.event_id)
-                if delivery.event_type == RazorpayEvent.PAYMENT_CAPTURED
+                if delivery.event_type in SETTLED_EVENTS
                 else None
             ),
             payment=self._event_payments.get(delivery.event_id),
@@ -326,7 +273,7 @@ class Race:
             body = response.json()
         except ValueError:
             body = response.text
-        answer = f"{status} {_brief(body)}"
+        answer = f"{status} {brief(body)}"
         succeeded = 200 <= status < 300
         self.timeline.add(request.actor, f"answers {answer}", "answer")
         controller.finished(request.actor, succeeded=succeeded, answer=answer)
@@ -340,40 +287,13 @@ class Race:
             self.fail(f"{request.actor}: {request.words} answered 503 without Retry-After")
         if not request.accepts(status):
             self.fail(
-                f"{request.actor}: {request.words} answered {status} {_brief(body)}, "
+                f"{request.actor}: {request.words} answered {status} {brief(body)}, "
                 f"expected {request.expectation()}"
             )
         return Answer(request.actor, status, body)
 
 
-def _brief(body: Any) -> str:
-    """An answer in a few words: `captured (replay)`, `processed`, `signature_invalid`."""
-    if isinstance(body, dict):
-        if "error" in body and isinstance(body["error"], dict):
-            return str(body["error"].get("code"))
-        replay = " (replay)" if body.get("replayed") else ""
-        return f"{body.get('status', '?')}{replay}"
-    return str(body)[:40]
-
-
 # -- one run -------------------------------------------------------------------------------
-
-
-@dataclass
-class RunOutcome:
-    """What one scenario run left behind."""
-
-    check: CheckResult
-    timeline: list[TimelineEntry]
-    errors: list[str]
-
-    @property
-    def violations(self) -> dict[str, int]:
-        return dict(self.check.counts)
-
-    @property
-    def caught(self) -> bool:
-        return not self.check.valid
 
 
 async def run_once(
@@ -404,29 +324,8 @@ async def run_once(
     except Exception as error:  # a broken run is reported as an error, never hidden
         race.fail(f"{type(error).__name__}: {error}")
     check = await race.check()
-    race.timeline.note(_verdict_line(check, race.errors))
+    race.timeline.note(verdict_line(check, race.errors))
     return RunOutcome(check, race.timeline.entries(), race.errors)
-
-
-def _plain(value: Any) -> Any:
-    """sum() over bigints comes back as a Decimal; show 200000, not 2.0E+5."""
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    return value
-
-
-def _verdict_line(check: CheckResult, errors: list[str]) -> str:
-    """The RESULT line under a timeline, with the first piece of evidence."""
-    if check.valid and errors:
-        return f"RESULT: ERROR, no invariant violated but the run broke: {errors[0]}"
-    if check.valid:
-        return "RESULT: exactly once, every invariant holds"
-    parts = []
-    for code in check.anomaly_types:
-        first = check.anomalies[code][0]
-        evidence = ", ".join(f"{k}={_plain(v)}" for k, v in first.items())
-        parts.append(f"{code} x{check.counts[code]} ({evidence})")
-    return "RESULT: " + "; ".join(parts)
 
 
 async def new_race(

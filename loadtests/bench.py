@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from racebench.harness.database import render, server
+from racebench.harness.target.file import TargetSpec
+from racebench.harness.target.file import load as load_target
 from racebench.loadtests.ceiling import Ceiling, measure_ceiling
 from racebench.loadtests.cell import NOBODY, CellRun
 from racebench.loadtests.config import BenchConfig, Order, parse_duration, parse_strategies
 from racebench.loadtests.faults import DEFAULT_KILL_EVERY_S
 from racebench.loadtests.paired import run_paired
 from racebench.loadtests.profiles import parse_profile
+from racebench.loadtests.system import ReferenceSystem, System, TargetSystem
+from racebench.names import ALL, pick
 from racebench.progress import Progress
 from racebench.reference_service.strategies import holds
 from racebench.results import DEFAULT_RUNS_DIR, BenchResult, Results, new_run_id
@@ -69,7 +73,12 @@ def exit_code(rows: Sequence[BenchResult]) -> int:
     for row in rows:
         if row.errored or not row.answered_honestly:
             return 1
-        if holds(row.strategy, row.workers) and any(row.violations.values()):
+        expected_safe = (
+            row.expected_safe
+            if row.expected_safe is not None
+            else holds(row.strategy, row.workers)  # a row of a file that did not say
+        )
+        if expected_safe and any(row.violations.values()):
             return 1
     return 0
 
@@ -91,6 +100,7 @@ def build_results(config: BenchConfig, rows: Sequence[BenchResult], run_id: str)
         "load_average_at_start": list(os.getloadavg()),
         "faults": config.faults,
         "kill_every_s": config.kill_every_s if config.faults else None,
+        "system": config.system.name,
     }
     results.bench = list(rows)
     return results
@@ -109,13 +119,13 @@ def _bench_server(database_url: str | None, faults: bool) -> Iterator[str | None
 
 def run_bench(
     *,
-    strategies: str,
+    strategies: str | None,
     profile: str,
     users: int,
     rate: float | None,
     duration: str,
     rounds: int,
-    workers: int,
+    workers: int | None,
     processes: int,
     out: Path | None,
     database_url: str | None,
@@ -123,11 +133,13 @@ def run_bench(
     faults: bool = False,
     kill_every_s: float = DEFAULT_KILL_EVERY_S,
     order: Order = "alternate",
+    target: str | None = None,
     progress: Progress[BenchResult | Ceiling] | None = None,
 ) -> BenchRun:
     """Run the benchmark and write results.json into the run folder (after every cell, and
     once more at the end). With `ceiling`, pgbench runs the capture transaction after the
-    rounds, in the same run, and its rate is recorded beside them.
+    rounds, in the same run, and its rate is recorded beside them. With `target` (a target
+    file), the arms are its variants (`strategies`) and the load goes to its service.
 
     With no database URL (and no DATABASE_URL), one embedded PostgreSQL serves every cell
     (arms that run at the same time each get a database of their own on it); --faults cells
@@ -136,10 +148,24 @@ def run_bench(
         raise ValueError(f"--kill-every must be positive, not {kill_every_s}")
     if rate is not None and rate <= 0:
         raise ValueError(f"--rate must be positive, not {rate}")
-    with _bench_server(database_url, faults) as database_url:
+    system: System
+    if target is not None:
+        spec = load_target(target)
+        refuse_for_target(
+            spec, ceiling=ceiling, faults=faults, workers=workers, database_url=database_url
+        )
+        system = TargetSystem(spec)
+        arms = target_arms(spec, strategies)
+        workers = workers or spec.service.workers
+    else:
+        system = ReferenceSystem()
+        arms = parse_strategies(strategies or DEFAULT_STRATEGIES)
+        workers = workers or 1
+    # A target on its own database needs no server of racebench's.
+    with _bench_server(database_url, faults or not system.own_databases) as database_url:
         run_id = new_run_id("bench")
         config = BenchConfig(
-            strategies=parse_strategies(strategies),
+            strategies=arms,
             profile=parse_profile(profile),
             users=users,
             rate=rate,
@@ -152,6 +178,7 @@ def run_bench(
             faults=faults,
             kill_every_s=kill_every_s,
             order=order,
+            system=system,
         )
         load_at_start = os.getloadavg()
         rows: list[BenchResult] = []
@@ -172,3 +199,51 @@ def run_bench(
             results.environment["ceiling"] = {"pgbench": measured.to_json()}
         path = results.write(config.run_dir)
         return BenchRun(results, path, exit_code(rows))
+
+
+# `racebench bench` with no --strategies: the write-up's Before and After.
+DEFAULT_STRATEGIES = "none,for_update"
+
+
+def target_arms(spec: TargetSpec, strategies: str | None) -> list[str]:
+    """A target bench's arms: variants of the file (a name may come twice: an A/A), `all` of
+    them (the default), or the target itself when it has none."""
+    if spec.variants:
+        return pick(strategies or ALL, list(spec.variants), f"variant of {spec.name}", repeats=True)
+    if spec.takes_variant:
+        if strategies is None or strategies.strip() == ALL:
+            raise ValueError(
+                f"{spec.path}: the service takes {{variant}} but the file declares no "
+                "[variants]: name the builds with --strategies a,b"
+            )
+        return pick(strategies, [], "variant", repeats=True, also=str.isidentifier)
+    return pick(strategies or spec.name, [spec.name], f"arm of {spec.name}", repeats=True)
+
+
+def refuse_for_target(
+    spec: TargetSpec,
+    *,
+    ceiling: bool,
+    faults: bool,
+    workers: int | None,
+    database_url: str | None,
+) -> None:
+    """The options a target bench cannot apply, each refused with why."""
+    if ceiling:
+        raise ValueError(
+            "--ceiling: pgbench runs the reference service's capture transaction; a target's "
+            "is its own, unknown to racebench"
+        )
+    if faults and not spec.owns_database:
+        raise ValueError(
+            f"--faults restarts a database racebench owns: give {spec.name!r} "
+            '[database].url = "{database_url}" (racebench then makes it), or leave --faults out'
+        )
+    if workers is not None and not spec.service.takes("workers"):
+        raise ValueError(
+            f"--workers: the target {spec.name!r}'s [service].command takes no {{workers}}"
+        )
+    if database_url is not None and not spec.owns_database:
+        raise ValueError(
+            f"--database-url: the target {spec.name!r} names its own database ([database].url)"
+        )

@@ -2,9 +2,10 @@
 
 In order:
 1. a fresh database (harness.database.provision), dropped afterwards;
-2. `racebench serve --strategy S --workers W` as a subprocess, awaited until healthy (it
-   creates its tables);
-3. the pool of pending payments, seeded in bulk with SQL;
+2. the service as a subprocess (`racebench serve --strategy S --workers W`, or a target's
+   command for a variant), awaited until healthy (it creates its tables);
+3. the pool of pending payments (the system's: seeded in bulk for the reference service, made
+   through a target's template for a target);
 4. a warm-up on payments of its own (connections opened, code paths warm);
 5. Locust as a subprocess (`--processes P`), the CPU of Locust and the service sampled;
 6. the service stopped, then the invariant queries run on what is left in the database,
@@ -16,27 +17,20 @@ stopped, and the database dropped, before the exception leaves `CellRun.run`.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from racebench.harness.database import provision, run_sync
-from racebench.harness.invariants import check, lost_captures
-from racebench.harness.service_process import running_service, stop_process_group
+from racebench.harness.processes import running_service, stop_process_group
 from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
 from racebench.loadtests.cpu import CpuSampler, cpu_ms_per_request
 from racebench.loadtests.faults import LOCUST_START_S, FaultInjector
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan, locust_figures
-from racebench.loadtests.pool import Pool, seed
-from racebench.loadtests.profiles import Calls
+from racebench.loadtests.pool import Pool
+from racebench.loadtests.system import arm_database, warm_up_all
 from racebench.loadtests.tally import TALLY_GLOB, merge_tallies, read_tallies
 from racebench.progress import Progress
-from racebench.reference_service.strategies import holds
 from racebench.results import BenchResult, CpuFigures, FaultFigures, LocustFigures
 
 # Past its --run-time, Locust stops its users at once (--stop-timeout 0) and writes its files;
@@ -46,9 +40,6 @@ LOCUST_EXIT_GRACE_S = 60.0
 CPU_WARNING = "CPU usage above"
 # How often the progress display hears from a running Locust.
 PROGRESS_TICK_S = 0.5
-WARMUP_CONCURRENCY = 16
-# A warm-up request answers in milliseconds; this only bounds a stuck service.
-WARMUP_TIMEOUT_S = 30.0
 RESULT_FILE = "result.json"  # each cell's own result, beside its logs
 
 
@@ -94,18 +85,17 @@ class CellRun:
         pool, warmup_pool = config.pools()
         self.progress.phase("database")
         faults: FaultFigures | None = None
-        with provision(config.database_url, owned=config.faults) as database:
+        system = config.system
+        with arm_database(system, config.database_url, restartable=config.faults) as database:
             self.progress.phase("service")
-            with running_service(
-                strategy=self.strategy,
-                database_url=database.url,
-                workers=config.workers,
-                log_path=self.cell_dir / "service.log",
-            ) as service:
+            spec = system.service(
+                self.strategy, database.url, config.workers, self.cell_dir / "service.log"
+            )
+            with running_service(spec) as service:
                 self.progress.phase("seeding")
-                seed(database.url, pool, warmup_pool)
+                system.seed(database.url, service.base_url, (pool, warmup_pool), self.cell_dir)
                 self.progress.phase("warm-up")
-                warm_up(service.base_url, warmup_pool, WARMUP_CONCURRENCY)
+                warm_up_all(system, [service.base_url], warmup_pool, [self.cell_dir])
                 self.progress.phase("load")
                 plan = LocustPlan(
                     base_url=service.base_url,
@@ -117,6 +107,7 @@ class CellRun:
                     tally_dir=self.cell_dir,
                     rate=config.item_rate,
                     hot_epoch=time.time(),
+                    extra=tuple(system.locust_options(self.cell_dir)),
                 )
                 injector = None
                 if config.faults:
@@ -129,18 +120,20 @@ class CellRun:
                         base_url=service.base_url,
                         restart_after_s=LOCUST_START_S + plan.duration_s / 2,
                         kill_every_s=config.kill_every_s,
+                        application_name=system.application_name,
+                        health=spec.health,
                     )
                 returncode, cpu, faults = self._run_locust(
-                    plan, service.pid, database.name, injector
+                    plan, service.pid, database.name if system.own_databases else None, injector
                 )
             # The service is stopped: what is in the database now is all it will ever write.
-            return self._result(database.url, pool, returncode, cpu, faults)
+            return self._result(database.url, (pool, warmup_pool), returncode, cpu, faults)
 
     def _run_locust(
         self,
         plan: LocustPlan,
         service_pid: int,
-        database_name: str,
+        database_name: str | None,
         injector: FaultInjector | None = None,
     ) -> tuple[int, CpuFigures, FaultFigures | None]:
         return run_locust(
@@ -148,14 +141,15 @@ class CellRun:
             self.cell_dir,
             self.progress,
             services={"service": service_pid},
-            matching={"postgres": f" {database_name} "},  # its backends' process titles
+            # its backends' process titles name its database (a shared one: not its alone)
+            matching={"postgres": f" {database_name} "} if database_name else {},
             injector=injector,
         )
 
     def _result(
         self,
         database_url: str,
-        pool: Pool,
+        pools: tuple[Pool, ...],
         returncode: int,
         cpu: CpuFigures,
         faults: FaultFigures | None = None,
@@ -169,7 +163,7 @@ class CellRun:
             strategy=self.strategy,
             label=self.label,
             round_no=self.round_no,
-            pool=pool,
+            pools=pools,
             returncode=returncode,
             cpu=cpu,
             # Locust warns when one of its processes passes 90 % CPU (its own saturation check).
@@ -235,7 +229,7 @@ def bench_row(
     strategy: str,
     label: str | None,
     round_no: int,
-    pool: Pool,
+    pools: tuple[Pool, ...],
     returncode: int,
     cpu: CpuFigures,
     cpu_warning: bool,
@@ -243,10 +237,11 @@ def bench_row(
     faults: FaultFigures | None = None,
 ) -> BenchResult:
     """One strategy's row of one round: what its Locust processes tallied in `folder`, and
-    what the invariants found in its database (`config` is the arm's: its users and rate)."""
+    what the invariants found in its database (`config` is the arm's: its users and rate;
+    `pools[0]` is the measured one)."""
     tally = merge_tallies(read_tallies(folder))
-    outcome = run_sync(check(database_url, acknowledged_event_ids=tally.acked_event_ids))
-    lost = run_sync(lost_captures(database_url, tally.acked_payment_ids))
+    found = config.system.check(database_url, pools, tally, folder)
+    outcome = found.result
     violations = dict(outcome.counts)
     return BenchResult(
         strategy=strategy,
@@ -263,17 +258,19 @@ def bench_row(
         latency_ms=tally.latency.summary(),
         violations=violations,
         incidents=outcome.incidents,
+        invariants=outcome.invariants,
         error=None
         if tally.requests
         else f"Locust sent no requests (exit {returncode}); see locust.log",
         workers=config.workers,
-        expected_safe=holds(strategy, config.workers),
+        expected_safe=config.system.expected_safe(strategy, config.workers),
         model="closed" if config.rate is None else "open",
         busy=tally.busy,
         outcomes=dict(sorted(tally.outcomes.items())),
         acked_webhooks=len(tally.acked_event_ids),
-        pool_size=pool.size,
+        pool_size=pools[0].size,
         pool_wrapped=tally.pool_wrapped,
+        contended_payments=tally.contended,
         locust_processes=tally.processes,
         locust_returncode=returncode,
         locust_cpu_warning=cpu_warning,
@@ -284,39 +281,7 @@ def bench_row(
         busy_without_retry_after=tally.busy_without_retry_after,
         transport_errors=tally.transport_errors,
         acked_captures=len(set(tally.acked_payment_ids)),
-        lost_captures=lost,
-        lost_webhooks=violations.get("WEBHOOK_LOST", 0),
+        lost_captures=found.lost_captures,
+        lost_webhooks=found.lost_webhooks,
         faults=faults,
     )
-
-
-def warm_up(base_url: str, pool: Pool, concurrency: int = WARMUP_CONCURRENCY) -> None:
-    """Verify every payment of `pool` through the service, `concurrency` at a time."""
-    warm_up_all([base_url], pool, concurrency)
-
-
-def warm_up_all(
-    base_urls: Sequence[str], pool: Pool, concurrency: int = WARMUP_CONCURRENCY
-) -> None:
-    """Warm every service at once, each on the payments of `pool` in its own database."""
-
-    async def all_of_them() -> None:
-        await asyncio.gather(*(_warm_up(url, pool, concurrency) for url in base_urls))
-
-    run_sync(all_of_them())
-
-
-async def _warm_up(base_url: str, pool: Pool, concurrency: int) -> None:
-    calls = Calls(pool)
-    ids = iter(range(pool.first, pool.last + 1))
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=WARMUP_TIMEOUT_S, limits=limits
-    ) as client:
-
-        async def worker() -> None:
-            for payment_id in ids:
-                call = calls.verify(payment_id)
-                await client.post(call.path, content=call.body, headers=call.headers)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))

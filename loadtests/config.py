@@ -7,17 +7,16 @@ payments a cell needs live here, apart from running anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
 from racebench.loadtests.pool import Pool
 from racebench.loadtests.profiles import Profile, pool_size_for, requests_per_item
+from racebench.loadtests.system import ReferenceSystem, System
+from racebench.names import pick
 from racebench.reference_service.strategies import STRATEGIES, import_strategy, is_custom
 
-# The most work items per second we size a pool for. The service on this 2-core machine does
-# well under half of this; a faster machine that runs out only reuses payments (and says so).
-POOL_ITEMS_PER_S = 3_000
 # Locust takes a second or two to start (more with --processes); hot_row's moving hot set and
 # the pool must cover that too.
 LOCUST_STARTUP_ALLOWANCE_S = 10.0
@@ -55,15 +54,14 @@ def parse_duration(text: str) -> float:
 def parse_strategies(text: str) -> list[str]:
     """Registered names, `all`, or a class of one's own as `package.module:Class`. A name may
     come twice (an A/A comparison: the same strategy under two labels, see `labels`)."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if text.strip() == "all":
-        names = list(STRATEGIES)
-    unknown = [n for n in names if n not in STRATEGIES and not is_custom(n)]
-    if unknown or not names:
-        raise ValueError(
-            f"unknown strategy {', '.join(unknown) or '(none given)'}; "
-            f"choose from: {', '.join(STRATEGIES)} (or all, or package.module:Class)"
-        )
+    names = pick(
+        text,
+        list(STRATEGIES),
+        "strategy",
+        repeats=True,
+        also=is_custom,
+        hint=" (or all, or package.module:Class)",
+    )
     for name in names:
         if is_custom(name):
             import_strategy(name)  # UnknownStrategy (a ValueError) says why it cannot be used
@@ -98,6 +96,7 @@ class BenchConfig:
     faults: bool = False  # kill the service's backends, restart the database (loadtests.faults)
     kill_every_s: float = 3.0
     order: Order = "alternate"
+    system: System = field(default_factory=ReferenceSystem)
 
     @property
     def labels(self) -> list[str]:
@@ -123,7 +122,7 @@ class BenchConfig:
 
     def pools(self) -> tuple[Pool, Pool]:
         """(the measured run's pool, the warm-up's pool right after it)."""
-        items_per_s = self.item_rate or POOL_ITEMS_PER_S
+        items_per_s = self.item_rate or self.system.items_per_s
         seconds = self.duration_s + LOCUST_STARTUP_ALLOWANCE_S
         size = pool_size_for(self.profile, items=items_per_s * seconds, duration_s=seconds)
         pool = Pool(1, size)

@@ -1,10 +1,12 @@
 """`racebench bench --faults`: what goes wrong under the load, on purpose.
 
 While Locust runs, a thread kills the service's database backends every few seconds
-(pg_terminate_backend on the round's database, application_name racebench-service) and, once
-half-way through the round, restarts the whole server (`pg_ctl -m fast restart` of the embedded
-PostgreSQL the round owns). After the restart it probes the service's /healthz until it answers
-200: the time from the restart finishing to that answer is the recovery time.
+(pg_terminate_backend on the round's database: the reference service's by their
+application_name, racebench-service; a target's, every backend of its database but the
+killer's own) and, once half-way through the round, restarts the whole server (`pg_ctl -m fast
+restart` of the embedded PostgreSQL the round owns). After the restart it probes the service's
+health URL until it answers 2xx: the time from the restart finishing to that answer is the
+recovery time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import asyncpg
 import httpx
 
 from racebench.harness.database import EmbeddedPostgres, run_sync
-from racebench.reference_service.config import APPLICATION_NAME
 from racebench.results import FaultFigures
 
 DEFAULT_KILL_EVERY_S = 3.0
@@ -27,9 +28,12 @@ PROBE_INTERVAL_S = 0.01
 PROBE_TIMEOUT_S = 2.0
 # How long the service may take to answer again before the round says it never recovered.
 RECOVERY_LIMIT_S = 60.0
+# The service's backends: those with its application_name ($1), or ($1 NULL) every backend of
+# the database but this one.
 KILL_SQL = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE application_name = $1 AND datname = $2
+WHERE datname = $2 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND ($1::text IS NULL OR application_name = $1)
 """
 
 
@@ -43,6 +47,8 @@ class FaultInjector:
     base_url: str
     restart_after_s: float
     kill_every_s: float = DEFAULT_KILL_EVERY_S
+    application_name: str | None = None  # the service's backends' (None: every other one)
+    health: str = "/healthz"
     figures: FaultFigures = field(default_factory=lambda: FaultFigures())
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -87,7 +93,7 @@ class FaultInjector:
     async def _terminate(self) -> int:
         conn = await asyncpg.connect(self.database_url, timeout=10)
         try:
-            return int(await conn.fetchval(KILL_SQL, APPLICATION_NAME, self.database_name))
+            return int(await conn.fetchval(KILL_SQL, self.application_name, self.database_name))
         finally:
             await conn.close()
 
@@ -100,11 +106,12 @@ class FaultInjector:
         self.figures.recovery_s = self._probe(done)
 
     def _probe(self, since: float) -> float | None:
-        """Seconds from `since` to the first 200 of /healthz (None: none within the limit)."""
+        """Seconds from `since` to the first 2xx of the health URL (None: none within the
+        limit)."""
         with httpx.Client(base_url=self.base_url, timeout=PROBE_TIMEOUT_S) as client:
             while time.monotonic() - since < RECOVERY_LIMIT_S:
                 try:
-                    if client.get("/healthz").status_code == 200:
+                    if 200 <= client.get(self.health).status_code < 300:
                         return round(time.monotonic() - since, 3)
                 except httpx.HTTPError:
                     pass

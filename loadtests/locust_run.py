@@ -36,6 +36,7 @@ class LocustPlan:
     tally_dir: Path
     rate: float | None = None  # open model: work items per second (None: closed model)
     hot_epoch: float | None = None
+    extra: tuple[str, ...] = ()  # the system's own options (a target's file and pool)
 
     def command(self) -> list[str]:
         """`python -m locust ...` for this plan (headless, summary only)."""
@@ -77,7 +78,7 @@ class LocustPlan:
             command += ["--hot-epoch", repr(self.hot_epoch)]
         if self.processes > 1:
             command += ["--processes", str(self.processes)]
-        return command
+        return command + list(self.extra)
 
 
 def locust_figures(json_path: Path) -> LocustFigures | None:

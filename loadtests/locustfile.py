@@ -29,8 +29,12 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from racebench.harness.requests import Call
+from racebench.harness.target.file import TargetSpec
+from racebench.harness.target.file import load as load_target
+from racebench.harness.target.load import TargetCalls, read_answer, read_pool
 from racebench.loadtests.pool import DEFAULT_AMOUNT, Pool
-from racebench.loadtests.profiles import PROFILE_NAMES, Call, ItemSource, parse_profile
+from racebench.loadtests.profiles import PROFILE_NAMES, ItemSource, parse_profile
 from racebench.loadtests.schedule import OpenSchedule, Pacer, corrected_latency_ms
 from racebench.loadtests.tally import BUSY_STATUS, Tally
 from racebench.reference_service.models import ANSWERED_OUTCOMES
@@ -41,8 +45,6 @@ CONNECTIONS_PER_USER = 2
 # timeouts are 5 s and 10 s, so an honest answer always comes sooner).
 NETWORK_TIMEOUT_S = 30.0
 MS_PER_S = 1_000.0
-# verify answers 200 that say the payment is captured (the ledger check holds the database to it)
-VERIFY_ACKED = frozenset({"verify:captured", "verify:replayed"})
 
 
 @events.init_command_line_parser.add_listener
@@ -79,6 +81,14 @@ def _add_options(parser: Any) -> None:
         "--tally-dir", default="", env_var="RACEBENCH_TALLY_DIR",
         help="folder for each process's tally-<pid>.json",
     )  # fmt: skip
+    group.add_argument(
+        "--target-file", default="", env_var="RACEBENCH_TARGET_FILE",
+        help="load a target (a target file) instead of the reference service",
+    )  # fmt: skip
+    group.add_argument(
+        "--target-pool", default="", env_var="RACEBENCH_TARGET_POOL",
+        help="a target's payments (pool.jsonl); with arms, each arm names its own",
+    )  # fmt: skip
 
 
 @dataclass
@@ -89,6 +99,7 @@ class ProcessState:
     pacer: Pacer | None
     tally: Tally
     tally_dir: Path | None
+    target: TargetSpec | None = None  # a target's answers are read with its file
 
     def observe(
         self,
@@ -109,46 +120,65 @@ class ProcessState:
                 intended_start=intended, actual_start=start_time, response_ms=response_time
             )
             start = min(intended, start_time)
-        outcome, busy, failed, acked = _classify(call, status, response, exception)
+        reading = _classify(call, status, response, exception, self.target)
         headers = getattr(response, "headers", None) if status else None
         retry_after = bool(headers is not None and headers.get("Retry-After"))
-        verified = call.kind == "verify" and outcome in VERIFY_ACKED
         self.tally.record(
-            outcome=outcome,
+            outcome=reading.outcome,
             latency_ms=latency,
             start=start,
             end=start_time + response_time / MS_PER_S,
-            busy=busy,
-            failed=failed,
-            acked_event_id=acked,
-            acked_payment_id=call.payment_id if verified else None,
+            busy=reading.busy,
+            failed=reading.failed,
+            acked_event_id=reading.acked_event,
+            acked_payment_id=reading.acked_payment,
             status=status,
             retry_after=retry_after,
         )
 
 
+@dataclass(frozen=True)
+class Classified:
+    outcome: str
+    busy: bool = False
+    failed: bool = False
+    acked_event: str | None = None  # a webhook delivery answered 2xx (WEBHOOK_LOST)
+    acked_payment: int | None = None  # a capture answered 2xx: must be captured (the ledger)
+
+
 def _classify(
-    call: Call, status: int, response: Any, exception: BaseException | None
-) -> tuple[str, bool, bool, str | None]:
-    """(outcome, busy?, failed?, acked event id) of one answer."""
+    call: Call,
+    status: int,
+    response: Any,
+    exception: BaseException | None,
+    target: TargetSpec | None,
+) -> Classified:
+    """One answer: its outcome, and what it told the client."""
     if status == BUSY_STATUS:
-        return f"{call.kind}:503", True, False, None
-    if status != 200:
-        return f"{call.kind}:{status or type(exception).__name__}", False, True, None
+        return Classified(f"{call.kind}:503", busy=True)
+    if not 200 <= status < 300:
+        return Classified(f"{call.kind}:{status or type(exception).__name__}", failed=True)
     content = response.content or b""
+    if target is not None:
+        reading = read_answer(target, call, content)
+        return Classified(
+            reading.outcome, acked_event=reading.acked_event, acked_payment=reading.acked_payment
+        )
+    if status != 200:
+        return Classified(f"{call.kind}:{status}", failed=True)
     if call.kind == "verify":
         if b'"replayed":false' in content:
-            return "verify:captured", False, False, None
+            return Classified("verify:captured", acked_payment=call.payment_id)
         if b'"replayed":true' in content:
-            return "verify:replayed", False, False, None
-        return "verify:bad_body", False, True, None
+            return Classified("verify:replayed", acked_payment=call.payment_id)
+        return Classified("verify:bad_body", failed=True)
     try:
         answer = json.loads(content).get("status")
     except (ValueError, AttributeError):
         answer = None
     if answer not in ANSWERED_OUTCOMES:  # what a 2xx webhook answer may say
-        return "webhook:bad_body", False, True, call.event_id
-    return f"webhook:{answer}", False, False, call.event_id
+        return Classified("webhook:bad_body", failed=True, acked_event=call.event_id)
+    return Classified(f"webhook:{answer}", acked_event=call.event_id)
 
 
 STATE: ProcessState | None = None
@@ -183,31 +213,38 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         raise RuntimeError("racebench's locustfile runs under the locust command, with options")
     index, count = _process_position(environment)
     pool = Pool(options.pool_first, options.pool_size, options.pool_amount)
-    source = ItemSource(
-        parse_profile(options.bench_profile),
-        pool,
-        process_index=index,
-        processes=count,
-        hot_epoch=options.hot_epoch or None,
-    )
-    pacer = None
+    target = load_target(options.target_file) if options.target_file else None
+
+    def source_of(pool_file: str) -> ItemSource:
+        source = ItemSource(
+            parse_profile(options.bench_profile),
+            pool,
+            process_index=index,
+            processes=count,
+            hot_epoch=options.hot_epoch or None,
+        )
+        if target is not None:  # a target's payments, by their index in its pool file
+            payments = {int(p["index"]): p for p in read_pool(Path(pool_file))}
+            source.calls = TargetCalls(target, payments)
+        return source
+
     arms = max(1, len(ARMS))
-    if options.open_rate > 0:
-        pacer = Pacer(OpenSchedule(options.open_rate / arms, index, count))
+
+    def pacer() -> Pacer | None:
+        if options.open_rate <= 0:
+            return None
+        return Pacer(OpenSchedule(options.open_rate / arms, index, count))
+
     tally_dir = Path(options.tally_dir) if options.tally_dir else None
-    STATE = ProcessState(source, pacer, Tally(), tally_dir)
+    if not ARMS:
+        STATE = ProcessState(source_of(options.target_pool), pacer(), Tally(), tally_dir, target)
     for arm in ARMS:  # the same items, in the same order, for each arm's own database
         ARM_STATES[arm["label"]] = ProcessState(
-            ItemSource(
-                source.profile,
-                pool,
-                process_index=index,
-                processes=count,
-                hot_epoch=options.hot_epoch or None,
-            ),
-            Pacer(OpenSchedule(options.open_rate / arms, index, count)) if pacer else None,
+            source_of(arm.get("pool_file", "")),
+            pacer(),
             Tally(),
             Path(arm["tally_dir"]),
+            target,
         )
 
 
@@ -263,6 +300,8 @@ class PaymentTraffic(FastHttpUser):
         if len(item) == 1:
             self._send(item[0], intended)
             return
+        if len({call.payment_id for call in item}) == 1:
+            state.tally.contended += 1  # one payment, two requests at the same moment
         gevent.joinall([gevent.spawn(self._send, call, intended) for call in item])
 
     def _send(self, call: Call, intended: float | None) -> None:

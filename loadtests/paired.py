@@ -33,20 +33,20 @@ from pathlib import Path
 
 import asyncpg
 
-from racebench.harness.database import connect, parse_url, provision, run_sync
-from racebench.harness.service_process import RunningService, ServiceSpec, running_services
+from racebench.harness.database import connect, parse_url, run_sync
+from racebench.harness.processes import RunningService, ServiceSpec, running_services
 from racebench.loadtests.cell import (
     CPU_WARNING,
     NOBODY,
     RESULT_FILE,
     bench_row,
     run_locust,
-    warm_up_all,
 )
-from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, POOL_ITEMS_PER_S, BenchConfig
+from racebench.loadtests.config import LOCUST_STARTUP_ALLOWANCE_S, BenchConfig
 from racebench.loadtests.locust_run import JSON_STEM, LocustPlan
-from racebench.loadtests.pool import Pool, seed
+from racebench.loadtests.pool import Pool
 from racebench.loadtests.profiles import pool_size_for, requests_per_item
+from racebench.loadtests.system import arm_database, warm_up_all
 from racebench.loadtests.tally import TALLY_GLOB
 from racebench.progress import Progress
 from racebench.results import BenchResult, CpuFigures, CpuGroup
@@ -105,7 +105,7 @@ class PairedBench:
             slots: list[_Slot] = []
             for _ in arms:
                 progress.phase(f"database {len(slots) + 1} of {len(arms)}")
-                database = stack.enter_context(provision(config.database_url))
+                database = stack.enter_context(arm_database(config.system, config.database_url))
                 slots.append(_Slot(database.url, database.name))
             yield cls(config, arms, slots, progress)
 
@@ -115,7 +115,7 @@ class PairedBench:
         busiest arm in the round before (nothing is reused, and seeding takes no longer than
         the load needs)."""
         config = self.config
-        items_per_s: float = POOL_ITEMS_PER_S
+        items_per_s: float = config.system.items_per_s
         if self._rate:
             items_per_s = min(items_per_s, 2 * self._rate / requests_per_item(config.profile))
         seconds = duration_s + LOCUST_STARTUP_ALLOWANCE_S
@@ -151,33 +151,55 @@ class PairedBench:
             processes=config.processes,
             tally_dir=shared,
             rate=config.item_rate,
+            extra=tuple(config.system.locust_options(None)),
         )
         # Services start, and Locust spawns the user classes, in the order given: every second
         # round reverses it, so that neither arm is always first.
         order = placement if round_no % 2 else placement[::-1]
-        # Seeding needs the tables, which the first services create: after round 0 it runs
-        # while the services boot (the executor's exit waits for it, however the round ends).
+        system = config.system
+        # Seeding needs the tables, which the first services create: after round 0 the
+        # reference service's runs while the services boot (the executor's exit waits for it,
+        # however the round ends); a target's payments may need its service (its template is
+        # free to make them over HTTP), so they are made once it is up.
         self.progress.phase("services")
-        ready = [slot for slot in self.slots if slot.tuned]
+        early = [s for _, s in placement if self.slots[s].tuned and not system.seeds_with_service]
         with ExitStack() as stack:
             seeder = stack.enter_context(ThreadPoolExecutor(1))
-            seeding = seeder.submit(self._seed, ready, warmup, pool)
+            seeding = seeder.submit(
+                self._seed,
+                [(self.slots[s], "", dirs[a.label]) for a, s in placement if s in early],
+                warmup,
+                pool,
+            )
             specs = [self._spec(arm, s, round_no) for arm, s in order]
             started = stack.enter_context(running_services(specs))
             services = {arm.label: svc for (arm, _), svc in zip(order, started, strict=True)}
             seeding.result()
-            for slot in self.slots:
-                if slot not in ready:
-                    run_sync(_no_autovacuum(slot.url))
-                    slot.tuned = True
-                    seed(slot.url, warmup, pool)
+            if any(not slot.tuned for slot in self.slots):
+                self._tune()
+            self.progress.phase("seeding")
+            self._seed(
+                [
+                    (self.slots[s], services[a.label].base_url, dirs[a.label])
+                    for a, s in placement
+                    if s not in early
+                ],
+                warmup,
+                pool,
+            )
             self.progress.phase("warm-up")
-            warm_up_all([services[arm.label].base_url for arm, _ in order], warmup)
+            warm_up_all(
+                system,
+                [services[arm.label].base_url for arm, _ in order],
+                warmup,
+                [dirs[arm.label] for arm, _ in order],
+            )
             arms_env = [
                 {
                     "label": arm.label,
                     "url": services[arm.label].base_url,
                     "tally_dir": str(dirs[arm.label]),
+                    **system.arm_options(dirs[arm.label]),
                 }
                 for arm, _ in order
             ]
@@ -199,10 +221,17 @@ class PairedBench:
         self._rate = max(result.throughput_rps for result in results)
         return results
 
-    @staticmethod
-    def _seed(slots: list[_Slot], *pools: Pool) -> None:
-        for slot in slots:
-            seed(slot.url, *pools)
+    def _seed(self, slots: list[tuple[_Slot, str, Path]], warmup: Pool, pool: Pool) -> None:
+        """Each (slot, its service's URL, its arm's folder) gets the round's payments."""
+        for slot, base_url, folder in slots:
+            self.config.system.seed(slot.url, base_url, (pool, warmup), folder)
+
+    def _tune(self) -> None:
+        """Autovacuum off on the arms' tables, once they exist (a database racebench made)."""
+        for slot in self.slots:
+            if self.config.system.own_databases and not slot.tuned:
+                run_sync(_no_autovacuum(slot.url))
+            slot.tuned = True
 
     def _spec(self, arm: _Arm, slot: int, round_no: int) -> ServiceSpec:
         """Arm `arm`'s fresh service on slot `slot` for round `round_no`, logged beside the
@@ -210,11 +239,8 @@ class PairedBench:
         log_dir = self.config.run_dir.resolve() / "services"
         log_dir.mkdir(parents=True, exist_ok=True)
         name = f"r{round_no}-{arm.label.replace(':', '-')}-db{slot + 1}.log"
-        return ServiceSpec(
-            strategy=arm.strategy,
-            database_url=self.slots[slot].url,
-            workers=self.config.workers,
-            log_path=log_dir / name,
+        return self.config.system.service(
+            arm.strategy, self.slots[slot].url, self.config.workers, log_dir / name
         )
 
     def _run_locust(
@@ -227,7 +253,8 @@ class PairedBench:
         pids, matching = {}, {}
         for arm, slot in placement:
             pids[f"service {arm.label}"] = services[arm.label].pid
-            matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
+            if self.config.system.own_databases:  # its backends' titles name its database
+                matching[f"postgres {arm.label}"] = f" {self.slots[slot].name} "
         returncode, figures, _ = run_locust(
             plan,
             plan.tally_dir,
@@ -263,14 +290,15 @@ class PairedBench:
             strategy=arm.strategy,
             label=arm.label,
             round_no=round_no,
-            pool=pool,
+            pools=(pool,),
             returncode=returncode,
             cpu=cpu[arm.label],
             cpu_warning=CPU_WARNING in log,
         )
         # Counted: the next round starts on empty tables (its checks read its rows alone, and
-        # every round runs on tables of the same size).
-        run_sync(_emptied(slot.url))
+        # every round runs on tables of the same size); a target's own database is not ours.
+        if self.config.system.own_databases:
+            run_sync(_emptied(slot.url))
         (folder / RESULT_FILE).write_text(result.model_dump_json(indent=2))
         return result
 

@@ -17,10 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from racebench.harness.gateway import Gateway
+from racebench.harness.requests import Call
 from racebench.loadtests.pool import Pool, order_id, razorpay_payment_id
-from racebench.reference_service.events import CAPTURE_EVENTS, RazorpayEvent
+from racebench.razorpay import CAPTURE_EVENTS, RazorpayEvent
 
 VERIFY_PATH = "/payments/verify"
 WEBHOOK_PATH = "/webhooks/razorpay"
@@ -49,19 +51,15 @@ MIXED_CALLS_PER_PAYMENT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One HTTP request of a work item, ready to send."""
-
-    kind: str  # "verify" or "webhook": the Locust name and the tally's outcome prefix
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    payment_id: int
-    event_id: str | None = None  # webhooks: recorded when answered 2xx (WEBHOOK_LOST)
-
-
 Item = tuple[Call, ...]
+
+
+class CallSource(Protocol):
+    """What builds a profile's calls: the reference service's (`Calls`), or a target's
+    (harness/target/load.py, `TargetCalls`), for payment `payment_id` of the pool."""
+
+    def verify(self, payment_id: int) -> Call: ...
+    def webhook(self, payment_id: int, event_type: str, event_id: str) -> Call: ...
 
 
 @dataclass(frozen=True, eq=False)  # identity: a profile is one registered object
@@ -115,7 +113,13 @@ class Calls:
             event_id=event_id,
         )
         return Call(
-            "webhook", WEBHOOK_PATH, delivery.body, delivery.headers(), payment_id, event_id
+            "webhook",
+            WEBHOOK_PATH,
+            delivery.body,
+            delivery.headers(),
+            payment_id,
+            event_id,
+            event_type,
         )
 
 
@@ -137,7 +141,7 @@ class ItemSource:
         self.pool = pool
         self.process_index = process_index
         self.processes = processes
-        self.calls = Calls(pool)
+        self.calls: CallSource = Calls(pool)
         self.rng = random.Random(seed * 1_000_003 + process_index)
         self.clock = clock
         self.hot_epoch = clock() if hot_epoch is None else hot_epoch

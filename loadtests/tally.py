@@ -41,6 +41,7 @@ class Tally:
     last_end: float | None = None  # epoch seconds: the latest response
     pool_wrapped: int = 0  # items that had to reuse a payment because the pool ran out
     processes: int = 1
+    contended: int = 0  # items that sent two or more requests on one payment at once
 
     def record(
         self,
@@ -108,6 +109,7 @@ class Tally:
                 other.last_end if self.last_end is None else max(self.last_end, other.last_end)
             )
         self.pool_wrapped += other.pool_wrapped
+        self.contended += other.contended
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,6 +126,7 @@ class Tally:
             "first_start": self.first_start,
             "last_end": self.last_end,
             "pool_wrapped": self.pool_wrapped,
+            "contended": self.contended,
         }
 
     @classmethod
@@ -142,6 +145,7 @@ class Tally:
             first_start=data["first_start"],
             last_end=data["last_end"],
             pool_wrapped=int(data["pool_wrapped"]),
+            contended=int(data.get("contended", 0)),
         )
 
     def write(self, folder: Path, name: str | None = None) -> Path:

@@ -222,19 +222,48 @@ def race(
     barrier: Annotated[
         bool, typer.Option(help="with --target: force the race with the table-lock barrier")
     ] = True,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            help="with --target: the build is known to be bad, and must be caught (by every"
+            " scenario named, or with --scenario all by every scenario that races captures)"
+        ),
+    ] = False,
 ) -> None:
     from racebench.race import run_race
 
     if target is not None:
-        if mode != "auto" or seed is not None or not schedule or database_url is not None:
+        refused = [
+            name
+            for name, given in (
+                ("--mode", mode != "auto"),
+                ("--seed", seed is not None),
+                ("--no-schedule", not schedule),
+            )
+            if given
+        ]
+        if refused:
             raise _fail(
-                "--target races over HTTP with the barrier and takes its database from the "
-                "target file: --mode, --seed, --no-schedule and --database-url do not apply"
+                f"{', '.join(refused)}: not with --target, which races over HTTP and forces the "
+                "interleavings with the barrier (no race points to schedule or jitter); "
+                "--no-barrier sends a plain burst instead"
             )
         code = _race_target(
-            target, strategy, scenario, repeat, barrier, json_path, out, junit, timeline
+            target,
+            strategy,
+            scenario,
+            repeat,
+            barrier,
+            canary,
+            database_url,
+            json_path,
+            out,
+            junit,
+            timeline,
         )
         raise typer.Exit(code)
+    if not barrier or canary:
+        raise _fail("--no-barrier and --canary are for a target: add --target FILE")
     try:
         code = run_race(
             strategies=strategy,
@@ -254,66 +283,21 @@ def race(
     raise typer.Exit(code)
 
 
-def _bench_target(
-    target: str, strategies: str, profile: str, users: int, duration: str, out: Path | None
-) -> int:
-    from rich.table import Table
-
-    from racebench.harness import target_file
-    from racebench.harness.barrier import BarrierError
-    from racebench.harness.target_race import TargetUnreachable
-    from racebench.loadtests.config import parse_duration, parse_strategies
-    from racebench.loadtests.profiles import parse_profile
-    from racebench.loadtests.target_load import run_target_bench
-
-    try:
-        spec = target_file.load(target)
-        chosen: list[str | None] = (
-            list(parse_strategies(strategies)) if spec.strategy_placeholder else [None]
-        )
-        benches, path, code = run_target_bench(
-            spec,
-            profile=parse_profile(profile),
-            strategies=chosen,
-            users=users,
-            duration_s=parse_duration(duration),
-            out=out,
-        )
-    except (DatabaseError, ValueError, TargetUnreachable, BarrierError) as error:
-        raise _fail(str(error)) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; the service is stopped", code=130) from None
-    table = Table(title=f"racebench bench --target {spec.name} ({profile}, {users} users)")
-    for column in ("strategy", "requests", "req/s", "p50 ms", "p99 ms", "answers", "violations"):
-        table.add_column(column)
-    for b in benches:
-        table.add_row(
-            b.strategy or spec.name,
-            str(b.requests),
-            f"{b.throughput:.0f}",
-            f"{b.percentile(50):.1f}",
-            f"{b.percentile(99):.1f}",
-            ", ".join(f"{k}: {v}" for k, v in sorted(b.statuses.items())),
-            ", ".join(f"{k}: {v}" for k, v in b.violations.items()) or "none",
-        )
-    make_console().print(table)
-    console.print(f"results: {path}", highlight=False, soft_wrap=True)
-    return code
-
-
 def _race_target(
     target: str,
     strategy: str,
     scenario: str,
     repeat: int,
     barrier: bool,
+    canary: bool,
+    database_url: str | None,
     json_path: Path | None,
     out: Path | None,
     junit: Path | None,
     timeline: bool,
 ) -> int:
-    from racebench.harness.barrier import BarrierError
-    from racebench.harness.target_race import TargetUnreachable
+    from racebench.harness.target.barrier import BarrierError
+    from racebench.harness.target.service import TargetUnreachable
     from racebench.race import run_target_race
 
     try:
@@ -323,6 +307,8 @@ def _race_target(
             scenarios=scenario,
             repeat=repeat,
             barrier=barrier,
+            canary=canary,
+            database_url=database_url,
             json_path=json_path,
             out=out,
             junit=junit,
@@ -343,8 +329,14 @@ def _race_target(
 )
 def bench(
     strategies: Annotated[
-        str, typer.Option(metavar="NAMES", help="comma-separated strategies, or all")
-    ] = "none,for_update",
+        str | None,
+        typer.Option(
+            metavar="NAMES",
+            help="comma-separated strategies, or all (default none,for_update); with --target:"
+            " its variants (default all), a name twice for an A/A",
+            show_default=False,
+        ),
+    ] = None,
     profile: Annotated[str, typer.Option(metavar="NAME", help="the load profile")] = "verify",
     users: Annotated[
         int, typer.Option(min=1, metavar="N", help="closed model: concurrent users")
@@ -360,8 +352,15 @@ def bench(
         int, typer.Option(min=1, metavar="K", help="alternating rounds (A B A B ...)")
     ] = 3,
     workers: Annotated[
-        int, typer.Option(min=1, metavar="N", help="uvicorn workers of the service")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="the service's worker processes (default 1; a target's: its {workers}, its"
+            " [service].workers by default)",
+            show_default=False,
+        ),
+    ] = None,
     processes: Annotated[int, typer.Option(min=1, metavar="N", help="Locust processes")] = 1,
     out: RunFolder = None,
     ceiling: Annotated[
@@ -383,8 +382,8 @@ def bench(
         str | None,
         typer.Option(
             metavar="FILE",
-            help="load your own service (a target file, or `reference`) with the profile;"
-            " violations counted with the target's invariants",
+            help="benchmark your own service (a target file, or `reference`): its variants are"
+            " the arms, through Locust, its invariants checked after every round",
         ),
     ] = None,
     order: Annotated[
@@ -407,9 +406,9 @@ def bench(
     max_p99_increase: MaxP99Increase = DEFAULT_MAX_P99_INCREASE_PCT,
     min_p99_increase_ms: MinP99IncreaseMs = DEFAULT_MIN_P99_INCREASE_MS,
 ) -> None:
-    if target is not None:
-        raise typer.Exit(_bench_target(target, strategies, profile, users, duration, out))
-    from racebench.harness.service_process import ServiceStartError
+    from racebench.harness.processes import ServiceStartError
+    from racebench.harness.target.barrier import BarrierError
+    from racebench.harness.target.service import TargetUnreachable
     from racebench.loadtests.bench import run_bench
     from racebench.loadtests.display import RichObserver
     from racebench.reports.bench_table import print_bench_summary
@@ -431,9 +430,10 @@ def bench(
                 faults=faults,
                 kill_every_s=kill_every,
                 order=_order(order),
+                target=target,
                 progress=progress,
             )
-    except (DatabaseError, ValueError, ServiceStartError) as error:
+    except (DatabaseError, ValueError, ServiceStartError, TargetUnreachable, BarrierError) as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; the service and Locust are stopped", code=130) from None
@@ -528,24 +528,27 @@ app.add_typer(target_app, name="target")
 
 @target_app.command(
     "check",
-    help="One real payment, one verify and one webhook against the target; says in plain words"
-    " what is wrong. Exit codes: 0 every step worked; 1 a step failed (a rejected signature, a"
-    " missing table, a query that does not parse, a lock the user cannot take); 2 a bad target"
-    " file, or the service or its database unreachable.",
+    help="Real payments against the target: a verify and a webhook, each alone (what each"
+    " answered, which tables it wrote, whether it captured), then one forced race; says in plain"
+    " words what is wrong, and which barrier_tables to name. Exit codes: 0 every step worked; 1"
+    " a step failed (a rejected signature, a webhook the service ignored, a missing table, a"
+    " query that does not parse, a lock the user cannot take, barrier tables that force"
+    " nothing); 2 a bad target file, or the service or its database unreachable.",
 )
 def target_check(
     file: Annotated[str, typer.Argument(metavar="FILE", help="a target file, or `reference`")],
+    database_url: DatabaseUrl = None,
 ) -> None:
     import asyncio
 
-    from racebench.harness import target_file
-    from racebench.harness.target_check import check_target
+    from racebench.harness.target.check import check_target
+    from racebench.harness.target.file import load
 
     try:
-        spec = target_file.load(file)
+        spec = load(file)
     except ValueError as error:
         raise _fail(str(error)) from None
-    steps, reachable = asyncio.run(check_target(spec))
+    steps, reachable = asyncio.run(check_target(spec, database_url))
     out = make_console()
     for step in steps:
         mark = "[green]ok[/]  " if step.ok else "[bold red]FAIL[/]"
@@ -554,6 +557,29 @@ def target_check(
     if not reachable:
         raise typer.Exit(2)
     raise typer.Exit(0 if all(s.ok for s in steps) else 1)
+
+
+@target_app.command(
+    "sends",
+    help="What racebench sends a target in each scenario: the launches, the requests (checkout"
+    " callbacks, webhook events), and how each launch is held; markdown, from the scenarios'"
+    " own scripts (docs/targets.md holds it). Exit codes: 0; 2 a bad target file.",
+)
+def target_sends(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="a target file (default: reference)")
+    ] = "reference",
+) -> None:
+    import asyncio
+
+    from racebench.harness.target.file import load
+    from racebench.scenarios.sends import markdown
+
+    try:
+        spec = load(file)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    typer.echo(asyncio.run(markdown(spec)), nl=False)
 
 
 def _stop_on_sigterm() -> None:

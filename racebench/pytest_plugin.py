@@ -22,8 +22,9 @@ Fixtures (all prefixed `racebench_`):
         await racebench_check(race)
 
 - `racebench_target`: `run = await racebench_target("target.toml", "simultaneous", repeat=5)`:
-  a scenario against your own service (a target file, README "Race your own service"),
-  forced by the table-lock barrier; `run.caught` counts the runs that broke an invariant.
+  a scenario against your own service (a target file, docs/targets.md), forced by the
+  table-lock barrier; `run.caught` counts the runs that broke an invariant, and a run the
+  barrier did not force fails the test.
 
     async def test_my_service_captures_once(racebench_target) -> None:
         run = await racebench_target("examples/shop/target.toml", "simultaneous", repeat=5)
@@ -46,11 +47,12 @@ import pytest
 import pytest_asyncio
 
 if TYPE_CHECKING:
+    from racebench.harness.cells import RunOutcome
     from racebench.harness.gateway import Gateway
     from racebench.harness.invariants import CheckResult
     from racebench.harness.locks import Monitor
-    from racebench.harness.runner import Race, RunOutcome
-    from racebench.harness.targets import InProcessTarget
+    from racebench.harness.runner import Race
+    from racebench.harness.white_box import InProcessTarget
     from racebench.reference_service.strategies import LockStrategy
 
 AppFactory = Callable[["str | LockStrategy"], Awaitable["InProcessTarget"]]
@@ -127,7 +129,7 @@ async def racebench_monitor(racebench_database_url: str) -> AsyncIterator[Monito
 @pytest_asyncio.fixture
 async def racebench_app(racebench_database_url: str) -> AsyncIterator[AppFactory]:
     """`await racebench_app(strategy)`: the in-process service under `strategy` (cached)."""
-    from racebench.harness.targets import InProcessTarget
+    from racebench.harness.white_box import InProcessTarget
 
     opened: dict[Any, InProcessTarget] = {}
     async with AsyncExitStack() as stack:
@@ -181,12 +183,14 @@ def racebench_check() -> Checker:
 
 
 @pytest_asyncio.fixture
-async def racebench_target() -> TargetRacer:
-    """`await racebench_target(file, scenario="simultaneous", repeat=1, strategy=None,
+async def racebench_target(request: pytest.FixtureRequest) -> TargetRacer:
+    """`await racebench_target(file, scenario="simultaneous", repeat=1, variant=None,
     barrier=True)`: run one scenario on a target (its service started from the file's command,
-    or reached at its URL) and return a TargetRun; errors of a run fail the test."""
-    from racebench.harness import target_file
-    from racebench.harness.target_matrix import race_target_scenario
+    or reached at its URL) and return a TargetRun; errors of a run (a barrier that forced
+    nothing among them) fail the test. A target whose [database].url is "{database_url}" gets
+    a fresh database on the plugin's server."""
+    from racebench.harness.target.file import load
+    from racebench.harness.target.matrix import race_target_scenario
     from racebench.scenarios import SCENARIOS
 
     async def race(
@@ -194,15 +198,23 @@ async def racebench_target() -> TargetRacer:
         scenario: str = "simultaneous",
         *,
         repeat: int = 1,
-        strategy: str | None = None,
+        variant: str | None = None,
+        strategy: str | None = None,  # the older name of `variant`
         barrier: bool = True,
     ) -> TargetRun:
-        spec = target_file.load(file)
+        spec = load(file)
+        if scenario not in SCENARIOS:
+            pytest.fail(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
         script = SCENARIOS[scenario].on_target(spec)
         if isinstance(script, str):
             pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
         outcomes = await race_target_scenario(
-            spec, script, repeat=repeat, strategy=strategy, use_barrier=barrier
+            spec,
+            script,
+            repeat=repeat,
+            variant=variant or strategy,
+            use_barrier=barrier,
+            database_url=server_of(request) if spec.owns_database else None,
         )
         run = TargetRun(scenario, outcomes)
         if run.errors:
@@ -210,3 +222,9 @@ async def racebench_target() -> TargetRacer:
         return run
 
     return race
+
+
+def server_of(request: pytest.FixtureRequest) -> str:
+    """The plugin's server (through its session database), to make a target's database on."""
+    database_url: str = request.getfixturevalue("racebench_database_url")
+    return database_url

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from racebench.harness import race_display as display
-from racebench.harness import target_file
+from racebench.harness.cells import CellRuns
 from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
-from racebench.harness.matrix import CellRuns, plan, run_cells
-from racebench.harness.target_matrix import plan_target, run_target_cells
+from racebench.harness.matrix import plan, run_cells
+from racebench.harness.target.file import load as load_target
+from racebench.harness.target.matrix import plan_target, run_target_cells
 from racebench.results import DEFAULT_RUNS_DIR, Results, new_run_id
 from racebench.scenarios import SCENARIOS
 
@@ -75,15 +76,22 @@ def run_target_race(
     scenarios: str = "all",
     repeat: int = 1,
     barrier: bool = True,
+    canary: bool = False,
+    database_url: str | None = None,
     json_path: Path | None = None,
     out: Path | None = None,
     junit: Path | None = None,
     show_timeline: bool = False,
 ) -> int:
-    """`racebench race --target FILE`: the matrix with the target in place of the strategies
-    (each strategy, for a target that takes {strategy}); 0 iff every cell passed."""
-    spec = target_file.load(target)
-    plan = plan_target(SCENARIOS, spec, scenarios, strategies)
+    """`racebench race --target FILE`: the matrix with the target's variants in place of the
+    strategies; 0 iff every cell passed (a canary caught, every other variant held)."""
+    spec = load_target(target)
+    if database_url is not None and not spec.owns_database:
+        raise ValueError(
+            f"--database-url: the target {spec.name!r} names its own database ([database].url); "
+            'it applies to a target whose [database].url is "{database_url}"'
+        )
+    plan = plan_target(SCENARIOS, spec, scenarios, strategies, canary=canary)
     run_id = new_run_id("race")
     started = time.perf_counter()
     for name, why in plan.skipped.items():
@@ -95,7 +103,14 @@ def run_target_race(
         # Ctrl-C and SIGTERM (cli turns it into KeyboardInterrupt) unwind through the
         # barrier's connection, which closes: no lock outlives the run.
         cell_runs = asyncio.run(
-            run_target_cells(spec, plan, repeat=repeat, use_barrier=barrier, progress=progress)
+            run_target_cells(
+                spec,
+                plan,
+                repeat=repeat,
+                use_barrier=barrier,
+                database_url=database_url,
+                progress=progress,
+            )
         )
     return _finish(
         cell_runs,
@@ -105,6 +120,8 @@ def run_target_race(
         json_path=json_path,
         junit=junit,
         show_timeline=show_timeline,
+        title=f"racebench race --target {spec.name}: scenario x variant",
+        environment={"target": {"name": spec.name, "path": str(spec.path)}},
     )
 
 
@@ -117,14 +134,19 @@ def _finish(
     json_path: Path | None,
     junit: Path | None,
     show_timeline: bool,
+    title: str | None = None,
+    environment: dict[str, object] | None = None,
 ) -> int:
     """Write the run's results (and the copies asked for), show them; 1 if a cell failed."""
     results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
+    results.environment.update(environment or {})
     path = results.write(out or DEFAULT_RUNS_DIR / run_id)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, json_path)
     if junit is not None:
         display.write_junit(cell_runs, junit)
-    failed = display.show(cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path)
+    failed = display.show(
+        cell_runs, show_timeline=show_timeline, wall_s=wall_s, results=path, title=title
+    )
     return 1 if failed else 0

@@ -139,6 +139,32 @@ def add_incidents(parts: Iterable[Incidents | None]) -> Incidents | None:
     return total
 
 
+InvariantKind = Literal["violations", "ledger_kept"]
+Ledger = Literal["", "events", "captures"]
+
+
+class Invariant(_Model):
+    """What "exactly once" means, one rule: a code, a friendly name, and the query that checks
+    it. The one type for racebench's own invariants (harness/invariants.py) and a target's (its
+    file's [[invariants]]): it travels in every check's result and into results.json, so every
+    report names a violation as the invariant that found it did.
+
+    The query's $1 is the run's payment ids (NULL: every row, on tables a run starts empty);
+    a ledger invariant's $1 is instead the client's ledger (`ledger`): the webhook event ids
+    answered 2xx ("events"), or the payment id of every capture answered 2xx ("captures").
+    `kind` "violations": the query returns the rows that break the rule (none: it holds);
+    "ledger_kept": it returns the ledger entries the database kept, as `payment_id` or
+    `event_id`, and every entry it does not return is a violation.
+    """
+
+    code: str
+    name: str
+    sql: str
+    doc: str = ""
+    ledger: Ledger = ""
+    kind: InvariantKind = "violations"
+
+
 class RaceResult(_Model):
     scenario: str
     strategy: str
@@ -148,6 +174,9 @@ class RaceResult(_Model):
     verdict: Verdict
     violations: dict[str, int] = Field(default_factory=dict)
     incidents: Incidents | None = None  # the violations grouped, when they were counted
+    # The invariants behind `violations`, by code: their names as the run knew them (a
+    # target's own, or racebench's).
+    invariants: dict[str, Invariant] = Field(default_factory=dict)
     duration_ms: float = 0.0
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # Not in the contract's minimum, but worth keeping: why a run errored, and the seed.
@@ -234,6 +263,7 @@ class BenchResult(_Model):
     latency_ms: LatencyMs
     violations: dict[str, int] = Field(default_factory=dict)
     incidents: Incidents | None = None  # the violations grouped, when they were counted
+    invariants: dict[str, Invariant] = Field(default_factory=dict)  # behind `violations`
     error: str | None = None  # why the round failed; such a round counts for safety only
     workers: int = 1  # service processes
     expected_safe: bool | None = None  # holds(strategy, workers) when the round ran
@@ -243,6 +273,8 @@ class BenchResult(_Model):
     acked_webhooks: int = 0
     pool_size: int | None = None
     pool_wrapped: int = 0  # work items that had to reuse a payment
+    # Payments that got two requests at the same moment (contention's items); None: not counted.
+    contended_payments: int | None = None
     locust_processes: int | None = None
     locust_returncode: int | None = None
     locust_cpu_warning: bool = False  # Locust said one of its processes passed 90 % CPU

@@ -5,11 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Fixed test credentials: the service and the gateway simulator share them by default, and
-# `racebench serve` prints them so that a hand-written client can sign requests.
-DEFAULT_KEY_ID = "rzp_test_racebench"
-DEFAULT_KEY_SECRET = "racebench_test_key_secret"
-DEFAULT_WEBHOOK_SECRET = "racebench_test_webhook_secret"
+from racebench.razorpay import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
 
 # A capture waits at most this long for a row lock: long enough for any honest capture ahead
 # of it (a few ms), short enough that a stuck holder turns into a 503 the sender retries.

@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from racebench.razorpay import CAPTURE_EVENTS, RazorpayEvent
 from racebench.reference_service.capture import capture, fail
 from racebench.reference_service.db import Database, Tx
 from racebench.reference_service.errors import AmountMismatch, EventIdMissing, PayloadInvalid
-from racebench.reference_service.events import CAPTURE_EVENTS, RazorpayEvent
 from racebench.reference_service.json_depth import MAX_JSON_DEPTH, json_depth_exceeds
 from racebench.reference_service.models import (
     CLAIMING_OUTCOMES,

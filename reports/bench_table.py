@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from racebench.console import console as make_console
 from racebench.harness.invariants import describe_violations
 from racebench.reports import stats
-from racebench.reports.summary import BenchSummary, PairedChange, summarize
+from racebench.reports.summary import BenchSummary, PairedChange, exercise_notes, summarize
 from racebench.results import BenchResult, Results
 
 # Wide enough for the summary table even when stderr is not a terminal (CI logs).
@@ -183,4 +184,6 @@ def print_bench_summary(results: Results, path: Path) -> None:
         console.print(line, highlight=False)
     for line in fault_lines(results):
         console.print(line, highlight=False)
+    for note in exercise_notes(summarize(results)):
+        console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     console.print(f"results: {path}", highlight=False)

@@ -4,12 +4,13 @@ the race results of one run (never kept by hand)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from racebench.reports.formatting import counts
 from racebench.reports.summary import strategy_order
-from racebench.results import Finding, RaceResult
+from racebench.results import BenchResult, Finding, RaceResult
 
 
 class Outcome(StrEnum):
@@ -31,6 +32,7 @@ class Matrix:
     rows: list[str]  # scenario; "scenario (http)" for the http row of a scenario run in both
     strategies: list[str]
     cells: dict[tuple[str, str], MatrixCell]
+    invariants: str = ""  # the broken invariants' codes and names, as their checks gave them
 
     def cell(self, row: str, strategy: str) -> MatrixCell:
         return self.cells.get((row, strategy), MatrixCell(Outcome.NOT_RUN))
@@ -83,4 +85,15 @@ def build_matrix(race: list[RaceResult]) -> Matrix:
         rows=rows,
         strategies=strategy_order(r.strategy for r in race),
         cells={key: _cell(results) for key, results in grouped.items()},
+        invariants=invariant_names(race),
     )
+
+
+def invariant_names(entries: Iterable[RaceResult | BenchResult]) -> str:
+    """`DUPLICATE_RECEIPT: payment captured twice (two receipts); ...`: every invariant the
+    entries found broken, by its own name ("" when none was, or none has a name of its own)."""
+    names: dict[str, str] = {}
+    for entry in entries:
+        for code, invariant in entry.invariants.items():
+            names.setdefault(code, invariant.name)
+    return "; ".join(f"{code}: {name}" for code, name in names.items() if name != code)

@@ -201,11 +201,59 @@ class RunSummary:
 
 
 def strategy_order(names: Iterable[str]) -> list[str]:
-    """Before, After, then the registry's order, then strategies the registry does not know."""
-    seen = set(names)
+    """Before, After, then the registry's order, then the names the registry does not know
+    (a target's variants, a class of one's own), in the order the run had them."""
+    seen = list(dict.fromkeys(names))
     known = [n for n in (BEFORE, AFTER, *STRATEGY_NAMES) if n in seen]
     ordered = list(dict.fromkeys(known))
-    return ordered + sorted(seen - set(ordered))
+    return ordered + [n for n in seen if n not in ordered]
+
+
+def roles(strategies: Sequence[str]) -> tuple[str | None, str | None]:
+    """(Before, After) among the arms of a table: the write-up's none and for_update when
+    there, else the first two arms as the run had them (a target's buggy and fixed builds)."""
+    if BEFORE in strategies:
+        return BEFORE, AFTER if AFTER in strategies else None
+    first = strategies[0] if strategies else None
+    return first, strategies[1] if len(strategies) > 1 else None
+
+
+# A known-bad arm under a contention profile that leaves fewer payments wrong than this share
+# of those that got two requests at once did not meet the race: the load did not exercise it.
+EXERCISED_MIN_SHARE = 0.05
+
+
+def exercise_notes(summary: RunSummary) -> list[str]:
+    """Whether each contention bench exercised the race, said in words: a known-bad arm (one
+    not expected to hold) must leave some of the payments that got two requests at once wrong;
+    with no such arm, the bench cannot tell."""
+    notes = []
+    for profile, by_arm in summary.bench.items():
+        contended = {
+            arm: sum(r.contended_payments or 0 for r in b.rounds) for arm, b in by_arm.items()
+        }
+        if not any(contended.values()):
+            continue
+        canaries = [
+            arm for arm, b in by_arm.items() if not all(expected_to_hold(r) for r in b.rounds)
+        ]
+        if not canaries:
+            notes.append(
+                f"{profile}: no arm is known to be bad, so this bench cannot tell whether its "
+                "load met the race; bench a canary beside it (a build that must be caught)"
+            )
+        for arm in canaries:
+            incidents = by_arm[arm].incidents
+            wrong = incidents.payments if incidents is not None else 0
+            share = wrong / contended[arm] if contended[arm] else 0.0
+            if share < EXERCISED_MIN_SHARE:
+                notes.append(
+                    f"{profile}: the race was not exercised: {arm}, which must race, left "
+                    f"{wrong:,} of {contended[arm]:,} payments that got two requests at once "
+                    f"wrong ({share:.1%}); the service may serialise them before its database "
+                    "(a connection pool smaller than the users?): try fewer users"
+                )
+    return notes
 
 
 def expected_to_hold(row: BenchResult) -> bool:

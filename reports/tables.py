@@ -12,7 +12,7 @@ from typing import Literal
 from racebench.harness.invariants import describe_incidents
 from racebench.reports import formatting as fmt
 from racebench.reports import stats
-from racebench.reports.matrix import Matrix, Outcome
+from racebench.reports.matrix import Matrix, Outcome, invariant_names
 from racebench.reports.summary import (
     AFTER,
     BEFORE,
@@ -21,6 +21,8 @@ from racebench.reports.summary import (
     RunSummary,
     SafetySummary,
     Spread,
+    exercise_notes,
+    roles,
 )
 
 Tone = Literal["good", "bad", "warn", "neutral"]
@@ -67,11 +69,11 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def column_title(strategy: str) -> str:
-    if strategy == BEFORE:
-        return f"Before ({BEFORE})"
-    if strategy == AFTER:
-        return f"After ({AFTER})"
+def column_title(strategy: str, before: str | None = BEFORE, after: str | None = AFTER) -> str:
+    if strategy == before:
+        return f"Before ({strategy})"
+    if strategy == after:
+        return f"After ({strategy})"
     return strategy
 
 
@@ -87,7 +89,8 @@ def _metric_row(
 ) -> Row:
     """Each strategy's median over its rounds, and against Before the verdict on the paired
     difference (with one round: the difference, no verdict)."""
-    before = bench.get(BEFORE)
+    baseline = roles(list(bench))[0]
+    before = bench.get(baseline) if baseline else None
     cells = []
     for s in strategies:
         summary = bench.get(s)
@@ -96,7 +99,7 @@ def _metric_row(
             continue
         spread = get(summary)
         change = ""
-        if before is not None and s != BEFORE:
+        if before is not None and s != baseline:
             paired = PairedChange.of(summary.rounds, before.rounds)
             verdict = stats.verdict(interval(paired) if paired else None, metric)
             change = f"{delta(spread.median, get(before).median)}; {verdict}"
@@ -107,7 +110,8 @@ def _metric_row(
 
 def _cpu_row(bench: dict[str, BenchSummary], strategies: list[str]) -> Row:
     """CPU time per request (the service and its PostgreSQL backends), when it was measured."""
-    before = bench.get(BEFORE)
+    baseline = roles(list(bench))[0]
+    before = bench.get(baseline) if baseline else None
     cells = []
     for s in strategies:
         summary = bench.get(s)
@@ -116,7 +120,7 @@ def _cpu_row(bench: dict[str, BenchSummary], strategies: list[str]) -> Row:
             cells.append(TableCell("not measured"))
             continue
         change = ""
-        if before is not None and s != BEFORE:
+        if before is not None and s != baseline:
             paired = PairedChange.of(summary.rounds, before.rounds)
             got = paired.cpu_per_request if paired else None
             change = stats.verdict(got, stats.CPU_PER_REQUEST)
@@ -196,8 +200,18 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
         "invariants it broke; the per-invariant counts after them are evidence (views of the "
         "same incidents), not to be added up."
     )
+    before, after = roles(strategies)
     if BEFORE in bench and AFTER in bench:
         notes.append(WRITE_UP_CLAIM)
+    elif bench and before is not None and after is not None:
+        notes.append(
+            f"Before and After are the bench's first two arms, as it ran them: {before} and "
+            f"{after}."
+        )
+    notes.extend(note for note in exercise_notes(summary) if note.startswith(f"{profile}:"))
+    named = invariant_names([*summary.results.race, *summary.results.bench])
+    if named:
+        notes.append(f"Invariants (by the names their checks gave them): {named}.")
     rows = [
         _metric_row(
             ROW_MEAN,
@@ -233,7 +247,8 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
         Row(ROW_RISK, [risk_cell(summary.safety[s]) for s in strategies]),
         Row(ROW_INTEGRITY, [integrity_cell(summary.safety[s]) for s in strategies]),
     ]
-    return Table(title, ["Metric", *map(column_title, strategies)], rows, notes)
+    headers = [column_title(s, before, after) for s in strategies]
+    return Table(title, ["Metric", *headers], rows, notes)
 
 
 _TONES: dict[Outcome, Tone] = {
@@ -260,6 +275,8 @@ def matrix_table(matrix: Matrix) -> Table:
         "safe: a safe strategy held every invariant. caught: a strategy expected to race was "
         "caught. unexpected: a safe strategy broke, a race went unseen, or the run errored.",
     ]
+    if matrix.invariants:
+        notes.append(f"Invariants (by the names their checks gave them): {matrix.invariants}.")
     return Table(
         "Safety matrix: scenario x strategy", ["Scenario", *matrix.strategies], rows, notes
     )

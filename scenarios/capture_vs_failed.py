@@ -5,6 +5,11 @@
     T2  failure  UPDATE failed, COMMIT       -- none: overwrites captured (STATUS_REGRESSION)
     the payment ends captured
 
+On a target, racebench holds the payment's row itself ([payment].lock_sql): the client goes
+first and waits on that row, holding PostgreSQL's place in line; the failure goes second, reads
+`pending` if nothing stops it, and queues behind the client. When racebench lets go, the client
+captures and commits first, then the failure writes.
+
 Expected: `none` is caught (the unguarded failure write moves a captured payment back to
 failed: STATUS_REGRESSION, and the capture's allocation and receipt are left on a failed payment:
 PARTIAL_CAPTURE). Every other strategy holds: the failure is refused once the capture has
@@ -16,7 +21,8 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.reference_service.events import RazorpayEvent
+from racebench.harness.target.race import TargetRace
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 
@@ -40,10 +46,24 @@ async def script(race: Race) -> None:
         race.fail(f"payment {payment.id} should end captured, not {status}")
 
 
+async def on_target(race: TargetRace) -> None:
+    """The client first in line on the payment's row, the failure behind it."""
+    payment = await race.payment()
+    await race.together(
+        race.verify("client", payment),
+        race.webhook("failure", payment, RazorpayEvent.PAYMENT_FAILED),
+        ordered=True,
+        row=payment,
+    )
+    await race.must_end_captured(payment)
+
+
 SCENARIO = Scenario(
     "capture_vs_failed",
     "payment.failed reads pending, the capture commits first",
     script,
     catches_races=True,
     modes=("in_process", "http"),
+    target=on_target,
+    target_needs=("lock_sql",),
 )

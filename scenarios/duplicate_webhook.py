@@ -16,8 +16,8 @@ from dataclasses import replace
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.harness.target_race import TargetRace
-from racebench.reference_service.events import RazorpayEvent
+from racebench.harness.target.race import TargetRace
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
 
@@ -39,9 +39,11 @@ async def script(race: Race) -> None:
 
 
 async def on_target(race: TargetRace) -> None:
+    """Five deliveries at once, let go once at least two are held after their reads (a service
+    may serialise the rest where the database cannot see it, in a pool or an in-process lock)."""
     payment = await race.payment()
     event = race.event(payment, RazorpayEvent.PAYMENT_CAPTURED)
-    await race.together(*(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)))
+    await race.together(*(race.deliver(f"d{i}", event) for i in range(1, DELIVERIES + 1)), quorum=2)
     forged = replace(race.deliver("forged", event.with_bad_signature()), expect=(400, 401, 403))
     await race.then(forged)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.harness.target_race import TargetRace
+from racebench.harness.target.race import TargetRace
 from racebench.scenarios.base import Scenario
 
 CONCURRENT_VERIFIES = 100

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.reference_service.events import RazorpayEvent
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 

@@ -9,7 +9,7 @@
     the invoice ends paid, 80000 of 80000
 
 Why eight, not the issue's ten: all of them hold a transaction (a pooled connection) at once at
-T1, and the harness's in-process pool has HARNESS_POOL_SIZE = 8 connections (harness/targets.py;
+T1, and the harness's in-process pool has HARNESS_POOL_SIZE = 8 connections (harness/white_box.py;
 one payment each, so config.MAX_CONNECTIONS_PER_PAYMENT = 4 never applies). With ten, the
 rendezvous stalls at eight arrivals and the run is an error, never a pass (measured). A pool of
 12 lets ten through in process, but in http mode (the actors are anonymous, more than the two
@@ -23,8 +23,10 @@ other strategy captures all eight once and leaves the invoice paid.
 
 from __future__ import annotations
 
-from racebench.harness.runner import Race, Request
+from racebench.harness.requests import Request
+from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
+from racebench.harness.target.race import TargetRace
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 
@@ -58,10 +60,25 @@ async def script(race: Race) -> None:
             race.fail(f"payment {payment.id} should end captured, not {status}")
 
 
+async def on_target(race: TargetRace) -> None:
+    """Eight payments of one invoice, all held at the barrier after reading the invoice."""
+    payments = await race.payments_of_one_invoice(INVOICE_AMOUNT, PAYMENTS)
+    await race.together(
+        *(
+            race.verify(f"p{n}", p) if n % 2 else race.webhook(f"p{n}", p)
+            for n, p in enumerate(payments, start=1)
+        )
+    )
+    for payment in payments:
+        await race.must_end_captured(payment)
+
+
 SCENARIO = Scenario(
     "invoice_fan_in",
     "eight payments of one invoice captured at once",
     script,
     catches_races=True,
     modes=("in_process", "http"),
+    target=on_target,
+    target_needs=("invoice",),
 )

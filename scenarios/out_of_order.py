@@ -20,8 +20,8 @@ from itertools import permutations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.harness.target_race import TargetRace
-from racebench.reference_service.events import CAPTURE_EVENTS
+from racebench.harness.target.race import TargetRace
+from racebench.razorpay import CAPTURE_EVENTS
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 

@@ -16,6 +16,10 @@ its default 5 s) so that the matrix stays fast. In process only in the matrix: o
 short timeout would need a service of its own per strategy (tests/scenarios/test_fault_steps.py
 plays it over http once, for for_update).
 
+On a target, racebench holds the payment's row ([payment].lock_sql) until the delivery answers:
+the service's own lock timeout must fire. Razorpay then redelivers what was not acknowledged,
+and every 2xx capture must be captured (the client ledger, [payment].captured_sql).
+
 Expected: safe for every strategy. The delivery that timed out was not acknowledged and left
 nothing behind (its claim of the event id rolled back with it), so the redelivery captures,
 once, and the payment ends captured.
@@ -23,8 +27,10 @@ once, and the payment ends captured.
 
 from __future__ import annotations
 
+from racebench.harness.requests import ANY_STATUS
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, hold_lock
+from racebench.harness.target.race import TargetRace
 from racebench.reference_service.models import WebhookOutcome
 from racebench.scenarios.base import Scenario
 
@@ -52,9 +58,23 @@ async def script(race: Race) -> None:
         race.fail(f"payment {payment.id} should end captured, not {status}")
 
 
+async def on_target(race: TargetRace) -> None:
+    """The delivery waits on racebench's row lock until the service gives up; a redelivery."""
+    payment = await race.payment()
+    event = race.event(payment)
+    [first] = await race.together(
+        race.deliver("delivery", event, expect=ANY_STATUS), row=payment, fault="outlast"
+    )
+    if not 200 <= first.status < 300:
+        await race.then(race.deliver("redelivery", event))
+    await race.must_end_captured(payment)
+
+
 SCENARIO = Scenario(
     "retry_after_lock_timeout",
     "a delivery times out on a held row lock; the redelivery captures",
     script,
     lock_timeout_ms=LOCK_TIMEOUT_MS,
+    target=on_target,
+    target_needs=("lock_sql", "captured_sql"),
 )

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.harness.target_race import TargetRace
-from racebench.reference_service.events import RazorpayEvent
+from racebench.harness.target.race import TargetRace
+from racebench.razorpay import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
 BOTH_READ_PENDING = Schedule.of("both read pending", rendezvous("T1"))

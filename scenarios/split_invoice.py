@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, commit, reach
-from racebench.harness.target_race import TargetRace
+from racebench.harness.target.race import TargetRace
 from racebench.reference_service.race_points import RacePoint
 from racebench.scenarios.base import Scenario
 
@@ -41,12 +41,7 @@ async def script(race: Race) -> None:
 
 async def on_target(race: TargetRace) -> None:
     """Two payments of one invoice: both read the invoice before either writes (barrier)."""
-    if race.spec.payment.invoice_sql is not None:
-        invoice = await race.invoice(INVOICE_AMOUNT)
-        first = await race.payment(INVOICE_AMOUNT // 2, invoice_id=invoice)
-    else:
-        first = await race.payment(INVOICE_AMOUNT // 2)
-    second = await race.payment(INVOICE_AMOUNT // 2, invoice_id=first.invoice_id)
+    first, second = await race.payments_of_one_invoice(INVOICE_AMOUNT, 2)
     await race.together(race.verify("first", first), race.webhook("second", second))
 
 
@@ -56,5 +51,5 @@ SCENARIO = Scenario(
     script,
     catches_races=True,
     target=on_target,
-    target_needs_invoice=True,
+    target_needs=("invoice",),
 )

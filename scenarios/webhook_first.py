@@ -9,8 +9,8 @@ Expected: safe for every strategy, `none` included (nothing runs concurrently).
 from __future__ import annotations
 
 from racebench.harness.runner import Race
-from racebench.harness.target_race import TargetRace
-from racebench.reference_service.events import RazorpayEvent
+from racebench.harness.target.race import TargetRace
+from racebench.razorpay import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
 

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from racebench.harness.runner import Race
 from racebench.harness.schedule import Schedule, rendezvous
-from racebench.reference_service.events import RazorpayEvent
+from racebench.razorpay import RazorpayEvent
 from racebench.scenarios.base import Scenario
 
 BOTH_READ = Schedule.of("both read pending", rendezvous("T1"))

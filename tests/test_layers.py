@@ -162,6 +162,42 @@ def test_no_modules_import_each_other() -> None:
     assert cycles(graph()) == []
 
 
+def reachable(arrows: Mapping[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in arrows.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+TARGET_MODE = "racebench.harness.target"
+
+
+def test_target_mode_reaches_nothing_of_the_reference_service() -> None:
+    """A target is anything a file describes: target mode imports no module of the reference
+    service, not even through another module."""
+    arrows = graph()
+    modules_of_target = [m for m in arrows if m == TARGET_MODE or m.startswith(TARGET_MODE + ".")]
+    assert len(modules_of_target) >= 8  # the subpackage is read
+    leaks = {
+        module: sorted(t for t in reachable(arrows, module) if "reference_service" in t)
+        for module in modules_of_target
+    }
+    assert {m: t for m, t in leaks.items() if t} == {}
+
+
+def test_the_reachability_check_sees_a_leak() -> None:
+    arrows = {
+        f"{TARGET_MODE}.race": {"racebench.harness.gateway"},
+        "racebench.harness.gateway": {"racebench.reference_service.config"},
+    }
+    assert "racebench.reference_service.config" in reachable(arrows, f"{TARGET_MODE}.race")
+
+
 def test_the_project_imports_only_through_racebench() -> None:
     """A bare `import harness` would work from a checkout and break from a wheel."""
     bare = {"harness", "reference_service", "scenarios", "loadtests", "reports"}

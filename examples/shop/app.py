@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import razorpay
-from capture import capture, mark_failed
+from capture import MODE, capture, mark_failed
 from flask import Flask, Response, request
-from models import Base, WebhookEvent
+from models import Base, WebhookEvent, WebhookLog
 from razorpay.errors import SignatureVerificationError
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -29,6 +29,9 @@ KEY_ID = os.environ.get("SHOP_KEY_ID", "rzp_test_shop")
 KEY_SECRET = os.environ.get("SHOP_KEY_SECRET", "shop_key_secret")
 WEBHOOK_SECRET = os.environ.get("SHOP_WEBHOOK_SECRET", "shop_webhook_secret")
 CAPTURE_EVENTS = ("payment.captured", "order.paid")
+# A capture gives up waiting for a row lock after this long: the webhook answers 503 and
+# Razorpay retries later.
+LOCK_TIMEOUT_MS = int(os.environ.get("SHOP_LOCK_TIMEOUT_MS", "2000"))
 
 
 def engine_url(url: str) -> str:
@@ -40,7 +43,12 @@ def engine_url(url: str) -> str:
 
 
 engine = create_engine(
-    engine_url(os.environ["SHOP_DATABASE_URL"]), pool_size=16, max_overflow=0, pool_timeout=10
+    engine_url(os.environ["SHOP_DATABASE_URL"]),
+    pool_size=16,
+    max_overflow=0,
+    pool_timeout=10,
+    pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
+    connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
 )
 Sessions = sessionmaker(engine, expire_on_commit=False)
 gateway = razorpay.Client(auth=(KEY_ID, KEY_SECRET))
@@ -70,7 +78,10 @@ def transaction() -> Iterator[Session]:
 
 @app.errorhandler(DBAPIError)
 def database_down(error: DBAPIError) -> Response:
-    response = refuse(503, "database_unavailable", "the database did not answer; retry")
+    if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_timeout: someone holds the row
+        response = refuse(503, "busy", "the payment is busy; retry")
+    else:
+        response = refuse(503, "database_unavailable", "the database did not answer; retry")
     response.headers["Retry-After"] = "1"
     return response
 
@@ -129,19 +140,37 @@ def razorpay_webhook() -> Response:
         event, entity, order_id = None, None, None
     if not event_id or not isinstance(event, str) or not isinstance(order_id, str):
         return refuse(400, "bad_event", "an event with payload.payment.entity and an event id")
+    with transaction() as session:  # kept whatever happens next, in a transaction of its own
+        session.add(WebhookLog(event_id=event_id[:64], body=text_body))
+    if MODE == "early_claim":
+        # The event id is claimed up front, in its own transaction, so that a redelivery that
+        # comes while the capture runs is answered "duplicate" at once. The bug: a capture
+        # that then fails leaves the claim behind, and Razorpay's retry is a "duplicate" too.
+        try:
+            with transaction() as session:
+                session.add(WebhookEvent(event_id=event_id[:64], event=event[:32]))
+        except IntegrityError:
+            return answer({"status": "duplicate"})
+        with transaction() as session:
+            outcome = act(session, event, order_id, entity)
+        return answer({"status": outcome})
     try:
         with transaction() as session:
             session.add(WebhookEvent(event_id=event_id[:64], event=event[:32]))
             session.flush()  # a redelivery stops here (the event id is taken)
-            if event in CAPTURE_EVENTS:
-                outcome = capture(session, order_id, str(entity.get("id", "")), "webhook")
-            elif event == "payment.failed":
-                outcome = mark_failed(session, order_id)
-            else:
-                outcome = "ignored"
+            outcome = act(session, event, order_id, entity)
     except IntegrityError:
         return answer({"status": "duplicate"})
     return answer({"status": outcome})
+
+
+def act(session: Session, event: str, order_id: str, entity: dict[str, Any]) -> str:
+    """What an event does to its payment."""
+    if event in CAPTURE_EVENTS:
+        return capture(session, order_id, str(entity.get("id", "")), "webhook")
+    if event == "payment.failed":
+        return mark_failed(session, order_id)
+    return "ignored"
 
 
 create_schema()

@@ -6,22 +6,27 @@ receipts, and the invoice's paid total loses one of the two additions (a lost up
 
 SHOP_MODE=fixed loads the payment and its invoice with SELECT ... FOR UPDATE, so the second
 request waits for the first to commit and then sees `captured`: the status is checked after
-the lock.
+the lock. SHOP_MODE=early_claim captures like fixed; its bug is in the webhook route (app.py).
+
+SHOP_TX_SLEEP_MS adds that much time inside the capture's transaction (after the reads, before
+the commit): a knob for testing a performance gate, 0 by default.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from models import Invoice, Payment, Receipt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-MODES = ("buggy", "fixed")
+MODES = ("buggy", "fixed", "early_claim")
 MODE = os.environ.get("SHOP_MODE", "buggy")
 if MODE not in MODES:
     raise SystemExit(f"SHOP_MODE must be one of {', '.join(MODES)}, not {MODE!r}")
-LOCKED = MODE == "fixed"
+LOCKED = MODE != "buggy"
+TX_SLEEP_S = float(os.environ.get("SHOP_TX_SLEEP_MS", "0") or 0) / 1000.0
 
 
 def _payment(session: Session, gateway_order_id: str) -> Payment | None:
@@ -41,6 +46,8 @@ def capture(session: Session, gateway_order_id: str, gateway_payment_id: str, so
     invoice = None
     if payment.invoice_id is not None:
         invoice = session.get(Invoice, payment.invoice_id, with_for_update=LOCKED)
+    if TX_SLEEP_S:
+        time.sleep(TX_SLEEP_S)
     if payment.status == "captured":
         return "already_captured"
     payment.status = "captured"

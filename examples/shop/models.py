@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, String, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -47,9 +47,24 @@ class Receipt(Base):
 
 
 class WebhookEvent(Base):
-    """Razorpay's X-Razorpay-Event-Id, claimed in the transaction that acts on the event."""
+    """Razorpay's X-Razorpay-Event-Id, claimed in the transaction that acts on the event (in
+    its own transaction before it, with SHOP_MODE=early_claim)."""
 
     __tablename__ = "shop_webhook_event"
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     event: Mapped[str] = mapped_column(String(32))
+
+
+class WebhookLog(Base):
+    """Every webhook delivery as it came, written in a transaction of its own before anything
+    acts on it (for support: "did Razorpay send it?"). Outside the capture transaction."""
+
+    __tablename__ = "shop_webhook_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

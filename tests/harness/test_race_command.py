@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from racebench.harness.cells import Cell, CellRuns, RunOutcome
 from racebench.harness.invariants import CheckResult
-from racebench.harness.matrix import Cell, CellRuns
 from racebench.harness.race_display import write_junit
-from racebench.harness.runner import RunOutcome
 from racebench.race import run_race
 from racebench.results import Results
 from racebench.scenarios import SCENARIOS

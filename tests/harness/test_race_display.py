@@ -7,12 +7,11 @@ import io
 
 from rich.console import Console
 
+from racebench.harness.cells import Cell, CellRuns, RunOutcome
 from racebench.harness.invariants import CheckResult
-from racebench.harness.matrix import Cell, CellRuns
 from racebench.harness.race_display import RaceProgress, matrix_table
-from racebench.harness.runner import RunOutcome
-from racebench.harness.targets import HTTP_WORKERS
 from racebench.harness.timeline import MAX_COLUMN_WIDTH, render
+from racebench.harness.white_box import HTTP_WORKERS
 from racebench.results import TimelineEntry, TimelineEvent
 from racebench.scenarios import SCENARIOS
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from racebench.harness.matrix import Cell, CellRuns, plan, run_cells
-from racebench.harness.targets import HTTP_WORKERS
+from racebench.harness.cells import Cell, CellRuns
+from racebench.harness.matrix import plan, run_cells
+from racebench.harness.white_box import HTTP_WORKERS
 from racebench.reference_service.strategies import holds
 from racebench.scenarios import SCENARIOS
 

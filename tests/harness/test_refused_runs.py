@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from racebench.cli import app
 from racebench.harness import runner
+from racebench.harness.cells import Cell, CellRuns
 from racebench.harness.gateway import Gateway
 from racebench.harness.locks import Monitor
-from racebench.harness.matrix import Cell, CellRuns
 from racebench.pytest_plugin import AppFactory
 from racebench.results import Results, TimelineEvent
 from racebench.scenarios import SCENARIOS

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from racebench.harness.locks import Monitor
 from racebench.harness.runner import new_race
-from racebench.harness.targets import HttpTarget
+from racebench.harness.white_box import HttpTarget
 from racebench.results import TimelineEvent
 from racebench.scenarios import SCENARIOS
 

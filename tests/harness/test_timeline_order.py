@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from racebench.harness.matrix import CellRuns, plan, run_cells
+from racebench.harness.cells import CellRuns
+from racebench.harness.matrix import plan, run_cells
 from racebench.harness.timeline import ordering_errors, render
 from racebench.results import LockWait, TimelineEvent
 from racebench.scenarios import SCENARIOS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from racebench.harness.service_process import ServiceSpec
+from racebench.harness.processes import ServiceSpec
 from racebench.loadtests.config import BenchConfig
 from racebench.loadtests.paired import PairedBench, _Arm, _Slot
 from racebench.loadtests.profiles import PROFILES
@@ -55,8 +55,8 @@ def test_every_round_has_a_fresh_service_of_its_own_for_each_arm(tmp_path: Path)
     for r in (1, 2, 3):
         for arm, slot in bench.placement(r):
             spec = bench._spec(arm, slot, r)
-            assert spec.strategy == arm.strategy
-            assert spec.database_url == bench.slots[slot].url
+            assert spec.argv[spec.argv.index("--strategy") + 1] == arm.strategy
+            assert spec.env["DATABASE_URL"] == bench.slots[slot].url
             assert spec.log_path is not None
             specs[spec.log_path.name] = spec
     assert sorted(specs) == [

@@ -19,7 +19,7 @@ from racebench.loadtests.profiles import (
     ItemSource,
     pool_size_for,
 )
-from racebench.reference_service.config import DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
+from racebench.razorpay import DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
 
 POOL = Pool(first=101, size=1_000)
 

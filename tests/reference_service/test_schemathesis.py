@@ -39,8 +39,8 @@ from schemathesis.checks import (
 
 from racebench.harness.gateway import Gateway, hmac_sha256_hex
 from racebench.harness.service_process import RunningService, running_service
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.app import create_app
-from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.openapi import SIGNATURE_HEADER, WEBHOOK_PATH
 
 EXAMPLES = int(os.environ.get("RACEBENCH_SCHEMATHESIS_EXAMPLES", "25"))

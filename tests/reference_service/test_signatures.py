@@ -7,7 +7,7 @@ import razorpay
 from razorpay.errors import SignatureVerificationError
 
 from racebench.harness.gateway import Gateway
-from racebench.reference_service.config import (
+from racebench.razorpay import (
     DEFAULT_KEY_ID,
     DEFAULT_KEY_SECRET,
     DEFAULT_WEBHOOK_SECRET,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.app import create_app
 from racebench.reference_service.config import Settings
-from racebench.reference_service.events import RazorpayEvent
 from racebench.reference_service.models import ANSWERED_OUTCOMES, WebhookOutcome
 from racebench.reference_service.race_points import RacePoint
 from racebench.reference_service.schemas import VerifyPublic, WebhookAck

@@ -11,13 +11,14 @@ import pytest
 import pytest_asyncio
 
 from racebench.harness import faults as faults_module
+from racebench.harness.cells import Cell
 from racebench.harness.database import provision
 from racebench.harness.gateway import Gateway
 from racebench.harness.locks import Monitor
-from racebench.harness.matrix import Cell, run_cells
+from racebench.harness.matrix import run_cells
 from racebench.harness.runner import Payment, Race, new_race
 from racebench.harness.schedule import Schedule, reach, restart_database
-from racebench.harness.targets import HttpTarget, InProcessTarget
+from racebench.harness.white_box import HttpTarget, InProcessTarget
 from racebench.reference_service import config
 from racebench.reference_service.race_points import RacePoint
 from racebench.reference_service.service import Service

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from racebench.harness.barrier import Barrier, BarrierError
 from racebench.harness.database import connect, parse_url
+from racebench.harness.target.barrier import Barrier, BarrierError
 
 TABLE = "barrier_probe"
 
@@ -97,7 +97,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from racebench.cli import _stop_on_sigterm
-    from racebench.harness.barrier import Barrier
+    from racebench.harness.target.barrier import Barrier
 
     async def main() -> None:
         async with Barrier.open(sys.argv[1], (sys.argv[2],)) as barrier:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from racebench.cli import app
-from racebench.harness.target_file import (
+from racebench.harness.target.file import (
     TargetFileError,
     load,
     render_json,
@@ -104,11 +104,11 @@ def test_templates_keep_types_in_json_and_null_in_sql() -> None:
 def test_the_reference_service_ships_as_a_target(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RACEBENCH_TARGET_DATABASE_URL", "postgresql://u@127.0.0.1/db")
     spec = load("reference")
-    assert spec.strategy_placeholder and spec.can_share_invoice()
+    assert spec.takes_variant and spec.can_share_invoice()
     assert "DOUBLE_CAPTURE" in {i.code for i in spec.invariants}
 
 
 def test_white_box_options_are_refused_with_a_target() -> None:
     result = CliRunner().invoke(app, ["race", "--target", "reference", "--mode", "in_process"])
     assert result.exit_code == 2
-    assert "do not apply" in result.output
+    assert "not with --target" in result.output

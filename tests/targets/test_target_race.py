@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from racebench.cli import app
-from racebench.harness import target_file
 from racebench.harness.database import connect, parse_url
-from racebench.harness.service_process import free_port
-from racebench.harness.target_matrix import race_target_scenario
+from racebench.harness.processes import free_port
+from racebench.harness.target import file as target_file
+from racebench.harness.target.matrix import race_target_scenario
 from racebench.pytest_plugin import TargetRacer
 from racebench.scenarios import SCENARIOS
 from racebench.scenarios.simultaneous import on_target as simultaneous
@@ -29,7 +29,7 @@ def reference_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> No
 async def test_the_barrier_forces_the_race_on_an_unmodified_service(
     racebench_target: TargetRacer, strategy: str, caught: int
 ) -> None:
-    run = await racebench_target("reference", "simultaneous", repeat=3, strategy=strategy)
+    run = await racebench_target("reference", "simultaneous", repeat=3, variant=strategy)
     assert run.caught == caught, run.message()
     if caught:
         assert all("DOUBLE_CAPTURE" in o.violations for o in run.outcomes)
@@ -44,8 +44,8 @@ async def test_a_barrier_that_holds_nobody_is_an_error(database_url: str) -> Non
     finally:
         await conn.close()
     spec = dataclasses.replace(target_file.load("reference"), barrier_tables=("never_written",))
-    [outcome] = await race_target_scenario(spec, simultaneous, strategy="none")
-    assert any("held nobody back" in e for e in outcome.errors), outcome.errors
+    [outcome] = await race_target_scenario(spec, simultaneous, variant="none")
+    assert any("forced nothing" in e for e in outcome.errors), outcome.errors
 
 
 def test_split_invoice_needs_a_shared_invoice() -> None:
@@ -62,7 +62,7 @@ def test_a_service_that_is_down_exits_2_with_its_url(tmp_path: Path) -> None:
     text = text.replace('url = "http://127.0.0.1:{port}"', f'url = "http://127.0.0.1:{port}"')
     text = "\n".join(line for line in text.splitlines() if not line.startswith("command ="))
     path = tmp_path / "down.toml"
-    path.write_text(text.replace("{strategy}", "none"))
+    path.write_text(text.replace("{variant}", "none"))
     for args in (["target", "check", str(path)], ["race", "--target", str(path)]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output
