@@ -154,11 +154,15 @@ class TargetSystem:
 
     items_per_s: float = TARGET_ITEMS_PER_S
     application_name: str | None = None  # unknown: its backends are every one of its database
-    seeds_with_service: bool = True  # its template may make them over HTTP
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def seeds_with_service(self) -> bool:
+        """[payment.http] needs the service up; [payment].sql, only its tables."""
+        return self.spec.payment.http is not None
 
     @property
     def own_databases(self) -> bool:

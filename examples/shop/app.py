@@ -47,7 +47,6 @@ engine = create_engine(
     pool_size=16,
     max_overflow=0,
     pool_timeout=10,
-    pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
     connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
 )
 Sessions = sessionmaker(engine, expire_on_commit=False)

@@ -29,8 +29,10 @@ from racebench.razorpay import SETTLED_EVENTS
 
 # The amount of every payment of a bench pool, in paise.
 POOL_AMOUNT = 100_000
-# Payments made over HTTP at once ([payment.http]); SQL payments are made in one transaction.
+# Payments made over HTTP at once ([payment.http]), and connections making them with SQL (each
+# in one transaction): a few round trips in flight keep PostgreSQL busy without crowding it.
 HTTP_CONCURRENCY = 16
+SQL_CONNECTIONS = 4
 # A payment request answers in milliseconds; this only bounds a stuck service.
 HTTP_TIMEOUT_S = 30.0
 # How often making a pool says how far it got.
@@ -86,22 +88,32 @@ def _template_values(prefix: str, n: int) -> dict[str, Any]:
 async def _by_sql(
     spec: TargetSpec, database_url: str, count: int, prefix: str, progress: Progress | None
 ) -> list[dict[str, Any]]:
-    assert spec.payment.sql is not None
-    conn = await connect(parse_url(database_url))
-    made: list[dict[str, Any]] = []
-    try:
-        async with conn.transaction():
-            for n in range(1, count + 1):
-                values = _template_values(prefix, n)
-                row = await conn.fetchrow(render_sql(spec.payment.sql, values))
-                if row is None:
-                    raise RuntimeError("[payment].sql returned no row")
-                made.append({**values, **{k: _plain(v) for k, v in dict(row).items()}})
-                if progress is not None and n % PROGRESS_EVERY == 0:
-                    progress(n, count)
-    finally:
-        await conn.close()
-    return made
+    """The payments made on SQL_CONNECTIONS connections at once, each in one transaction."""
+    template = spec.payment.sql
+    assert template is not None
+    made: list[dict[str, Any] | None] = [None] * count
+    numbers = iter(range(1, count + 1))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        conn = await connect(parse_url(database_url))
+        try:
+            async with conn.transaction():
+                for n in numbers:
+                    values = _template_values(prefix, n)
+                    row = await conn.fetchrow(render_sql(template, values))
+                    if row is None:
+                        raise RuntimeError("[payment].sql returned no row")
+                    made[n - 1] = {**values, **{k: _plain(v) for k, v in dict(row).items()}}
+                    done += 1
+                    if progress is not None and done % PROGRESS_EVERY == 0:
+                        progress(done, count)
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(min(SQL_CONNECTIONS, count))))
+    return [m for m in made if m is not None]
 
 
 async def _by_http(
