@@ -80,6 +80,7 @@ class ServiceTemplate:
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 30.0
     workers: int = DEFAULT_WORKERS
+    cwd: Path | None = None  # where the command runs (default: the target file's folder)
 
     def takes(self, placeholder: str) -> bool:
         """Whether the command, the env or the URL has `{placeholder}` in it."""
@@ -342,7 +343,7 @@ def _parse(raw: dict[str, Any], path: Path, where: str) -> TargetSpec:
     r = _Reader(where)
     r.keys(raw, "", TOP_LEVEL_KEYS)
     name = r.string(raw, "name", "name", required=False) or path.stem
-    service = _service(r, r.table(raw, "service"))
+    service = _service(r, r.table(raw, "service"), path.parent)
 
     database = r.table(raw, "database")
     r.keys(database, "database", ("url", "barrier_tables"))
@@ -395,8 +396,8 @@ def _parse(raw: dict[str, Any], path: Path, where: str) -> TargetSpec:
     )
 
 
-def _service(r: _Reader, raw: dict[str, Any]) -> ServiceTemplate:
-    r.keys(raw, "service", ("url", "command", "health", "env", "start_timeout_s", "workers"))
+def _service(r: _Reader, raw: dict[str, Any], folder: Path) -> ServiceTemplate:
+    r.keys(raw, "service", ("url", "command", "health", "env", "start_timeout_s", "workers", "cwd"))
     url = r.string(raw, "url", "[service].url")
     assert url is not None
     if not url.startswith(("http://", "https://")):
@@ -412,7 +413,11 @@ def _service(r: _Reader, raw: dict[str, Any]) -> ServiceTemplate:
     workers = raw.get("workers", DEFAULT_WORKERS)
     if not isinstance(workers, int) or workers < 1:
         raise r.fail("[service].workers", "must be a whole number of processes, 1 or more")
-    return ServiceTemplate(url.rstrip("/"), health, command, env, float(timeout), workers)
+    cwd_text = r.string(raw, "cwd", "[service].cwd", required=False)
+    cwd = (folder / cwd_text).resolve() if cwd_text is not None else None
+    if cwd is not None and not cwd.is_dir():
+        raise r.fail("[service].cwd", f"{cwd} is not a folder")
+    return ServiceTemplate(url.rstrip("/"), health, command, env, float(timeout), workers, cwd)
 
 
 def _payment(r: _Reader, raw: dict[str, Any]) -> PaymentSpec:

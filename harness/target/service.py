@@ -95,7 +95,7 @@ def service_spec(
         url=fill(spec.service.url, values),
         health=spec.service.health,
         env={k: fill(v, values) for k, v in env.items()},
-        cwd=spec.folder,
+        cwd=spec.service.cwd or spec.folder,
         log_path=log_path or log_path_of(spec),
         start_timeout_s=spec.service.start_timeout_s,
     )
