@@ -14,6 +14,8 @@ from racebench.harness.target.file import (
     render_json,
     render_sql,
 )
+from racebench.harness.target.matrix import plan_target
+from racebench.scenarios import SCENARIOS
 
 GOOD = """
 name = "shop"
@@ -112,3 +114,79 @@ def test_white_box_options_are_refused_with_a_target() -> None:
     result = CliRunner().invoke(app, ["race", "--target", "reference", "--mode", "in_process"])
     assert result.exit_code == 2
     assert "not with --target" in result.output
+
+
+VARIANTS = """
+[variants]
+bad = { caught_by = "races", summary = "read, then write" }
+good = { env = { MODE = "locked" } }
+faulty = { caught_by = ["retry_after_failed_capture"] }
+"""
+
+
+def test_variants_say_what_each_build_must_show(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, GOOD + VARIANTS))
+    bad, good, faulty = (spec.variants[n] for n in ("bad", "good", "faulty"))
+    assert bad.expected("simultaneous", races=True) == "race"
+    assert bad.expected("client_first", races=False) == "safe"
+    assert good.env == {"MODE": "locked"} and not good.canary
+    assert good.expected("simultaneous", races=True) == "safe"
+    assert faulty.expected("retry_after_failed_capture", races=False) == "race"
+    assert faulty.expected("simultaneous", races=True) == "safe"
+    plan = plan_target(SCENARIOS, spec, "simultaneous,client_first", "bad,good")
+    assert {(c.scenario.name, c.strategy): c.expected for c in plan.cells} == {
+        ("simultaneous", "bad"): "race",
+        ("simultaneous", "good"): "safe",
+        ("client_first", "bad"): "safe",
+        ("client_first", "good"): "safe",
+    }
+    # --canary: every build asked must be caught by every scenario named.
+    plan = plan_target(SCENARIOS, spec, "simultaneous", "good", canary=True)
+    assert [c.expected for c in plan.cells] == ["race"]
+
+
+def test_a_variant_caught_by_an_unknown_scenario_is_named(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, GOOD + VARIANTS.replace("retry_after_failed_capture", "retri")))
+    with pytest.raises(
+        ValueError, match=r"\[variants\]\.faulty\.caught_by: unknown scenario retri"
+    ):
+        plan_target(SCENARIOS, spec, "simultaneous", "faulty")
+    with pytest.raises(TargetFileError, match=r"\[variants\]\.bad\.caught_by"):
+        load(write(tmp_path, GOOD + VARIANTS.replace('"races"', '"all"')))
+    # A target of its own inherits nothing of the reference service's strategies.
+    with pytest.raises(ValueError, match="variant of shop"):
+        plan_target(SCENARIOS, load(write(tmp_path, GOOD + VARIANTS)), "all", "for_update")
+
+
+def test_builtin_invariants_and_the_ledger_join_the_files_own(tmp_path: Path) -> None:
+    text = GOOD.replace('name = "shop"', 'name = "shop"\nbuiltin_invariants = ["DOUBLE_CAPTURE"]')
+    with pytest.raises(TargetFileError, match="DOUBLE_CAPTURE appears twice"):
+        load(write(tmp_path, text))
+    text = text.replace('code = "DOUBLE_CAPTURE"', 'code = "MY_OWN"')
+    text = text.replace(
+        "[verify]", 'captured_sql = "SELECT id AS payment_id FROM p WHERE id = ANY($1)"\n[verify]'
+    )
+    spec = load(write(tmp_path, text))
+    assert [i.code for i in spec.invariants] == ["DOUBLE_CAPTURE", "MY_OWN", "ACKNOWLEDGED_LOST"]
+    assert spec.invariants[-1].ledger == "captures"
+    with pytest.raises(TargetFileError, match="builtin_invariants"):
+        load(write(tmp_path, text.replace('["DOUBLE_CAPTURE"]', '["NOT_OURS"]')))
+
+
+def test_an_owned_database_and_a_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = GOOD.replace(
+        "${SHOP_TEST_DB:-postgresql://u@127.0.0.1/shop}", "${SHOP_DB:-{database_url}}"
+    )
+    monkeypatch.delenv("SHOP_DB", raising=False)
+    assert load(write(tmp_path, text)).owns_database
+    monkeypatch.setenv("SHOP_DB", "postgresql://u@h/db")
+    spec = load(write(tmp_path, text))
+    assert not spec.owns_database and spec.database_url == "postgresql://u@h/db"
+
+    (tmp_path / "svc").mkdir()
+    with_cwd = GOOD.replace('health = "/health"', 'health = "/health"\ncwd = "svc"')
+    assert load(write(tmp_path, with_cwd)).service.cwd == tmp_path / "svc"
+    with pytest.raises(TargetFileError, match=r"\[service\]\.cwd"):
+        load(write(tmp_path, with_cwd.replace('"svc"', '"nowhere"')))
