@@ -97,6 +97,22 @@ class CellRuns:
         return sum(1 for o in self.outcomes if o.caught)
 
     @property
+    def broken(self) -> int:
+        """Runs that broke (an error) and were not caught."""
+        return sum(1 for o in self.outcomes if o.errors and not o.caught)
+
+    def tally(self) -> str:
+        """`4 runs: 1 caught, 3 broke` (the kinds that happened)."""
+        n = len(self.outcomes)
+        held = n - self.caught - self.broken
+        parts = [
+            f"{count} {what}"
+            for count, what in ((self.caught, "caught"), (self.broken, "broke"), (held, "held"))
+            if count
+        ]
+        return f"{n} run{'s' if n != 1 else ''}: {', '.join(parts)}" if n else "no runs"
+
+    @property
     def verdict(self) -> Verdict:
         """race_detected if any run was caught; else error if any run broke; else safe."""
         if self.caught:
@@ -123,6 +139,8 @@ class CellRuns:
                 code: inv for o in self.outcomes for code, inv in o.check.invariants.items()
             },
             duration_ms=round(self.duration_ms, 1),
+            caught_runs=self.caught,
+            broken_runs=self.broken,
             timeline=self.outcomes[index].timeline if self.outcomes else [],
             error="; ".join(dict.fromkeys(errors)) or None,
             seed=self.seeds[index] if self.seeds else None,

@@ -86,12 +86,11 @@ class RaceProgress:
         self.done += 1
         if self._bar is not None:
             return
-        cell, n = result.cell, len(result.outcomes)
+        cell = result.cell
         as_expected = "ok" if result.result().passed else f"FAIL (expected {cell.expected})"
         self.console.print(
             f"[{self.done}/{self.cells}] {cell.scenario.name} {cell.strategy} {cell.mode}: "
-            f"{result.verdict} {as_expected}, {n} run{'s' if n != 1 else ''}, "
-            f"{result.duration_ms / 1000:.1f} s",
+            f"{result.verdict} {as_expected}, {result.tally()}, {result.duration_ms / 1000:.1f} s",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -131,7 +130,7 @@ def explain(c: CellRuns) -> str:
     result = c.result()
     lines = [f"{c.cell.title}: expected {result.expected}, got {result.verdict}"]
     if result.expected == "race":
-        lines.append(f"caught in {c.caught}/{len(c.outcomes)} runs")
+        lines.append(f"caught in {c.caught}/{len(c.outcomes)} runs ({c.tally()})")
     index = c.first_wrong()
     if index is not None:
         outcome, run_seed = c.outcomes[index], c.seeds[index]

@@ -186,10 +186,11 @@ def racebench_check() -> Checker:
 async def racebench_target(request: pytest.FixtureRequest) -> TargetRacer:
     """`await racebench_target(file, scenario="simultaneous", repeat=1, variant=None,
     barrier=True)`: run one scenario on a target (its service started from the file's command,
-    or reached at its URL) and return a TargetRun; a run that broke and was not caught
-    (a barrier that forced nothing among them) fails the test; a caught run's errors (a payment
-    the bug left uncaptured) are part of its catch, in `run.message()`, as in `racebench race`. A target whose [database].url is "{database_url}" gets
-    a fresh database on the plugin's server."""
+    or reached at its URL) and return a TargetRun. A run that broke and was not caught (a
+    barrier that forced nothing among them) fails the test; a caught run's errors (a payment
+    the bug left uncaptured) are part of its catch, in `run.message()`, as in `racebench race`.
+    A target whose [database].url is "{database_url}" gets a fresh database on the plugin's
+    server."""
     from racebench.harness.target.file import load
     from racebench.harness.target.matrix import race_target_scenario
     from racebench.scenarios import SCENARIOS

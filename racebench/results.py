@@ -178,6 +178,11 @@ class RaceResult(_Model):
     # target's own, or racebench's).
     invariants: dict[str, Invariant] = Field(default_factory=dict)
     duration_ms: float = 0.0
+    # The runs by what each showed: caught (an invariant broken), broken (no catch, and an
+    # error: an unexpected answer, a barrier that forced nothing); the rest held. None in
+    # files written before racebench counted them.
+    caught_runs: int | None = None
+    broken_runs: int | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # Not in the contract's minimum, but worth keeping: why a run errored, and the seed.
     error: str | None = None

@@ -107,7 +107,7 @@ class TargetRace:
         self._lost: dict[str, dict[Any, dict[str, Any]]] = {}  # ledger code -> entry -> row
         self._ledger_checked = 0  # told lines already checked
         self._answered_at: dict[str, float] = {}
-        self._early: Request | None = None  # who answered first in a launch that forced nothing
+        self._early: Request | None = None  # who answered first (or was held before reading)
         self._launches = 0
         self._event_payments: dict[str, int] = {}
 
@@ -381,6 +381,23 @@ class TargetRace:
             if any(not self._stood_aside(r, answer) for r, answer in done):
                 return Hold(False, read, "answered")
             racing = len(tasks) - len(done)
+            stuck = [h for h in held if h.direct and not h.after_read]
+            if stuck and quorum is None and len(held) >= racing:
+                # Every actor is held, and one at racebench's lock before reading anything: it
+                # waits there until the barrier lets go, never held after a read (the others
+                # are given the time to answer first, which names the tables they write).
+                who = f"{len(stuck)} of {racing} actors"
+                if racing == 1:
+                    self._early = next(
+                        r for r, t in zip(requests, tasks, strict=True) if not t.done()
+                    )
+                    who = self._early.actor
+                return Hold(
+                    False,
+                    read,
+                    f"{who} waited at a barrier table before reading anything, where nothing "
+                    "is decided (a table written before the capture reads?)",
+                )
             wanted = min(quorum, racing) if quorum is not None else racing
             if len(read) >= wanted:
                 if quorum is None:

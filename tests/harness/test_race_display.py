@@ -38,9 +38,9 @@ def test_a_log_gets_one_line_per_finished_cell() -> None:
             progress.advanced(1, 1)
             progress.finished(runs)
     assert log.getvalue().splitlines() == [
-        "[1/3] simultaneous none in_process: race_detected ok, 1 run, 1.2 s",
-        "[2/3] simultaneous for_update in_process: safe ok, 1 run, 1.2 s",
-        "[3/3] simultaneous advisory in_process: error FAIL (expected safe), 1 run, 1.2 s",
+        "[1/3] simultaneous none in_process: race_detected ok, 1 run: 1 caught, 1.2 s",
+        "[2/3] simultaneous for_update in_process: safe ok, 1 run: 1 held, 1.2 s",
+        "[3/3] simultaneous advisory in_process: error FAIL (expected safe), 1 run: 1 broke, 1.2 s",
     ]
 
 
