@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from racebench.razorpay import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
@@ -56,3 +56,16 @@ class Settings(BaseSettings):
     pool_size: int = Field(POOL_SIZE, validation_alias=_racebench("db_pool_size", "pool_size"))
     lock_timeout_ms: int = Field(LOCK_TIMEOUT_MS, validation_alias=_racebench("lock_timeout_ms"))
     create_tables: bool = Field(True, validation_alias=_racebench("create_tables"))
+
+    @field_validator("lock_timeout_ms")
+    @classmethod
+    def _a_real_timeout(cls, value: int) -> int:
+        # PostgreSQL reads lock_timeout = 0 as "wait forever", while the per-payment line
+        # would wait 0 s: the two would disagree, so a timeout must be one.
+        if value < 1:
+            raise ValueError(
+                f"RACEBENCH_LOCK_TIMEOUT_MS must be at least 1 (ms), not {value}: 0 is "
+                "PostgreSQL's 'no timeout', and a capture that can wait forever on a stuck row "
+                "lock ties up its connections for good"
+            )
+        return value

@@ -249,7 +249,14 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, outside any transaction (for plain reads)."""
         try:
+            # Opening the pool connects: a timeout there is a database that does not answer
+            # (down, restarting), not a busy pool.
             pool = await self.pool()
+        except Exception as error:
+            if isinstance(error, TimeoutError) or is_unavailable(error):
+                raise _unavailable(error) from error
+            raise
+        try:
             conn = await pool.acquire(timeout=config.POOL_TIMEOUT_S)
         except TimeoutError:
             raise DatabaseBusy("no free database connection") from None

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from racebench.reference_service import config
-from racebench.reference_service.schemas import RAZORPAY_ID_PATTERN, Health
+from racebench.reference_service.schemas import MAX_ID, RAZORPAY_ID_PATTERN, Health
 from racebench.reference_service.webhooks import EVENT_TYPE_PATTERN, MAX_EVENT_ID_LENGTH
 
 WEBHOOK_PATH = "/webhooks/razorpay"
@@ -207,7 +207,30 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         f"{SIGNATURE_HEADER} before it is parsed.",
         "content": _json(_ref(RazorpayWebhookEvent.__name__)),
     }
+    _exact_integer_bounds(schema)
     return schema
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """FastAPI's document model keeps numeric bounds as floats, and the bigint limit 2**63 - 1
+    rounds up to 2**63: a schema-valid id the service must refuse. An integer's bounds are
+    written back as the integers they are."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_integer_bounds(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "integer":
+        for key in _BOUNDS:
+            value = node.get(key)
+            if isinstance(value, float) and value.is_integer():
+                node[key] = MAX_ID if value == float(MAX_ID) else int(value)
+    for child in node.values():
+        _exact_integer_bounds(child)
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -132,10 +132,13 @@ async def verify_checkout(
         work,
         isolation=strategy.isolation_level,
         retry=strategy.retry_transaction,
-        key=payment_key(body.internal_payment_id),
+        key=payment_key(body.razorpay_order_id),
     )
 
 
-def payment_key(payment_id: int) -> tuple[str, int]:
-    """The key a checkout callback waits its turn on (Database.run)."""
-    return ("payment", payment_id)
+def payment_key(order_id: str) -> tuple[str, str]:
+    """The key every request on one payment waits its turn on (Database.run), whatever its
+    path: its Razorpay order id, the one thing a checkout callback and a webhook both carry
+    before the transaction (one key, so one payment holds config.MAX_CONNECTIONS_PER_PAYMENT
+    connections at most, not that many per path)."""
+    return ("order", order_id)

@@ -31,6 +31,7 @@ from racebench.reference_service.models import (
     PaymentStatus,
     WebhookOutcome,
 )
+from racebench.reference_service.payments import payment_key
 from racebench.reference_service.schemas import RazorpayId
 from racebench.reference_service.signatures import SignatureVerifier
 from racebench.reference_service.strategies import LockStrategy
@@ -205,7 +206,7 @@ async def receive_webhook(
         return WebhookOutcome.PROCESSED
 
     # The payment is known only inside the transaction; its order id stands in for it.
-    key = ("order", event.order_id) if event.order_id is not None else None
+    key = payment_key(event.order_id) if event.order_id is not None else None
     outcome = await db.run(
         work, isolation=strategy.isolation_level, retry=strategy.retry_transaction, key=key
     )

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from racebench.cli import app as cli
 from racebench.harness.database import connect, parse_url
 from racebench.harness.gateway import Gateway
+from racebench.reference_service import db as db_module
 from racebench.reference_service.app import create_app
 from racebench.reference_service.config import (
     APPLICATION_NAME,
@@ -183,7 +186,8 @@ async def blocked_by(sql: asyncpg.Connection, holder: int) -> list[int]:
 # --- one locked payment -----------------------------------------------------------------
 
 POOL = 8
-VERIFIES = 3 * POOL
+VERIFIES = 3 * POOL  # requests on the one payment, WEBHOOKS of them webhooks
+WEBHOOKS = POOL
 
 
 @pytest.fixture
@@ -208,15 +212,27 @@ async def test_one_locked_payment_leaves_health_and_other_reads_alone(
 ) -> None:
     api, service = small_pool
     locked, other = await new_payment(api), await new_payment(api)
-    body = gateway.checkout(locked["id"], locked["razorpay_order_id"]).body()
+    order_id = locked["razorpay_order_id"]
+    body = gateway.checkout(locked["id"], order_id).body()
     async with other_conn.transaction():
         await other_conn.execute("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE", locked["id"])
+        # Both paths on the one payment: checkout callbacks and webhook deliveries.
         verifies = [
-            asyncio.create_task(api.post("/payments/verify", json=body)) for _ in range(VERIFIES)
+            asyncio.create_task(api.post("/payments/verify", json=body))
+            for _ in range(VERIFIES - WEBHOOKS)
         ]
-        # Every verify has arrived (holds or waits for a turn), and those that hold one are
-        # waiting for our row lock in PostgreSQL.
-        key = payment_key(locked["id"])
+        for _ in range(WEBHOOKS):
+            delivery = gateway.event("payment.captured", order_id=order_id, amount=locked["amount"])
+            verifies.append(
+                asyncio.create_task(
+                    api.post(
+                        "/webhooks/razorpay", content=delivery.body, headers=delivery.headers()
+                    )
+                )
+            )
+        # Every request has arrived (holds or waits for a turn, in one line whatever its
+        # path), and those that hold one are waiting for our row lock in PostgreSQL.
+        key = payment_key(order_id)
         while not (
             len(await lock_waiters(sql)) >= min(MAX_CONNECTIONS_PER_PAYMENT, POOL)
             and service.db.per_payment.queued(key) == VERIFIES
@@ -232,10 +248,10 @@ async def test_one_locked_payment_leaves_health_and_other_reads_alone(
         assert read.status_code == 200, read.text
         assert not any(v.done() for v in verifies)
         assert len(await lock_waiters(sql)) == MAX_CONNECTIONS_PER_PAYMENT
-    # Released: every verify goes through; exactly one captured, the rest are replays.
+    # Released: every request goes through; exactly one captured, the rest are replays.
     answers = await asyncio.gather(*verifies)
     assert [a.status_code for a in answers] == [200] * VERIFIES, [a.text for a in answers]
-    assert sorted(a.json()["replayed"] for a in answers) == [False] + [True] * (VERIFIES - 1)
+    assert [a.json()["replayed"] for a in answers[: VERIFIES - WEBHOOKS]].count(False) <= 1
     assert (await api.get(f"/payments/{locked['id']}")).json()["status"] == "captured"
     assert await effects(sql, locked["id"]) == {
         "allocations": 1,
@@ -251,3 +267,49 @@ async def lock_waiters(sql: asyncpg.Connection) -> list[int]:
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     return [r["pid"] for r in rows]
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_lock_timeout_of_zero_is_refused_at_startup(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads 0 as "no timeout" while the per-payment line would wait 0 s: the
+    service refuses to start with it, saying why (racebench serve exits 2)."""
+    monkeypatch.setenv("RACEBENCH_LOCK_TIMEOUT_MS", value)
+    with pytest.raises(ValueError, match="RACEBENCH_LOCK_TIMEOUT_MS must be at least 1"):
+        Settings()
+    done = CliRunner().invoke(cli, ["serve", "--port", "1"])
+    assert done.exit_code == 2
+    assert "RACEBENCH_LOCK_TIMEOUT_MS must be at least 1" in done.output
+
+
+async def test_a_database_silent_at_pool_creation_is_unavailable_not_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts the connection and never answers (a database restarting): the
+    pool's first connect times out, and that is 503 database_unavailable with Retry-After,
+    not "busy" (no free connection), which it used to say."""
+    monkeypatch.setattr(db_module, "CONNECT_TIMEOUT_S", 0.2)
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        settings = Settings(
+            database_url=f"postgresql://postgres@127.0.0.1:{port}/none", create_tables=False
+        )
+        app = create_app(settings)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://racebench.test"
+        ) as client:
+            response = await client.post("/payments", json={"amount": 100})
+        assert_unavailable(response)
+        assert "TimeoutError" in response.json()["error"]["message"]
+    finally:
+        done.set()
+        listener.close()
+        await listener.wait_closed()

@@ -9,6 +9,7 @@ import pytest
 
 from racebench.reference_service.errors import error_body
 from racebench.reference_service.openapi import ErrorBody
+from racebench.reference_service.schemas import MAX_ID
 from tests.conftest import ClientFactory
 
 ERROR = {"$ref": "#/components/schemas/ErrorBody"}
@@ -75,3 +76,21 @@ async def test_webhook_body_and_headers_are_documented(document: dict[str, Any])
         schema["properties"]
     )
     assert {"account_id", "event", "contains", "payload", "created_at"} <= set(schema["required"])
+
+
+async def test_id_bounds_are_the_bigint_limit_exactly(document: dict[str, Any]) -> None:
+    """JSON carries 2**63 - 1 exactly; a float bound (FastAPI's model) rounds it to 2**63, an
+    id the schema allows and the service refuses with 422."""
+    schemas = document["components"]["schemas"]
+    verify_id = schemas["VerifyRequest"]["properties"]["internal_payment_id"]
+    [invoice_id, _null] = schemas["PaymentCreate"]["properties"]["invoice_id"]["anyOf"]
+    for bounds in (verify_id, invoice_id):
+        assert bounds["maximum"] == MAX_ID and isinstance(bounds["maximum"], int)
+        assert bounds["minimum"] == 1 and isinstance(bounds["minimum"], int)
+    paths = document["paths"]
+    for path, name in (
+        ("/payments/{payment_id}", "payment_id"),
+        ("/invoices/{invoice_id}", "invoice_id"),
+    ):
+        [parameter] = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        assert parameter["schema"].get("maximum") == MAX_ID, parameter
