@@ -217,6 +217,43 @@ class Ledgers:
         return list(self.events if ledger == "events" else self.captures)
 
 
+@dataclass
+class LedgerLog:
+    """The client ledger, checked after every launch: a capture answered 2xx whose payment is
+    not captured right then is a lie the client was told, even when a later request (a
+    redelivery) repairs it before the run's final check. Every entry found lost is kept, and
+    merged into the final check under the ledger invariant's own code."""
+
+    invariants: Sequence[Invariant]  # the ledger invariants (their `ledger` is set)
+    lost: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=dict)
+
+    async def check(self, conn: asyncpg.Connection, ledgers: Ledgers) -> None:
+        """The acknowledgements of one launch (`ledgers`) against the database, now."""
+        if not self.invariants or not (ledgers.events or ledgers.captures):
+            return
+        found = await check_invariants(conn, self.invariants, ledgers=ledgers)
+        for code, rows in found.anomalies.items():
+            for row in rows:
+                self.lost.setdefault(code, {})[_entry(row)] = row
+
+    def merge(self, result: CheckResult) -> CheckResult:
+        """`result` (the run's final check) with every entry found lost after a launch."""
+        for code, lost in self.lost.items():
+            rows = {_entry(r): r for r in result.anomalies.get(code, [])}
+            rows.update({k: v for k, v in lost.items() if k not in rows})
+            if code not in result.anomalies:
+                result.anomaly_types.append(code)
+                result.invariants[code] = next(i for i in self.invariants if i.code == code)
+            result.anomalies[code] = list(rows.values())
+            result.counts[code] = len(rows)
+            result.valid = False
+        return result
+
+
+def _entry(row: dict[str, Any]) -> Any:
+    return row.get("payment_id", row.get("event_id"))
+
+
 async def check_invariants(
     conn: asyncpg.Connection,
     invariants: Iterable[Invariant],

@@ -19,7 +19,7 @@ import asyncpg
 
 from racebench.harness.controller import ScheduleController
 from racebench.harness.database import connect, parse_url
-from racebench.harness.invariants import CheckResult, check_connection
+from racebench.harness.invariants import CheckResult, LedgerLog, Ledgers, check_connection
 from racebench.harness.timeline import Timeline
 from racebench.harness.white_box import Target
 from racebench.reference_service import config
@@ -86,6 +86,22 @@ class Monitor:
                 "SELECT pg_terminate_backend($1, $2)", pid, TERMINATE_WAIT_MS
             )
             return killed
+
+    async def check_ledger(self, log: LedgerLog, ledgers: Ledgers) -> None:
+        """One launch's acknowledgements against the database, now (LedgerLog.check)."""
+        async with self._lock:
+            await log.check(self.conn, ledgers)
+
+    async def new_invoice(self, amount: int, currency: str = "INR") -> int:
+        """An invoice of `amount` with no payment yet, straight into the contract's table (the
+        API makes an invoice only with its first payment, of that payment's amount)."""
+        async with self._lock:
+            invoice_id: int = await self.conn.fetchval(
+                "INSERT INTO invoices (amount, currency) VALUES ($1, $2) RETURNING id",
+                amount,
+                currency,
+            )
+            return invoice_id
 
     async def clean(self) -> None:
         async with self._lock:

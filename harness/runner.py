@@ -23,7 +23,7 @@ from racebench.harness.controller import Jitter, ScheduleController
 from racebench.harness.database import EmbeddedPostgres
 from racebench.harness.faults import DatabaseFaults
 from racebench.harness.gateway import Gateway, WebhookDelivery
-from racebench.harness.invariants import CheckResult
+from racebench.harness.invariants import INVARIANTS, CheckResult, LedgerLog, Ledgers
 from racebench.harness.locks import LockProbe, LockSampler, Monitor
 from racebench.harness.requests import Answer, Request, Told, brief
 from racebench.harness.schedule import Schedule
@@ -77,8 +77,16 @@ class Race:
         self._event_payments: dict[str, int] = {}
         self.errors: list[str] = []
         self._launches = 0
+        self._ledger = LedgerLog([inv for inv in INVARIANTS if inv.ledger])
+        self._ledger_checked = 0  # told lines already checked
 
     # -- building blocks -------------------------------------------------------------------
+
+    async def payments_of_one_invoice(self, total: int, count: int) -> list[Payment]:
+        """`count` pending payments that split one invoice of `total` evenly: the invoice is
+        partially paid until the last of them is captured."""
+        invoice_id = await self.monitor.new_invoice(total)
+        return [await self.payment(total // count, invoice_id=invoice_id) for _ in range(count)]
 
     async def payment(self, amount: int = 100_000, invoice_id: int | None = None) -> Payment:
         """A new pending payment (on a new invoice, or on `invoice_id`)."""
@@ -169,11 +177,21 @@ class Race:
         return status
 
     async def check(self) -> CheckResult:
-        """Every invariant, on what this race has left in the database so far."""
+        """Every invariant, on what this race has left in the database so far, and the ledger
+        as it stood after each launch."""
         captured = [t.acknowledged_capture for t in self.told]
-        return await self.monitor.check(
+        result = await self.monitor.check(
             self.acknowledged, [payment for payment in captured if payment is not None]
         )
+        return self._ledger.merge(result)
+
+    async def _check_ledger(self) -> None:
+        """The launch's acknowledgements against the database, now (a redelivery that repairs
+        a capture acknowledged but rolled back does not unsay what the client was told)."""
+        new, self._ledger_checked = self.told[self._ledger_checked :], len(self.told)
+        events = [t.event_id for t in new if t.event_id is not None and 200 <= t.status < 300]
+        captures = [t.acknowledged_capture for t in new if t.acknowledged_capture is not None]
+        await self.monitor.check_ledger(self._ledger, Ledgers(events, captures))
 
     def fail(self, message: str) -> None:
         """A scenario's own expectation did not hold (an error, not a race)."""
@@ -240,6 +258,7 @@ class Race:
         if controller.broken:
             name = schedule.name if schedule is not None else "schedule"
             self.errors.append(f"the schedule {name!r} did not happen: {controller.broken}")
+        await self._check_ledger()
         return answers
 
     async def _act(

@@ -36,10 +36,13 @@ async def script(race: Race) -> None:
     event = race.event(payment)
     # 503 when the backend is killed; with the schedules off nothing is killed: 200.
     first = race.deliver("delivery", event, expect=(503,) if race.use_schedules else ())
-    await race.together(first, schedule=KILLED_AFTER_READ)
-    again = await race.then(race.deliver("redelivery", event))
-    if again.body != {"status": WebhookOutcome.PROCESSED} and race.use_schedules:
-        race.fail(f"the redelivery of an unacknowledged event should capture: {again.body}")
+    [answer] = await race.together(first, schedule=KILLED_AFTER_READ)
+    # Razorpay redelivers only what was not acknowledged: an acknowledged capture that is not
+    # in the database stays lost (the ledger, checked after the launch: ACKNOWLEDGED_LOST).
+    if not 200 <= answer.status < 300:
+        again = await race.then(race.deliver("redelivery", event))
+        if again.body != {"status": WebhookOutcome.PROCESSED}:
+            race.fail(f"the redelivery of an unacknowledged event should capture: {again.body}")
     status = await race.status_of(payment)
     if status != "captured":
         race.fail(f"payment {payment.id} should end captured, not {status}")

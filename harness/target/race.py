@@ -29,7 +29,7 @@ import httpx
 
 from racebench.harness.cells import RUN_TIMEOUT_S, RunOutcome, verdict_line
 from racebench.harness.gateway import Gateway, WebhookDelivery, hmac_sha256_hex, razorpay_id
-from racebench.harness.invariants import CheckResult, Ledgers, check_invariants
+from racebench.harness.invariants import CheckResult, LedgerLog, Ledgers, check_invariants
 from racebench.harness.requests import Answer, Request, Told, brief
 from racebench.harness.target import writes
 from racebench.harness.target.barrier import (
@@ -104,7 +104,7 @@ class TargetRace:
         """The ledger: what each actor was told."""
         self.acknowledged: list[str] = []  # webhook event ids answered 2xx
         self.held_back = 0
-        self._lost: dict[str, dict[Any, dict[str, Any]]] = {}  # ledger code -> entry -> row
+        self._ledger = LedgerLog([inv for inv in self.spec.invariants if inv.ledger])
         self._ledger_checked = 0  # told lines already checked
         self._answered_at: dict[str, float] = {}
         self._early: Request | None = None  # who answered first (or was held before reading)
@@ -559,17 +559,10 @@ class TargetRace:
         """The launch's acknowledgements against the database, now: a capture answered 2xx
         that a later request repairs is still a lie the client was told."""
         new, self._ledger_checked = self.told[self._ledger_checked :], len(self.told)
-        ledger = [inv for inv in self.spec.invariants if inv.ledger]
-        if not new or not ledger:
-            return
         try:
-            found = await check_invariants(self.session.db, ledger, ledgers=self._ledgers(new))
+            await self._ledger.check(self.session.db, self._ledgers(new))
         except asyncpg.PostgresError as error:
             self.fail(f"the ledger's query failed: {error}")
-            return
-        for code, rows in found.anomalies.items():
-            for row in rows:
-                self._lost.setdefault(code, {})[_entry(row)] = row
 
     async def check(self) -> CheckResult:
         """The target's invariants on the run's payments, and the ledger after each launch."""
@@ -583,20 +576,7 @@ class TargetRace:
         except asyncpg.PostgresError as error:
             self.fail(f"an invariant's query failed: {error}")
             return CheckResult(True, [])
-        for code, lost in self._lost.items():
-            rows = {_entry(r): r for r in result.anomalies.get(code, [])}
-            rows.update({k: v for k, v in lost.items() if k not in rows})
-            if code not in result.anomalies:
-                result.anomaly_types.append(code)
-                result.invariants[code] = next(i for i in self.spec.invariants if i.code == code)
-            result.anomalies[code] = list(rows.values())
-            result.counts[code] = len(rows)
-            result.valid = False
-        return result
-
-
-def _entry(row: dict[str, Any]) -> Any:
-    return row.get("payment_id", row.get("event_id"))
+        return self._ledger.merge(result)
 
 
 def _names(actors: Sequence[str]) -> str:

@@ -81,3 +81,30 @@ async def test_invoice_fan_in_leaves_the_invoice_paid_on_a_safe_strategy(
     result = await race.check()
     assert result.valid, result.message()
     assert race.errors == []
+
+
+async def test_a_2xx_for_a_capture_that_rolled_back_fails_by_acknowledged_lost(
+    racebench_race: RaceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mutation of the service that answers 200 `processed` when its capture's backend dies
+    (the transaction rolled back) is caught by the ledger after the launch, by name, not only
+    by what the scenario expected: Razorpay never redelivers an acknowledged event."""
+    from racebench.reference_service.db import DatabaseUnavailable
+    from racebench.reference_service.models import WebhookOutcome
+    from racebench.reference_service.routes import webhooks as route
+
+    real = route.receive_webhook
+
+    async def lying(*args: object, **kwargs: object) -> WebhookOutcome:
+        try:
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+        except DatabaseUnavailable:
+            return WebhookOutcome.PROCESSED
+
+    monkeypatch.setattr(route, "receive_webhook", lying)
+    race = await racebench_race("for_update")
+    await SCENARIOS["retry_after_failed_capture"].script(race)
+    result = await race.check()
+    assert "ACKNOWLEDGED_LOST" in result.anomaly_types, result.message()
+    assert result.name_of("ACKNOWLEDGED_LOST") == "Acknowledged capture lost"
+    assert [(t.actor, t.status) for t in race.told] == [("delivery", 200)]  # no redelivery
