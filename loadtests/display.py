@@ -73,10 +73,27 @@ class RichObserver:
         if isinstance(result, Ceiling):
             console.print(f"  pgbench: {result.tps:.0f} tps", highlight=False)
             return
-        console.print(
-            f"  {result.arm:<18} round {result.round}: {result.throughput_rps:8.1f} req/s, "
-            f"p99 {result.latency_ms.p99:7.2f} ms, {result.requests} requests, "
-            f"{result.busy} busy, {result.failures} failed, "
-            f"{describe_violations(result.violations, result.incidents)}",
-            highlight=False,
+        console.print(round_line(result), highlight=False)
+
+
+def round_line(result: BenchResult) -> str:
+    """One finished round, whole: the only place a round is printed (the summary after the
+    rounds aggregates them, and lists again only a round that broke something)."""
+    errors = ", ".join(f"{n} x {s}" for s, n in sorted(result.server_errors.items())) or "none"
+    line = (
+        f"  {result.arm:<18} round {result.round}: {result.throughput_rps:8.1f} req/s, "
+        f"p99 {result.latency_ms.p99:7.2f} ms, {result.requests} requests, "
+        f"{result.busy} busy, {result.failures} failed, 5xx: {errors}, "
+        f"lost {result.lost_captures}/{result.acked_captures} acked captures and "
+        f"{result.lost_webhooks}/{result.acked_webhooks} webhooks, "
+        f"{describe_violations(result.violations, result.incidents)}"
+    )
+    f = result.faults
+    if f is not None:
+        recovery = "never" if f.recovery_s is None else f"{f.recovery_s:.3f} s"
+        line += (
+            f"\n    faults: {f.kills} kills every {f.kill_every_s:g} s "
+            f"({f.backends_killed} backends, {len(f.kill_errors)} failed), "
+            f"{f.restarts} restart, recovery after it: {recovery}"
         )
+    return line

@@ -14,7 +14,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from racebench.console import console as make_console
-from racebench.harness.invariants import describe_violations
 from racebench.reports import stats
 from racebench.reports.summary import BenchSummary, PairedChange, exercise_notes, summarize
 from racebench.results import BenchResult, Results
@@ -148,30 +147,56 @@ def ceiling_lines(results: Results) -> list[str]:
 
 
 def fault_lines(results: Results) -> list[str]:
-    """Per round: the 5xx answers by status, 503s without Retry-After, transport errors, the
-    ledger (acknowledged captures and webhooks the database lost) and, with --faults, the kills,
-    the restart and the recovery time."""
-    lines = []
-    for row in results.bench:
-        errors = ", ".join(f"{n} x {s}" for s, n in sorted(row.server_errors.items())) or "none"
-        line = (
-            f"{row.arm} round {row.round}: {row.requests} requests; 5xx: {errors}; "
-            f"503 without Retry-After: {row.busy_without_retry_after}; "
-            f"transport errors: {row.transport_errors}; "
-            f"lost: {row.lost_captures} of {row.acked_captures} acked captures, "
-            f"{row.lost_webhooks} of {row.acked_webhooks} acked webhooks; "
-            f"invariants: {describe_violations(row.violations, row.incidents)}"
+    """Every round at once (each was printed as it finished): the 5xx answers by status, 503s
+    without Retry-After, transport errors, the ledger (acknowledged captures and webhooks the
+    database lost) and, with --faults, the kills and restarts; then, again, only the rounds
+    that broke one of those."""
+    rows = results.bench
+    if not rows:
+        return []
+    statuses: dict[str, int] = {}
+    for row in rows:
+        for status, n in row.server_errors.items():
+            statuses[status] = statuses.get(status, 0) + n
+    errors = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())) or "none"
+    lines = [
+        f"{len(rows)} round(s): 5xx: {errors}; "
+        f"503 without Retry-After: {sum(r.busy_without_retry_after for r in rows)}; "
+        f"transport errors: {sum(r.transport_errors for r in rows)}; "
+        f"lost: {sum(r.lost_captures for r in rows)} of {sum(r.acked_captures for r in rows)} "
+        f"acked captures, {sum(r.lost_webhooks for r in rows)} of "
+        f"{sum(r.acked_webhooks for r in rows)} acked webhooks"
+    ]
+    faulted = [r.faults for r in rows if r.faults is not None]
+    if faulted:
+        recoveries = [f.recovery_s for f in faulted]
+        slowest = (
+            "never, in some round"
+            if None in recoveries
+            else f"{max(r for r in recoveries if r is not None):.3f} s at most"
         )
-        f = row.faults
-        if f is not None:
-            recovery = "never" if f.recovery_s is None else f"{f.recovery_s:.3f} s"
-            restart = "-" if f.restart_s is None else f"{f.restart_s:.2f} s"
-            line += (
-                f"\n  faults: {f.kills} kills every {f.kill_every_s:g} s "
-                f"({f.backends_killed} backends, {len(f.kill_errors)} failed), "
-                f"{f.restarts} restart (took {restart}), recovery after it: {recovery}"
-            )
-        lines.append(line)
+        lines.append(
+            f"faults: {sum(f.kills for f in faulted)} kills "
+            f"({sum(f.backends_killed for f in faulted)} backends, "
+            f"{sum(len(f.kill_errors) for f in faulted)} failed), "
+            f"{sum(f.restarts for f in faulted)} restarts, recovery after each: {slowest}"
+        )
+    for row in rows:
+        crashed = sorted(s for s in row.server_errors if s != "503")
+        broke = [
+            *([f"5xx {', '.join(crashed)}"] if crashed else []),
+            *(
+                [f"{row.busy_without_retry_after} x 503 without Retry-After"]
+                if row.busy_without_retry_after
+                else []
+            ),
+            *([f"{row.transport_errors} transport errors"] if row.transport_errors else []),
+            *([f"{row.lost_captures} acked captures lost"] if row.lost_captures else []),
+            *([f"{row.lost_webhooks} acked webhooks lost"] if row.lost_webhooks else []),
+            *([f"error: {row.error}"] if row.error else []),
+        ]
+        if broke:
+            lines.append(f"  {row.arm} round {row.round} broke: {'; '.join(broke)}")
     return lines
 
 

@@ -4,6 +4,7 @@ medians, their spread, and the change against the first strategy round by round.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -94,3 +95,44 @@ def test_the_table_and_the_ceiling_lines() -> None:
         "  none: 150 req/s = 50.0% of pgbench",
         "  for_update: 150 req/s = 50.0% of pgbench",
     ]
+
+
+def test_each_round_is_printed_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A round is printed as it finishes (with its ledger); the summary after the rounds
+    aggregates them and lists again only a round that broke something (it printed each round
+    a second time, in the demo too)."""
+    from racebench.loadtests import display
+    from racebench.reports import bench_table
+
+    live, summary = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(display, "console", Console(file=live, width=400))
+    monkeypatch.setattr(bench_table, "console", Console(file=summary, width=400))
+    rows = [r.model_copy(update={"acked_captures": 10}) for r in ROWS]
+    rows[3] = rows[3].model_copy(update={"lost_captures": 2, "server_errors": {"500": 1}})
+    for row in rows:
+        display.RichObserver.finished(_Quiet(), row)
+    bench_table.print_bench_summary(Results(run_id="r", bench=rows), tmp_path)
+    for row in rows:
+        assert live.getvalue().count(f"{row.strategy:<18} round {row.round}:") == 1
+    assert "lost 2/10 acked captures" in live.getvalue()
+    text = summary.getvalue()
+    assert "6 round(s): 5xx: 1 x 500; 503 without Retry-After: 0" in text
+    assert "lost: 2 of 60 acked captures" in text
+    assert [line.strip() for line in text.splitlines() if "round 2" in line] == [
+        "for_update round 2 broke: 5xx 500; 2 acked captures lost"
+    ]
+    assert "round 1" not in text and "round 3" not in text
+
+
+class _Quiet:
+    """RichObserver's progress bars, without a terminal."""
+
+    class _Bars:
+        def update(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def advance(self, *args: object) -> None:
+            pass
+
+    _progress = _Bars()
+    _load = _cells = None
