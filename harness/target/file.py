@@ -78,7 +78,9 @@ class ServiceTemplate:
     health: str = "/health"
     command: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    start_timeout_s: float = 30.0
+    # How long its health URL may take to answer: a service racebench starts may be booting;
+    # one it only reaches should be up already (a refused connection is then said at once).
+    start_timeout_s: float | None = None  # None: STARTED_WAIT_S, or REACHED_WAIT_S
     workers: int = DEFAULT_WORKERS
     cwd: Path | None = None  # where the command runs (default: the target file's folder)
 
@@ -407,8 +409,8 @@ def _service(r: _Reader, raw: dict[str, Any], folder: Path) -> ServiceTemplate:
     health = r.string(raw, "health", "[service].health", required=False) or "/health"
     if not health.startswith("/"):
         raise r.fail("[service].health", f"must start with / (got {health!r})")
-    timeout = raw.get("start_timeout_s", 30.0)
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    timeout = raw.get("start_timeout_s")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise r.fail("[service].start_timeout_s", "must be a positive number of seconds")
     workers = raw.get("workers", DEFAULT_WORKERS)
     if not isinstance(workers, int) or workers < 1:
@@ -417,7 +419,15 @@ def _service(r: _Reader, raw: dict[str, Any], folder: Path) -> ServiceTemplate:
     cwd = (folder / cwd_text).resolve() if cwd_text is not None else None
     if cwd is not None and not cwd.is_dir():
         raise r.fail("[service].cwd", f"{cwd} is not a folder")
-    return ServiceTemplate(url.rstrip("/"), health, command, env, float(timeout), workers, cwd)
+    return ServiceTemplate(
+        url.rstrip("/"),
+        health,
+        command,
+        env,
+        float(timeout) if timeout is not None else None,
+        workers,
+        cwd,
+    )
 
 
 def _payment(r: _Reader, raw: dict[str, Any]) -> PaymentSpec:

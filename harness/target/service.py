@@ -27,6 +27,11 @@ from racebench.harness.processes import (
 )
 from racebench.harness.target.file import VARIANT_FIELDS, TargetSpec, Variant, fill
 
+# How long a service's health URL may take to answer, unless [service].start_timeout_s says:
+# one racebench starts may still be booting; one it only reaches should be up already.
+STARTED_WAIT_S = 30.0
+REACHED_WAIT_S = 2.0
+
 
 class TargetUnreachable(RuntimeError):
     """The service does not answer, or does not start (its URL or command is in the message)."""
@@ -97,7 +102,7 @@ def service_spec(
         env={k: fill(v, values) for k, v in env.items()},
         cwd=spec.service.cwd or spec.folder,
         log_path=log_path or log_path_of(spec),
-        start_timeout_s=spec.service.start_timeout_s,
+        start_timeout_s=spec.service.start_timeout_s or STARTED_WAIT_S,
     )
 
 
@@ -131,7 +136,9 @@ def running(
                 "the service on it"
             )
         try:
-            wait_healthy(ServiceSpec(spec.name, (), url=url, health=spec.service.health))
+            wait = spec.service.start_timeout_s or REACHED_WAIT_S
+            health = spec.service.health
+            wait_healthy(ServiceSpec(spec.name, (), url=url, health=health, start_timeout_s=wait))
         except ServiceStartError as error:
             raise TargetUnreachable(str(error)) from None
         yield RunningTarget(spec, url, database, chosen)
