@@ -22,6 +22,7 @@ def when_ready(server: Any) -> None:
     for listener in server.LISTENERS:
         listener.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+
 # Stopped (SIGINT, as racebench stops what it started), a worker whose threads still wait on a
 # kept-alive connection would hold the shutdown until they time out; past this many seconds
 # the arbiter kills it. A capture in flight takes milliseconds.
