@@ -161,6 +161,13 @@ def run_bench(
         system = ReferenceSystem()
         arms = parse_strategies(strategies or DEFAULT_STRATEGIES)
         workers = workers or 1
+    if faults and order == "concurrent" and len(arms) > 1:
+        # The kills and the restart belong to a cell with a server of its own; the arms of a
+        # concurrent round share one Locust run, and would get no fault at all.
+        raise ValueError(
+            "--faults runs one arm at a time, each on a server it restarts: use --order "
+            "alternate or abba with it (--order concurrent would run no fault)"
+        )
     # A target on its own database needs no server of racebench's.
     with _bench_server(database_url, faults or not system.own_databases) as database_url:
         run_id = new_run_id("bench")

@@ -372,7 +372,7 @@ def bench(
         typer.Option(
             help="kill the service's database backends every --kill-every seconds and restart"
             " the database once per round (on an embedded PostgreSQL each round owns, even if"
-            " DATABASE_URL is set)"
+            " DATABASE_URL is set); one arm at a time, so not with --order concurrent"
         ),
     ] = False,
     kill_every: Annotated[

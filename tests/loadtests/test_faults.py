@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from racebench.harness.database import server
 from racebench.loadtests.bench import exit_code, run_bench
 from racebench.results import BenchResult, FaultFigures, LatencyMs
@@ -56,3 +58,24 @@ def test_exit_code_fails_on_a_500_a_bare_503_or_a_lost_acknowledgement() -> None
     assert exit_code([base.model_copy(update={"busy_without_retry_after": 1})]) == 1
     assert exit_code([base.model_copy(update={"lost_captures": 1})]) == 1
     assert exit_code([base.model_copy(update={"lost_webhooks": 1})]) == 1
+
+
+def test_faults_with_concurrent_arms_are_refused_not_skipped(tmp_path: Path) -> None:
+    """The arms of a concurrent round share one Locust run and get no fault: refused, before
+    any work, rather than a bench that says it ran faults and ran none."""
+    with pytest.raises(ValueError, match="--faults runs one arm at a time"):
+        run_bench(
+            strategies="none,for_update",
+            profile="contention",
+            users=4,
+            rate=None,
+            duration="2s",
+            rounds=1,
+            workers=1,
+            processes=1,
+            out=tmp_path,
+            database_url=None,
+            faults=True,
+            order="concurrent",
+        )
+    assert not any(tmp_path.iterdir())
