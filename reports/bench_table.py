@@ -146,7 +146,7 @@ def ceiling_lines(results: Results) -> list[str]:
     return lines
 
 
-def fault_lines(results: Results) -> list[str]:
+def health_lines(results: Results) -> list[str]:
     """Every round at once (each was printed as it finished): the 5xx answers by status, 503s
     without Retry-After, transport errors, the ledger (acknowledged captures and webhooks the
     database lost) and, with --faults, the kills and restarts; then, again, only the rounds
@@ -207,7 +207,7 @@ def print_bench_summary(results: Results, path: Path) -> None:
         console.print(line, highlight=False)
     for line in ceiling_lines(results):
         console.print(line, highlight=False)
-    for line in fault_lines(results):
+    for line in health_lines(results):
         console.print(line, highlight=False)
     for note in exercise_notes(summarize(results)):
         console.print(f"[yellow]note[/] {escape(note)}", highlight=False)

@@ -110,7 +110,7 @@ def test_each_round_is_printed_once(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     rows = [r.model_copy(update={"acked_captures": 10}) for r in ROWS]
     rows[3] = rows[3].model_copy(update={"lost_captures": 2, "server_errors": {"500": 1}})
     for row in rows:
-        display.RichObserver.finished(_Quiet(), row)
+        display.console.print(display.round_line(row), highlight=False)  # RichObserver.finished
     bench_table.print_bench_summary(Results(run_id="r", bench=rows), tmp_path)
     for row in rows:
         assert live.getvalue().count(f"{row.strategy:<18} round {row.round}:") == 1
@@ -122,17 +122,3 @@ def test_each_round_is_printed_once(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "for_update round 2 broke: 5xx 500; 2 acked captures lost"
     ]
     assert "round 1" not in text and "round 3" not in text
-
-
-class _Quiet:
-    """RichObserver's progress bars, without a terminal."""
-
-    class _Bars:
-        def update(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def advance(self, *args: object) -> None:
-            pass
-
-    _progress = _Bars()
-    _load = _cells = None
