@@ -27,7 +27,12 @@ from enum import StrEnum
 from typing import Protocol
 
 from racebench.harness.schedule import POINT_WORDS, Schedule, Step
-from racebench.harness.timeline import COMMIT_WORDS, EventKind
+from racebench.harness.timeline import (
+    COMMIT_WORDS,
+    ROLLBACK_WORDS,
+    UNREPORTED_COMMIT,
+    EventKind,
+)
 from racebench.reference_service import race_points
 from racebench.reference_service.race_points import HOLDING_POINTS, RacePoint
 from racebench.results import TimelineEvent
@@ -101,10 +106,15 @@ class Faults(Protocol):
 REPORT_WORDS: dict[str, str] = {
     RacePoint.ALREADY_CAPTURED: "reads payment: status = captured; already captured, skipped",
     RacePoint.AFTER_COMMIT: COMMIT_WORDS,
+    RacePoint.AFTER_ROLLBACK: ROLLBACK_WORDS,
 }
+# The points that end a transaction: its locks are gone once they are reported.
+ENDING_POINTS = frozenset({RacePoint.AFTER_COMMIT, RacePoint.AFTER_ROLLBACK})
 
 
 class Recorder(Protocol):
+    events: list[TimelineEvent]
+
     def add(
         self, actor: str, what: str, kind: EventKind, label: str = "", at: float | None = None
     ) -> TimelineEvent: ...
@@ -146,6 +156,9 @@ class _Actor:
     arrival: TimelineEvent | None = None  # its last arrival at a holding point, as drawn
     commit_label: str = ""  # the schedule step that let it commit (T6, ...)
     committed: bool = False  # it reported a COMMIT since its commit step began
+    # Its last COMMIT, drawn before any commit step named it (it ran free, or its commit step
+    # had not begun): the commit step that finds it returned labels this one.
+    unclaimed_commit: TimelineEvent | None = None
     waiting: bool = False  # drawn BLOCKED, and nothing it did drawn since
 
 
@@ -228,7 +241,7 @@ class ScheduleController:
         if backend is None:
             backend = race_points.current_backend.get()
         if backend is not None and actor is not None:
-            done = time.perf_counter() if point == RacePoint.AFTER_COMMIT else 0.0
+            done = time.perf_counter() if point in ENDING_POINTS else 0.0
             bisect.insort(self.reports, Report(at, backend, name, done))
         if point not in HOLDING_POINTS:
             if state is not None:
@@ -237,6 +250,7 @@ class ScheduleController:
             return
         if state is not None:
             state.waiting = False
+            state.unclaimed_commit = None  # a new transaction's step: an earlier COMMIT is done
         hit = 1
         if state is not None:
             hit = state.hits[point] = state.hits.get(point, 0) + 1
@@ -269,8 +283,10 @@ class ScheduleController:
         label = ""
         if point == RacePoint.AFTER_COMMIT and state is not None and state.commit_label:
             label, state.commit_label, state.committed = state.commit_label, "", True
-        kind: EventKind = "release" if point == RacePoint.AFTER_COMMIT else "arrive"
-        self.recorder.add(name, REPORT_WORDS.get(point, point), kind, label, at=at)
+        kind: EventKind = "release" if point in ENDING_POINTS else "arrive"
+        event = self.recorder.add(name, REPORT_WORDS.get(point, point), kind, label, at=at)
+        if point == RacePoint.AFTER_COMMIT and state is not None and not label:
+            state.unclaimed_commit = event
 
     def routing_failed(self, why: str) -> None:
         """The target could not keep an actor on the worker it was given. The report still
@@ -449,9 +465,15 @@ class ScheduleController:
                     f"{step.label}: {state.name}'s request failed ({state.answer or 'no answer'})"
                     f", so there was nothing to {step.note}"
                 )
-            if not state.committed:  # a service that does not report its commit
+            if state.committed:
+                pass
+            elif state.unclaimed_commit is not None:  # it committed before the step began
                 state.commit_label = ""
-                what = f"returned ({state.answer}); its COMMIT was not reported"
+                state.unclaimed_commit.label = state.unclaimed_commit.label or step.label
+                state.unclaimed_commit = None
+            else:  # a service that does not report its commit
+                state.commit_label = ""
+                what = f"returned ({state.answer}); {UNREPORTED_COMMIT}"
                 self.recorder.add(state.name, what, "release", step.label)
         elif outcome is Outcome.FINISHED:
             what = (
@@ -473,12 +495,21 @@ class ScheduleController:
             if state.held_at == step.point and step.kind == "reach":
                 state.arrival.what = step.note
         if outcome is not Outcome.FINISHED or step.kind != "commit":
-            self._also(step, state)
+            self._also(step, state, blocked=outcome is Outcome.BLOCKED)
 
-    def _also(self, step: Step, state: _Actor) -> None:
-        """The step's further labels (the documents' T2, T3), drawn with its own event."""
+    def _also(self, step: Step, state: _Actor, *, blocked: bool = False) -> None:
+        """The step's further labels (the documents' T2, T3), drawn with its own event; when
+        the step found the actor blocked, with the last thing it did before the wait (what it
+        did on arrival was done then, not inside its lock wait)."""
         arrival = state.arrival
         at_ms = arrival.t_ms if arrival is not None and arrival.label == step.label else None
+        if blocked:
+            before = [
+                e.t_ms
+                for e in self.recorder.events
+                if e.actor == state.name and e.kind != "blocked" and e.label != step.label
+            ]
+            at_ms = max(before) if before else at_ms
         for label, words in step.also:
             added = self.recorder.add(state.name, words, "arrive", label)
             if at_ms is not None:

@@ -20,7 +20,7 @@ import asyncpg
 from racebench.harness.controller import ScheduleController
 from racebench.harness.database import connect, parse_url
 from racebench.harness.invariants import CheckResult, LedgerLog, Ledgers, check_connection
-from racebench.harness.timeline import Timeline
+from racebench.harness.timeline import ENDING_WORDS, Timeline
 from racebench.harness.white_box import Target
 from racebench.reference_service import config
 from racebench.results import LockWait
@@ -288,7 +288,7 @@ class LockSampler:
             if nxt is not None:
                 wait.actor = nxt.actor
                 wait.end_ms = max(wait.start_ms, self.timeline.ms(nxt.at))
-            else:  # its transaction ended on that backend unreported (a retried rollback)
+            else:  # its transaction ended on that backend unreported (an unreporting service)
                 wait.end_ms = self._unreported_end(wait)
             sends = [
                 e.t_ms
@@ -300,11 +300,11 @@ class LockSampler:
 
     def _unreported_end(self, wait: LockWait) -> float:
         """A wait whose backend reported nothing after it: it ended no earlier than its
-        holders' COMMIT, and no later than its actor's next step (if it has a name)."""
+        holders' COMMIT or ROLLBACK, and no later than its actor's next step (if it has a name)."""
         commits = [
             e.t_ms
             for e in self.timeline.events
-            if e.actor in wait.holders and e.what == "COMMIT" and e.t_ms >= wait.start_ms
+            if e.actor in wait.holders and e.what in ENDING_WORDS and e.t_ms >= wait.start_ms
         ]
         end = max(wait.end_ms, min(commits)) if commits else wait.end_ms
         steps = [

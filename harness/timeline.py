@@ -34,6 +34,7 @@ MAX_LOCK_WAIT_LINES = 12
 
 __all__ = [
     "COMMIT_WORDS",
+    "ROLLBACK_WORDS",
     "EventKind",
     "LockWait",
     "Timeline",
@@ -84,8 +85,20 @@ class Timeline:
         return sorted([*self.events, *self.lock_waits], key=starts_ms)
 
 
-def _granted(wait: LockWait) -> str:
-    holders = f" ({', '.join(wait.holders)} committed)" if wait.holders else ""
+def _granted(wait: LockWait, events: Sequence[TimelineEvent]) -> str:
+    """ "lock granted after 8.5 ms (client committed)": each holder with how its transaction
+    ended last before the grant (COMMIT or ROLLBACK, as drawn)."""
+    ended: list[str] = []
+    for holder in wait.holders:
+        ends = [
+            e
+            for e in events
+            if e.actor == holder and e.what in ENDING_WORDS and e.t_ms <= wait.end_ms
+        ]
+        last = max(ends, key=lambda e: e.t_ms) if ends else None
+        how = "rolled back" if last is not None and last.what == ROLLBACK_WORDS else "committed"
+        ended.append(f"{holder} {how}")
+    holders = f" ({', '.join(ended)})" if ended else ""
     return f"lock granted after {wait.end_ms - wait.start_ms:.1f} ms{holders}"
 
 
@@ -125,7 +138,11 @@ def render(
     rows: list[tuple[float, int, str, str, str, str]] = [
         (e.t_ms, 1, e.label, e.actor, f"{_MARKS.get(e.kind, '')}{e.what}", e.kind) for e in events
     ]
-    rows += [(w.end_ms, 0, "", w.actor, _granted(w), "granted") for w in waits if w.actor in shown]
+    rows += [
+        (w.end_ms, 0, "", w.actor, _granted(w, events), "granted")
+        for w in waits
+        if w.actor in shown
+    ]
     rows.sort(key=lambda r: (r[0], r[1]))
     for t_ms, _, label, actor, text, _kind in rows:
         lead = f"{label:>4} {t_ms:7.1f}ms "
@@ -169,6 +186,11 @@ def _preview(query: str) -> str:
 _MARKS = {"blocked": "BLOCKS ", "error": "!! "}
 
 COMMIT_WORDS = "COMMIT"
+ROLLBACK_WORDS = "ROLLBACK"
+ENDING_WORDS = (COMMIT_WORDS, ROLLBACK_WORDS)
+# What the controller draws when a request returned after its commit step and no COMMIT was
+# reported (a service that does not report it).
+UNREPORTED_COMMIT = "its COMMIT was not reported"
 
 
 def ordering_errors(entries: Sequence[TimelineEntry]) -> list[str]:
@@ -183,6 +205,10 @@ def ordering_errors(entries: Sequence[TimelineEntry]) -> list[str]:
     def commits(actor: str) -> list[float]:
         return [e.t_ms for e in by_actor.get(actor, []) if e.what == COMMIT_WORDS]
 
+    def ends(actor: str) -> list[TimelineEvent]:
+        """Its transactions' ends, as drawn: COMMIT and ROLLBACK, in time order."""
+        return [e for e in by_actor.get(actor, []) if e.what in ENDING_WORDS]
+
     def one_request(actor: str) -> bool:
         """A name that sent its own requests. Over http with more actors than workers
         (hundred_way) a holder is known only as "worker N": that name stands for every
@@ -190,17 +216,40 @@ def ordering_errors(entries: Sequence[TimelineEntry]) -> list[str]:
         (serializable) while a sibling committed later. No rule can be checked on it."""
         return any(e.kind == "send" for e in by_actor.get(actor, []))
 
-    # 1. The holder's COMMIT comes before the waiter's acquisition.
+    # 1. The holder's COMMIT (or ROLLBACK) comes before the waiter's acquisition, and one is
+    #    drawn: a wait never ends with no visible cause.
     for w in waits:
-        for holder in (h for h in w.holders if h != w.actor and one_request(h)):
-            after = [t for t in commits(holder) if t >= w.start_ms]
-            before = [t for t in commits(holder) if t < w.start_ms]
-            commit = after[0] if after else (before[-1] if before else None)
-            if commit is not None and commit > w.end_ms:
+        holders = [h for h in w.holders if h != w.actor and one_request(h)]
+        seen_end = False
+        for holder in holders:
+            after = [e for e in ends(holder) if e.t_ms >= w.start_ms]
+            before = [e for e in ends(holder) if e.t_ms < w.start_ms]
+            end = after[0] if after else (before[-1] if before else None)
+            seen_end = seen_end or end is not None
+            if end is not None and end.t_ms > w.end_ms:
+                how = "rolled back" if end.what == ROLLBACK_WORDS else "committed"
                 wrong.append(
                     f"{w.actor} got the lock at {w.end_ms:.1f} ms, before its holder {holder} "
-                    f"committed at {commit:.1f} ms"
+                    f"{how} at {end.t_ms:.1f} ms"
                 )
+        if holders and not seen_end:
+            wrong.append(
+                f"{w.actor}'s lock wait ended at {w.end_ms:.1f} ms with no COMMIT or ROLLBACK "
+                f"of its holder ({', '.join(holders)}) drawn"
+            )
+        # 4. Nothing of the waiter is drawn inside its own wait but the wait itself (a worker
+        #    known only by its pid runs many transactions, and is not one waiter).
+        inside = [
+            e
+            for e in by_actor.get(w.actor, [])
+            if w.start_ms < e.t_ms < w.end_ms and e.kind not in ("blocked", "note")
+        ]
+        inside = inside if one_request(w.actor) else []
+        if inside:
+            wrong.append(
+                f"{w.actor}: {inside[0].what!r} at {inside[0].t_ms:.1f} ms, inside its own lock "
+                f"wait ({w.start_ms:.1f} .. {w.end_ms:.1f} ms)"
+            )
     for actor, rows in by_actor.items():
         sends = [e.t_ms for e in rows if e.kind == "send"]
         if not sends:
@@ -211,6 +260,17 @@ def ordering_errors(entries: Sequence[TimelineEntry]) -> list[str]:
         if early or early_waits:
             what = early[0].what if early else f"lock wait at {early_waits[0].start_ms:.1f} ms"
             wrong.append(f"{actor}: {what!r} before its request was sent at {sends[0]:.1f} ms")
+        # 5. A reported COMMIT is never followed by a synthetic one in the same request.
+        for i, sent in enumerate(sends):
+            until = sends[i + 1] if i + 1 < len(sends) else float("inf")
+            mine = [e for e in rows if sent <= e.t_ms < until]
+            reported = [e.t_ms for e in mine if e.what == COMMIT_WORDS]
+            synthetic = [e for e in mine if e.what.endswith(UNREPORTED_COMMIT)]
+            if reported and synthetic:
+                wrong.append(
+                    f"{actor}: {synthetic[0].what!r} at {synthetic[0].t_ms:.1f} ms, after its "
+                    f"COMMIT at {reported[0]:.1f} ms"
+                )
         # 2. COMMIT comes before the answer (each request: between its send and its answer).
         for i, sent in enumerate(sends):
             until = sends[i + 1] if i + 1 < len(sends) else float("inf")

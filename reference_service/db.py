@@ -285,16 +285,24 @@ class Database:
             if logger is not None:
                 conn.add_query_logger(logger)
             race_points.current_backend.set(conn.get_server_pid())
+            committed = False
             try:
                 async with conn.transaction(isolation=isolation):  # type: ignore[arg-type]
                     yield Tx(conn, after_end)
                     committing = time.perf_counter()
+                committed = True
                 # Reported from the commit path itself, with the moment COMMIT was sent (a
                 # harness's timeline; free without one), before anything else can happen.
                 await race_points.race_point(race_points.RacePoint.AFTER_COMMIT, committing)
             except asyncpg.PostgresError as error:
+                if not committed:  # its locks are gone: a waiter's wait ends here
+                    await race_points.race_point(race_points.RacePoint.AFTER_ROLLBACK)
                 if sqlstate_of(error) in BUSY_SQLSTATES:
                     raise DatabaseBusy(str(error)) from error
+                raise
+            except Exception:
+                if not committed:
+                    await race_points.race_point(race_points.RacePoint.AFTER_ROLLBACK)
                 raise
             finally:
                 race_points.current_backend.set(None)

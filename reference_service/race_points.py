@@ -32,6 +32,9 @@ class RacePoint(StrEnum):
     AFTER_COMMIT = "transaction.after_commit"
     """A transaction has committed; reported with the moment its COMMIT was sent. A harness
     records it and never holds an actor here."""
+    AFTER_ROLLBACK = "transaction.after_rollback"
+    """A transaction has ended without committing (an error, a serialization failure, a killed
+    backend): its locks are gone. Reported once it has ended; never held."""
 
 
 HOLDING_POINTS = frozenset({RacePoint.AFTER_READ, RacePoint.BEFORE_COMMIT})

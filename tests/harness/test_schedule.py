@@ -457,3 +457,57 @@ async def test_restart_database_lets_its_actors_go_after_the_restart_and_waits_f
     assert controller.broken is None
     assert log == ["restarted"]
     assert order == ["client reads", "client writes", "client commits"]
+
+
+async def test_a_commit_reported_before_its_commit_step_is_labelled_not_drawn_twice() -> None:
+    """for_update over http: the webhook waits for the client's row lock, sees "captured" once
+    the client commits, and commits itself before the client's request has even returned,
+    so before step T7 begins. T7 labels that COMMIT; no second, synthetic one is drawn. What it
+    did on arrival (T3) is drawn before its wait, not inside it."""
+    schedule = Schedule.of(
+        "T0-T7, the webhook blocked",
+        reach("T0", "client", RacePoint.AFTER_READ),
+        reach(
+            "T1",
+            "webhook",
+            RacePoint.AFTER_READ,
+            also=(("T3", "verified signature on arrival: valid"),),
+        ),
+        commit("T6", "client"),
+        commit("T7", "webhook"),
+    )
+    probe = FakeProbe()
+    timeline = Timeline()
+    controller = ScheduleController(["client", "webhook"], schedule, timeline, probe)
+    client_committed, webhook_committed = asyncio.Event(), asyncio.Event()
+
+    async def client() -> None:
+        await controller.may_start("client")
+        await controller.reached(RacePoint.AFTER_READ, "client")
+        await controller.reached(RacePoint.BEFORE_COMMIT, "client")
+        await controller.reached(RacePoint.AFTER_COMMIT, "client")
+        client_committed.set()
+        await webhook_committed.wait()  # its answer is late: the webhook commits first
+        controller.finished("client", answer="200 captured")
+
+    async def webhook() -> None:
+        await controller.may_start("webhook")
+        timeline.add("webhook", "sends webhook payment.captured", "send")
+        probe.blocked_actors.add("webhook")
+        await client_committed.wait()
+        probe.blocked_actors.discard("webhook")
+        await controller.reached(RacePoint.ALREADY_CAPTURED, "webhook")
+        await controller.reached(RacePoint.AFTER_COMMIT, "webhook")
+        webhook_committed.set()
+        controller.finished("webhook", answer="200 processed")
+
+    tasks = [asyncio.create_task(client()), asyncio.create_task(webhook())]
+    await controller.drive()
+    await asyncio.gather(*tasks)
+    assert controller.broken is None
+    webhook_events = [(e.label, e.kind, e.what) for e in timeline.events if e.actor == "webhook"]
+    assert [w for w in webhook_events if "COMMIT" in w[2]] == [("T7", "release", "COMMIT")]
+    send = next(e for e in timeline.events if e.kind == "send")
+    blocked = next(e for e in timeline.events if e.kind == "blocked")
+    t3 = next(e for e in timeline.events if e.label == "T3")
+    assert send.t_ms == t3.t_ms <= blocked.t_ms

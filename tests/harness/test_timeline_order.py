@@ -1,8 +1,11 @@
 """Real races, every timeline in a possible order (issue 11: the timelines tell the truth).
 
 Each run of interleaved, simultaneous and hundred_way, under every strategy, in-process and
-over HTTP, must draw: a holder's COMMIT before its waiter has the lock, each COMMIT before its
-actor's answer, nothing of an actor before it sent its request. The suite plays each cell once;
+over HTTP, must draw: a holder's COMMIT or ROLLBACK before its waiter has the lock (and one of
+them drawn: a wait never ends with no visible cause), each COMMIT before its actor's answer,
+nothing of an actor before it sent its request, no step of an actor inside its own lock wait,
+and no synthetic "COMMIT was not reported" after a reported COMMIT (timeline_rules has each
+rule broken on purpose). The suite plays each cell once;
 RACEBENCH_ORDERING_RUNS=5 plays each 5 times (3 scenarios x 7 strategies x 2 modes x 5 = 210).
 """
 

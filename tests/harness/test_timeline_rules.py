@@ -107,3 +107,45 @@ def test_a_long_statement_ends_at_a_word_and_says_it_goes_on() -> None:
     assert statement.endswith(" ...")
     assert query.startswith(statement.removesuffix(" ..."))
     assert query[len(statement) - 4] == " "  # the cut falls between words
+
+
+def test_a_wait_whose_holder_rolled_back_ends_at_the_drawn_rollback() -> None:
+    """serializable: the holder's transaction fails and rolls back; the waiter's wait ends at
+    that ROLLBACK, and the grant says so."""
+    entries = _true_order()
+    entries[4] = _e(5.0, "client", "ROLLBACK", "release")
+    assert ordering_errors(entries) == []
+    assert "lock granted after 3.0 ms (client rolled back)" in render(entries, "t", width=200)
+    late = [*entries[:4], _e(7.5, "client", "ROLLBACK", "release"), *entries[5:]]
+    assert ordering_errors(late) == [
+        "webhook got the lock at 6.0 ms, before its holder client rolled back at 7.5 ms"
+    ]
+
+
+def test_a_wait_that_ends_with_no_commit_or_rollback_drawn_is_an_error() -> None:
+    entries = [e for e in _true_order() if not (e.actor == "client" and e.what == "COMMIT")]
+    assert ordering_errors(entries) == [
+        "webhook's lock wait ended at 6.0 ms with no COMMIT or ROLLBACK of its holder "
+        "(client) drawn"
+    ]
+
+
+def test_a_step_drawn_inside_its_own_lock_wait_is_an_error() -> None:
+    entries = [*_true_order(), _e(4.0, "webhook", "verified signature on arrival: valid")]
+    assert ordering_errors(entries) == [
+        "webhook: 'verified signature on arrival: valid' at 4.0 ms, inside its own lock wait "
+        "(3.0 .. 6.0 ms)"
+    ]
+    still = [*_true_order(), _e(4.0, "webhook", "still blocked (the same wait)", "blocked")]
+    assert ordering_errors(still) == []
+
+
+def test_a_synthetic_commit_after_a_reported_one_is_an_error() -> None:
+    entries = [
+        *_true_order(),
+        _e(8.5, "webhook", "returned (200 processed); its COMMIT was not reported", "release"),
+    ]
+    assert ordering_errors(entries) == [
+        "webhook: 'returned (200 processed); its COMMIT was not reported' at 8.5 ms, after its "
+        "COMMIT at 7.0 ms"
+    ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 
 from racebench.harness.gateway import Gateway
 from racebench.reference_service import race_points
+from racebench.reference_service.db import Database
 from racebench.reference_service.race_points import RacePoint, race_point
 from tests.conftest import ClientFactory, new_payment
 
@@ -63,6 +65,33 @@ async def test_a_capture_reaches_both_points_in_order(
         (RacePoint.AFTER_COMMIT, "client"),
     ]
     assert race_points._controller is None
+
+
+async def test_a_transaction_that_rolls_back_reports_its_rollback(database_url: str) -> None:
+    """Its locks are gone when it rolls back: a harness draws the ROLLBACK that ends a
+    waiter's wait (a statement's error, or the code around it raising), never a COMMIT."""
+    db = Database(database_url)
+    recorder = Recorder()
+    token = race_points.current_actor.set("webhook")
+    try:
+        with race_points.installed(recorder):
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                async with db.transaction() as tx:
+                    await tx.conn.execute("SELECT 1 / 0")
+            with pytest.raises(LookupError):
+                async with db.transaction() as tx:
+                    await tx.conn.execute("SELECT 1")
+                    raise LookupError("the capture gave up")
+            async with db.transaction() as tx:
+                await tx.conn.execute("SELECT 1")
+    finally:
+        race_points.current_actor.reset(token)
+        await db.close()
+    assert recorder.seen == [
+        (RacePoint.AFTER_ROLLBACK, "webhook"),
+        (RacePoint.AFTER_ROLLBACK, "webhook"),
+        (RacePoint.AFTER_COMMIT, "webhook"),
+    ]
 
 
 def test_only_one_controller_at_a_time() -> None:

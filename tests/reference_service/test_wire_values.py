@@ -24,13 +24,14 @@ def test_the_wire_values_are_the_contracts() -> None:
         "unmatched",
         "rejected",
     ]
-    # The two points of the contract (docs/contracts.md) hold actors; the other two are reported
-    # to a harness's timeline only (a replay's skip, a COMMIT as it happens).
+    # The two points of the contract (docs/contracts.md) hold actors; the others are reported
+    # to a harness's timeline only (a replay's skip, a COMMIT or ROLLBACK as it happens).
     assert [p.value for p in RacePoint] == [
         "capture.after_read",
         "capture.before_commit",
         "capture.already_captured",
         "transaction.after_commit",
+        "transaction.after_rollback",
     ]
 
 
