@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
 from racebench.reports.figures import BAD, GOOD, MUTED, new_figure, png
@@ -21,6 +23,8 @@ ROW_HEIGHT = 0.3
 HEADER_HEIGHT = 1.1
 # Longer event texts wrap onto more lines so they stay inside their lane (never cut).
 MAX_TEXT_CHARS = 62
+# Inches kept free right of the widest text: the figure grows until every text fits.
+RIGHT_MARGIN = 0.2
 # The fill of a lock wait's hatched bar (its edge and hatching are BAD).
 WAIT_FILL = "#fadbd8"
 TONES = {"blocked": BAD, "error": BAD, "lock_wait": BAD, "lock_granted": GOOD, "answer": GOOD}
@@ -60,6 +64,13 @@ def _wrap(text: str) -> str:
 
 def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
     """The timeline as a PNG, or None when it holds nothing to draw."""
+    figure = swimlane_figure(lanes)
+    return None if figure is None else png(figure)
+
+
+def swimlane_figure(lanes: Swimlanes) -> Figure | None:
+    """The timeline drawn, as wide as its widest text needs (no text is ever cut at the
+    image's edge: a long RESULT note widens the figure), or None with nothing to draw."""
     if lanes.empty:
         return None
     actors = lanes.actors[:MAX_LANES]
@@ -138,7 +149,22 @@ def draw_swimlanes(lanes: Swimlanes) -> bytes | None:
         footer.append(f"{len(lanes.actors) - MAX_LANES} more actors not drawn")
     if footer:
         ax.text(0.1, bottom + 0.25, "; ".join(footer), fontsize=7.5, color=MUTED, va="center")
-    return png(figure)
+    _fit_width(figure, width)
+    return figure
+
+
+def _fit_width(figure: Figure, width: float) -> None:
+    """Widen the figure (one data unit stays one inch) until its widest text fits."""
+    renderer = FigureCanvasAgg(figure).get_renderer()  # what savefig draws with
+    right = max(
+        (t.get_window_extent(renderer).x1 for t in figure.axes[0].texts),
+        default=0.0,
+    )
+    needed = right / figure.dpi + RIGHT_MARGIN
+    if needed > width:
+        height = figure.get_size_inches()[1]
+        figure.set_size_inches(needed, height)
+        figure.axes[0].set_xlim(0, needed)
 
 
 def timeline_text(lanes: Swimlanes) -> str:

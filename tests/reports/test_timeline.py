@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from racebench.reports.swimlanes import _rows, _wrap, draw_swimlanes
+import struct
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from racebench.reports.swimlanes import _rows, _wrap, draw_swimlanes, swimlane_figure
 from racebench.reports.timeline import read_timeline
 from racebench.results import LockWait
 from tests.reports.synthetic import event, interleaved_timeline
@@ -63,3 +67,34 @@ def test_a_wait_names_the_actor_that_holds_the_lock_and_long_text_is_wrapped_not
     # The grant is drawn before the step it allowed, both after the holder's COMMIT.
     assert [r.kind for r in rows] == ["lock_wait", "release", "lock_granted", "arrive"]
     assert _wrap(long).replace("\n", " ") == long.strip()
+
+
+RESULT = (
+    "RESULT: DOUBLE_CAPTURE x1 (payment_id=1, captures=2, sources=['client', "
+    "'webhook:evt_5IlmlA7pQcHrC0'], invoice_id=1, amount=100000, currency=INR); "
+    "DUPLICATE_ALLOCATION x1 (payment_id=1, allocations=2, allocated=200000, invoice_id=1, "
+    "amount=100000, currency=INR); INVOICE_DRIFT x1 (invoice_id=1, amount_paid=100000, "
+    "allocated=200000, status=paid, currency=INR)"
+)
+
+
+def test_no_text_is_cut_at_the_image_edge() -> None:
+    """interleaved x none's RESULT note ran past the right edge of the 1441 px image. Every
+    text drawn is measured as the PNG renders it, and lies inside the image."""
+    entries = [*interleaved_timeline(locking=False), event(60.0, "-", RESULT, "note")]
+    entries.append(event(61.0, "webhook", "x" * 200, "arrive"))  # one unbreakable word
+    lanes = read_timeline(entries, "interleaved x none (in_process, verdict caught)")
+    figure = swimlane_figure(lanes)
+    assert figure is not None
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    image = figure.bbox
+    texts = [t for t in figure.axes[0].texts if t.get_text()]
+    assert any(t.get_text().startswith("RESULT") for t in texts)
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert image.x0 <= box.x0 and box.x1 <= image.x1, (text.get_text()[:40], box, image)
+        assert image.y0 <= box.y0 and box.y1 <= image.y1, (text.get_text()[:40], box, image)
+    png = draw_swimlanes(lanes)
+    assert png is not None
+    width, _ = struct.unpack(">II", png[16:24])  # the PNG's IHDR: what a browser shows
+    assert abs(width - image.width) <= 1
