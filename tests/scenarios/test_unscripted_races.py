@@ -70,6 +70,10 @@ async def test_invoice_fan_in_catches_none_by_invoice_drift(racebench_race: Race
     evidence = result.anomalies["INVOICE_DRIFT"][0]
     assert evidence["allocated"] == 80_000
     assert evidence["amount_paid"] < 80_000
+    # sum() over bigints is a numeric: evidence shows 80000 as the RESULT line does, never
+    # Decimal('8E+4'), in results.json's types and in the failure's message.
+    assert type(evidence["allocated"]) is int
+    assert "Decimal" not in result.message() and "'allocated': 80000" in result.message()
 
 
 @pytest.mark.parametrize("strategy", ["for_update", "conditional_update", "optimistic"])
