@@ -57,7 +57,16 @@ def _rounds(rows: list[BenchResult], strategy: str) -> list[BenchResult]:
 def summary_table(results: Results) -> Table:
     """Medians of the rounds per strategy, with the spread and the change against the first."""
     table = Table(title="racebench bench: medians of the rounds", title_justify="left")
-    columns = ("strategy", "req/s", "range", "vs base", "mean", "p50", "p99", "p99 vs base")
+    columns = (
+        "strategy",
+        "req/s",
+        "range",
+        f"vs base ({stats.PAIRED_MEAN})",
+        "mean",
+        "p50",
+        "p99",
+        f"p99 vs base ({stats.PAIRED_MEAN})",
+    )
     for column in (*columns, "p99.9", "max", "cpu ms/req", "busy", "failed", "incidents"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for line in strategy_lines(results):
@@ -80,8 +89,9 @@ def summary_table(results: Results) -> Table:
         )
     table.caption = (
         "latencies in ms (HDR, exact to 0.1 %); range: (max - min) / median req/s; "
-        f"vs base: mean of the round-by-round differences, {stats.METHOD}; "
-        "cpu ms/req: service + its PostgreSQL backends"
+        f"vs base ({stats.PAIRED_MEAN}): the mean of the round-by-round differences"
+        f" +- its 95% half-width, {stats.METHOD} (not the change between the medians); "
+        "cpu ms/req: service + its PostgreSQL backends, with its paired mean vs base"
     )
     return table
 
@@ -111,7 +121,8 @@ def verdict_lines(results: Results) -> list[str]:
             continue
         lines.append(
             f"{line.summary.strategy} vs {line.versus.baseline} ({line.versus.rounds} "
-            f"paired rounds, {line.summary.profile}):"
+            f"paired rounds, {line.summary.profile}; {stats.PAIRED_MEAN} of the round-by-round"
+            " differences):"
         )
         lines += [f"  {name}: {text}" for name, text in line.versus.verdicts().items()]
     return lines
@@ -140,7 +151,7 @@ def ceiling_lines(results: Results) -> list[str]:
         for line in strategy_lines(results):
             rps = line.summary.throughput_rps.median
             lines.append(
-                f"  {line.summary.strategy}: {rps:.0f} req/s = "
+                f"  {line.summary.strategy}: {rps:.0f} req/s (median) = "
                 f"{100 * rps / pgbench['tps']:.1f}% of pgbench"
             )
     return lines

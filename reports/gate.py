@@ -161,9 +161,11 @@ def performance_checks(
     thresholds: Thresholds,
     throughput_figures: str,
     p99_figures: str,
+    aggregate: str = stats.PAIRED_MEAN,
 ) -> list[Check]:
     """Throughput and p99 against their thresholds: a check fails only when the difference's
-    whole 95% interval lies past the threshold (a p99 rise under min_p99_increase_ms passes)."""
+    whole 95% interval lies past the threshold (a p99 rise under min_p99_increase_ms passes).
+    The figures are the two medians; `aggregate` names what the verdict's percentage is."""
     drop_failed = past_threshold(throughput, thresholds.max_throughput_drop_pct, worse=-1)
     p99_failed = (
         past_threshold(p99, thresholds.max_p99_increase_pct, worse=+1)
@@ -173,13 +175,15 @@ def performance_checks(
         Check(
             f"throughput {name}",
             not drop_failed,
-            f"{throughput_figures}: {stats.verdict(throughput, stats.THROUGHPUT)}; "
+            f"{stats.MEDIANS} {throughput_figures}; "
+            f"{aggregate}: {stats.verdict(throughput, stats.THROUGHPUT)}; "
             f"fails past a {thresholds.max_throughput_drop_pct:g}% drop",
         ),
         Check(
             f"p99 {name}",
             not p99_failed,
-            f"{p99_figures}: {stats.verdict(p99, stats.P99_LATENCY)}; fails past "
+            f"{stats.MEDIANS} {p99_figures}; "
+            f"{aggregate}: {stats.verdict(p99, stats.P99_LATENCY)}; fails past "
             f"+{thresholds.max_p99_increase_pct:g}% (and +{thresholds.min_p99_increase_ms:g} ms)",
         ),
     ]
@@ -246,6 +250,7 @@ def compare(new: RunSummary, old: RunSummary, thresholds: Thresholds) -> GateRes
             thresholds,
             f"{fmt.rps(old_rps)} -> {fmt.rps(new_rps)}",
             f"{fmt.ms(old_p99)} -> {fmt.ms(new_p99)}",
+            aggregate=stats.WELCH_MEAN,
         )
         new_violations = sum(c.new.violations.values()) - sum(c.old.violations.values())
         expected = not all(expected_to_hold(r) for r in c.new.rounds)

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 CONFIDENCE = 0.95
 METHOD = "paired t-interval over rounds (95%)"
+# The two aggregates a change against a baseline is shown as; every percentage says which.
+MEDIANS = "medians"  # the change between the two strategies' medians over their rounds
+PAIRED_MEAN = "paired mean"  # the mean of the round-by-round differences, with its interval
+WELCH_MEAN = "difference of means"  # two runs' round means (Welch), against a baseline run
 BASELINE_METHOD = "Welch t-interval over rounds (95%)"
 
 # Student's t at 0.975 by degrees of freedom (two-sided 95%).

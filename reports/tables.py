@@ -102,7 +102,10 @@ def _metric_row(
         if before is not None and s != baseline:
             paired = PairedChange.of(summary.rounds, before.rounds)
             verdict = stats.verdict(interval(paired) if paired else None, metric)
-            change = f"{delta(spread.median, get(before).median)}; {verdict}"
+            change = (
+                f"{stats.MEDIANS} {delta(spread.median, get(before).median)}; "
+                f"{stats.PAIRED_MEAN}: {verdict}"
+            )
         note = f"range {fmt.span(spread.low, spread.high)}" if spread.rounds > 1 else "1 round"
         cells.append(TableCell(show(spread.median), change, note))
     return Row(label, cells)
@@ -123,7 +126,7 @@ def _cpu_row(bench: dict[str, BenchSummary], strategies: list[str]) -> Row:
         if before is not None and s != baseline:
             paired = PairedChange.of(summary.rounds, before.rounds)
             got = paired.cpu_per_request if paired else None
-            change = stats.verdict(got, stats.CPU_PER_REQUEST)
+            change = f"{stats.PAIRED_MEAN}: {stats.verdict(got, stats.CPU_PER_REQUEST)}"
         note = f"range {cost.low:.3f}..{cost.high:.3f}" if cost.rounds > 1 else "1 round"
         cells.append(TableCell(f"{cost.median:.3f} ms", change, note))
     return Row(ROW_CPU, cells)
@@ -190,7 +193,8 @@ def performance_table(summary: RunSummary, profile: str | None) -> Table:
         notes.append(
             f"Medians of {'/'.join(map(str, rounds))} rounds per strategy "
             f"({', '.join(orders)} order); range = lowest..highest round. Against Before: "
-            f"the verdict on the round-by-round difference, {stats.METHOD}."
+            f"`{stats.MEDIANS}`, the change between the two medians; `{stats.PAIRED_MEAN}`, "
+            f"the verdict on the mean round-by-round difference, {stats.METHOD}."
         )
     else:
         notes.append("No benchmark in this run: latency and throughput are not measured.")

@@ -92,8 +92,8 @@ def test_the_table_and_the_ceiling_lines() -> None:
     assert "-2.3% ±6.3" in text and "1.050 (+5.3% ±11.2)" in text  # paired: mean of per-round
     assert ceiling_lines(results) == [
         "ceiling: pgbench 300 tps for the capture transaction (16 clients, 10 s)",
-        "  none: 150 req/s = 50.0% of pgbench",
-        "  for_update: 150 req/s = 50.0% of pgbench",
+        "  none: 150 req/s (median) = 50.0% of pgbench",
+        "  for_update: 150 req/s (median) = 50.0% of pgbench",
     ]
 
 

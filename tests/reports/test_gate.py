@@ -39,7 +39,8 @@ def test_the_same_numbers_pass(tmp_path: Path) -> None:
     comparison = (new / COMPARISON_FILE).read_text()
     assert "## Gate: PASSED" in comparison
     assert (
-        "| throughput for_update (contention) | ok | 98.0 req/s -> 98.0 req/s: "
+        "| throughput for_update (contention) | ok | medians 98.0 req/s -> 98.0 req/s; "
+        "difference of means: "
         "no measurable difference (95% CI "
     ) in comparison
 
@@ -49,7 +50,8 @@ def test_a_large_throughput_drop_fails(tmp_path: Path) -> None:
     new = write_run(tmp_path / "new", bench=bench_results({"for_update": (0.8, 1.0)}))
     assert report(new, old) == 1
     assert (
-        "| throughput for_update (contention) | FAIL | 98.0 req/s -> 78.4 req/s: slower by 20.0% ("
+        "| throughput for_update (contention) | FAIL | medians 98.0 req/s -> 78.4 req/s; "
+        "difference of means: slower by 20.0% ("
     ) in (new / COMPARISON_FILE).read_text()
     # The threshold is configurable: allowing a 25% drop lets the same run through.
     assert gate(new, old, Thresholds(max_throughput_drop_pct=25)).passed
@@ -60,7 +62,9 @@ def test_a_p99_increase_fails_past_its_threshold(tmp_path: Path) -> None:
     new = write_run(tmp_path / "new", bench=bench_results({"for_update": (1.0, 1.5)}))
     result = gate(new, old, Thresholds())
     assert [c.name for c in result.failures] == ["p99 for_update (contention)"]
-    assert result.failures[0].detail.startswith("350 ms -> 525 ms: slower by 50.0% (")
+    assert result.failures[0].detail.startswith(
+        "medians 350 ms -> 525 ms; difference of means: slower by 50.0% ("
+    )
     assert gate(new, old, Thresholds(max_p99_increase_pct=60)).passed
 
 

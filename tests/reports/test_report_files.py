@@ -38,11 +38,11 @@ IMAGES_IN_FULL_RUN = 6
 # The write-up's table, as the synthetic rounds reproduce it (medians of three rounds).
 DOCUMENT_FIGURES = [
     "150 ms",
-    "160 ms (+10 ms; slower by 6.2% (",
+    "160 ms (medians +10 ms; paired mean: slower by 6.2% (",
     "300 ms",
-    "350 ms (+50 ms; slower by 16.1% (",
+    "350 ms (medians +50 ms; paired mean: slower by 16.1% (",
     "100 req/s",
-    "98.0 req/s (-2.0%; no measurable difference (95% CI ",
+    "98.0 req/s (medians -2.0%; paired mean: no measurable difference (95% CI ",
 ]
 
 
@@ -93,10 +93,16 @@ def test_report_writes_the_documents_table(reported: Path) -> None:
     # Before, After, then every other strategy benchmarked (app_lock only raced: not a column).
     assert "| Metric | Before (none) | After (for_update) | optimistic |\n" in table
     assert (
-        "| Concurrent Throughput | 100 req/s; range 98.0..102 | 98.0 req/s (-2.0%; no measurable"
-        in table
+        "| Concurrent Throughput | 100 req/s; range 98.0..102 | 98.0 req/s (medians -2.0%; "
+        "paired mean: no measurable" in table
     )
-    assert "| 155 ms (+5 ms; no measurable difference (95% CI " in table
+    assert "| 155 ms (medians +5 ms; paired mean: no measurable difference (95% CI " in table
+    # Every change names its aggregate: the change between medians, then the verdict on the
+    # paired mean (a "+4.2%" beside a "+1.8% +-3.1" is two aggregates, each said).
+    for row in (ROW_MEAN, ROW_P99, ROW_THROUGHPUT):
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
+        for cell in line.strip("|").split(" | ")[2:]:  # the columns against Before
+            assert re.search(r"\(medians [+-][\d.,]+( ms|%); paired mean: ", cell), cell
     for figure in DOCUMENT_FIGURES:
         assert figure in table
     assert "range 97.0..99.0" in table  # the spread of for_update's throughput rounds
