@@ -65,6 +65,11 @@ AnsweredOutcome = Literal[
 ANSWERED_OUTCOMES: frozenset[WebhookOutcome] = frozenset(get_args(AnsweredOutcome))
 
 # Outcomes that "use up" an event id: a later delivery of the same id is a duplicate.
+# The longest Razorpay event id a webhook may carry (its X-Razorpay-Event-Id header), and the
+# longest audit source that names one: "webhook:<event id>".
+EVENT_ID_LENGTH = 128
+SOURCE_LENGTH = len("webhook:") + EVENT_ID_LENGTH
+
 CLAIMING_OUTCOMES = (WebhookOutcome.PROCESSED, WebhookOutcome.IGNORED, WebhookOutcome.UNMATCHED)
 
 metadata = MetaData()
@@ -118,8 +123,9 @@ payment_events = Table(
     Column("payment_id", BigInteger, ForeignKey("payments.id"), nullable=False, index=True),
     Column("from_status", String(16), nullable=False),
     Column("to_status", String(16), nullable=False),
-    # "client", or "webhook:<event id>" so that one event's effects can be traced.
-    Column("source", String(128), nullable=False),
+    # "client", or "webhook:<event id>" so that one event's effects can be traced: room for
+    # the longest event id the webhook accepts (EVENT_ID_LENGTH) after its prefix.
+    Column("source", String(SOURCE_LENGTH), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -127,7 +133,7 @@ webhook_events = Table(
     "webhook_events",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("event_id", String(128), nullable=False, index=True),
+    Column("event_id", String(EVENT_ID_LENGTH), nullable=False, index=True),
     Column("event_type", String(64), nullable=False),
     # The raw body exactly as it was signed and received.
     Column("payload", Text, nullable=False),

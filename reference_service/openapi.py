@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service import config
 from racebench.reference_service.schemas import MAX_ID, RAZORPAY_ID_PATTERN, Health
 from racebench.reference_service.webhooks import EVENT_TYPE_PATTERN, MAX_EVENT_ID_LENGTH
@@ -47,18 +48,25 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# Fields Razorpay sends that the service does not read: documented, and any value is accepted
+# (the schema says only what the service checks, so a schema-valid body is never refused for
+# them and a schema-violating one is never accepted).
+def _unread(example: object) -> Any:
+    return Field(None, description="Sent by Razorpay; not read.", examples=[example])
+
+
 class RazorpayPaymentEntity(_Open):
     id: Annotated[str, Field(pattern=RAZORPAY_ID_PATTERN)]
-    entity: Literal["payment"] = "payment"
+    entity: Any = _unread("payment")
     order_id: Annotated[str, Field(pattern=RAZORPAY_ID_PATTERN)]
     amount: Annotated[int, Field(ge=0, description="In the smallest unit (paise).")]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    status: str | None = None
+    status: Any = _unread("captured")
 
 
 class RazorpayOrderEntity(_Open):
     id: Annotated[str, Field(pattern=RAZORPAY_ID_PATTERN)]
-    entity: Literal["order"] = "order"
+    entity: Any = _unread("order")
     amount: Annotated[int, Field(ge=0)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
@@ -71,29 +79,57 @@ class RazorpayOrderWrapper(_Open):
     entity: RazorpayOrderEntity
 
 
-class RazorpayEventPayload(_Open):
+class RazorpayPaymentPayload(_Open):
     payment: RazorpayPaymentWrapper
-    order: RazorpayOrderWrapper | None = Field(
-        None, description="Present for `order.paid` (which is matched by this order's id)."
+
+
+class RazorpayOrderPaidPayload(_Open):
+    order: RazorpayOrderWrapper
+    payment: RazorpayPaymentWrapper | None = Field(
+        None, description="The payment that paid the order, when Razorpay includes it."
     )
 
 
-class RazorpayWebhookEvent(_Open):
-    """A Razorpay webhook event. The body is signed as sent: the signature covers its bytes."""
+class _Event(_Open):
+    entity: Any = _unread("event")
+    account_id: Any = _unread("acc_BFQ7uQEaa7j2z7")
+    contains: Any = _unread(["payment"])
+    created_at: Any = _unread(1700000000)
 
-    entity: Literal["event"] = "event"
-    account_id: str
+
+class RazorpayPaymentEvent(_Event):
+    """`payment.authorized` and `payment.captured` capture, `payment.failed` fails: matched
+    by the payment entity's order id."""
+
+    event: Literal["payment.authorized", "payment.captured", "payment.failed"]
+    payload: RazorpayPaymentPayload
+
+
+class RazorpayOrderPaidEvent(_Event):
+    """`order.paid` captures: matched by the order entity's id."""
+
+    event: Literal["order.paid"]
+    payload: RazorpayOrderPaidPayload
+
+
+class RazorpayOtherEvent(_Event):
+    """Any other event type is kept and answered `ignored`; its payload is not read."""
+
     event: Annotated[
         str,
         Field(
             pattern=EVENT_TYPE_PATTERN,
-            description="`payment.authorized`, `payment.captured` and `order.paid` capture, "
-            "`payment.failed` fails; any other type is kept and answered `ignored`.",
+            json_schema_extra={"not": {"enum": [e.value for e in RazorpayEvent]}},
         ),
     ]
-    contains: list[str]
-    payload: RazorpayEventPayload
-    created_at: int
+    payload: dict[str, Any]
+
+
+class RazorpayWebhookEvent(
+    RootModel[RazorpayPaymentEvent | RazorpayOrderPaidEvent | RazorpayOtherEvent]
+):
+    """A Razorpay webhook event, as the service checks it: a handled type must carry its
+    entity, any other type only an object payload. The signature covers the body's bytes."""
 
 
 # --- which operation answers what ----------------------------------------------------------

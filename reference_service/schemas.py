@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from racebench.reference_service.models import AnsweredOutcome, PaymentStatus
 
@@ -15,8 +15,20 @@ MAX_ID = 2**63 - 1
 # the bigint sums an invoice can hold.
 MAX_AMOUNT = 10**12
 
-Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
-Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]
+
+def _integral(value: object) -> object:
+    """JSON's integer is any number without a fraction (JSON Schema, hence OpenAPI 3.1):
+    13625.0 is 13625. A fraction, a string or a bool stays what it is, and is refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+INTEGRAL = BeforeValidator(_integral)
+"""After a StrictInt's Field (so that its bounds stay JSON Schema's keywords): an integer as
+JSON Schema means it, 5 and 5.0, never 5.5, "5" or true."""
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID), INTEGRAL]
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT), INTEGRAL]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 # Razorpay ids are a prefix, an underscore and alphanumerics; nothing else reaches a column.
 RAZORPAY_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"

@@ -27,17 +27,18 @@ from racebench.reference_service.errors import AmountMismatch, EventIdMissing, P
 from racebench.reference_service.json_depth import MAX_JSON_DEPTH, json_depth_exceeds
 from racebench.reference_service.models import (
     CLAIMING_OUTCOMES,
+    EVENT_ID_LENGTH,
     CaptureSource,
     PaymentStatus,
     WebhookOutcome,
 )
 from racebench.reference_service.payments import payment_key
-from racebench.reference_service.schemas import RazorpayId
+from racebench.reference_service.schemas import INTEGRAL, RazorpayId
 from racebench.reference_service.signatures import SignatureVerifier
 from racebench.reference_service.strategies import LockStrategy
 
 # Event ids and types are stored; keep them to the sizes of their columns.
-MAX_EVENT_ID_LENGTH = 128
+MAX_EVENT_ID_LENGTH = EVENT_ID_LENGTH
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
@@ -77,13 +78,13 @@ class _Model(BaseModel):
 class PaymentEntity(_Model):
     id: RazorpayId
     order_id: RazorpayId
-    amount: Annotated[StrictInt, Field(ge=0)]
+    amount: Annotated[StrictInt, Field(ge=0), INTEGRAL]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class OrderEntity(_Model):
     id: RazorpayId
-    amount: Annotated[StrictInt, Field(ge=0)]
+    amount: Annotated[StrictInt, Field(ge=0), INTEGRAL]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
@@ -106,7 +107,7 @@ class OrderPaidPayload(_Model):
 
 class _Envelope(_Model):
     event: Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any]  # Razorpay always sends one; a type not handled is not read
 
 
 @dataclass(frozen=True, slots=True)

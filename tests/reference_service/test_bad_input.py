@@ -172,11 +172,27 @@ async def test_huge_chunked_body_is_refused(api: httpx.AsyncClient) -> None:
         {"amount": 10**13},
         {"amount": 100, "currency": "inr"},
         {"amount": 100, "invoice_id": 2**63},
+        {"amount": 100.5},
+        {"amount": True},
+        {"amount": 1e13},
         {},
     ],
 )
 async def test_bad_payment_creation(api: httpx.AsyncClient, body: dict[str, object]) -> None:
     assert_error(await api.post("/payments", json=body), 422, "validation_error")
+
+
+async def test_an_integer_written_with_a_zero_fraction_is_an_integer(
+    api: httpx.AsyncClient,
+) -> None:
+    """JSON Schema's (and so the OpenAPI's) integer: 13625.0 is 13625, as a schema-valid
+    request must be accepted (schemathesis, every check)."""
+    body = b'{"amount": 13625.0}'
+    response = await api.post(
+        "/payments", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["amount"] == 13625
 
 
 async def test_payment_for_unknown_invoice(api: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from racebench.razorpay import RazorpayEvent
 from racebench.reference_service.errors import error_body
 from racebench.reference_service.openapi import ErrorBody
 from racebench.reference_service.schemas import MAX_ID
@@ -71,11 +72,26 @@ async def test_webhook_body_and_headers_are_documented(document: dict[str, Any])
     assert body["required"] is True
     event = body["content"]["application/json"]["schema"]
     assert event == {"$ref": "#/components/schemas/RazorpayWebhookEvent"}
-    schema = document["components"]["schemas"]["RazorpayWebhookEvent"]
-    assert {"entity", "account_id", "event", "contains", "payload", "created_at"} <= set(
-        schema["properties"]
-    )
-    assert {"account_id", "event", "contains", "payload", "created_at"} <= set(schema["required"])
+    schemas = document["components"]["schemas"]
+    branches = [b["$ref"].rsplit("/", 1)[1] for b in schemas["RazorpayWebhookEvent"]["anyOf"]]
+    assert branches == ["RazorpayPaymentEvent", "RazorpayOrderPaidEvent", "RazorpayOtherEvent"]
+    handled = {e.value for e in RazorpayEvent}
+    events: set[str] = set()
+    for name in branches:
+        schema = schemas[name]
+        # What Razorpay sends is documented; the schema requires only what the service reads
+        # (a schema-valid body is never refused for a field it ignores, and the reverse).
+        assert {"entity", "account_id", "event", "contains", "payload", "created_at"} <= set(
+            schema["properties"]
+        )
+        assert set(schema["required"]) == {"event", "payload"}
+        event = schema["properties"]["event"]
+        events |= set(event.get("enum", [event.get("const")]) if "not" not in event else [])
+        if "not" in event:
+            assert set(event["not"]["enum"]) == handled  # every other type: ignored
+    assert events == handled
+    assert schemas["RazorpayPaymentPayload"]["required"] == ["payment"]
+    assert schemas["RazorpayOrderPaidPayload"]["required"] == ["order"]
 
 
 async def test_id_bounds_are_the_bigint_limit_exactly(document: dict[str, Any]) -> None:
