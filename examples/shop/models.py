@@ -18,6 +18,9 @@ class Invoice(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     total_paise: Mapped[int] = mapped_column(BigInteger)
     paid_paise: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set by a capture's reconciliation (SHOP_MODE=reconcile_*) when the paid total and the
+    # captured payments disagree: a human looks at a disputed invoice before it is settled.
+    disputed: Mapped[bool] = mapped_column(default=False, server_default="false")
 
 
 class Payment(Base):
