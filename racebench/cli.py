@@ -557,6 +557,44 @@ def proxy(
 
 
 @_command(
+    "Relay PostgreSQL connections to the upstream server, recording each statement, until"
+    " Ctrl-C or SIGTERM (harness/explore/proxy.py); prints the URL to connect to and, at"
+    " exit, how many connections and statements went through.",
+    _nothing,
+    "0 stopped (Ctrl-C, SIGTERM); 2 a bad address, or the listen address is taken.",
+)
+def proxy(
+    listen: Annotated[
+        str, typer.Option(metavar="HOST:PORT", help="address to listen on (port 0: any free)")
+    ] = "127.0.0.1:6432",
+    upstream: Annotated[
+        str, typer.Option(metavar="HOST:PORT", help="the PostgreSQL server")
+    ] = "127.0.0.1:5432",
+) -> None:
+    import asyncio
+
+    from racebench.harness.explore.proxy import Proxy, parse_address, serve
+
+    try:
+        listen_at, upstream_at = parse_address(listen), parse_address(upstream)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+    def started(running: Proxy) -> None:
+        url = running.url_for(f"postgresql://{upstream_at[0]}:{upstream_at[1]}")
+        typer.echo(f"racebench proxy: listening on {url} (upstream {upstream})")
+
+    try:
+        stopped = asyncio.run(serve(listen_at, upstream_at, started))
+    except OSError as error:
+        raise _fail(f"cannot listen on {listen}: {error}") from None
+    typer.echo(
+        f"racebench proxy: {stopped.connection_count} connections,"
+        f" {stopped.statement_count} statements"
+    )
+
+
+@_command(
     "The main job: the race matrix, a short benchmark of none vs for_update, the report.",
     _nothing,
     f"0 every stage ran and the race gate held; 1 a stage failed; {BAD_INPUT}.",
