@@ -124,10 +124,14 @@ def running(
     *,
     workers: int | None = None,
     log_path: Path | None = None,
+    service_database_url: str | None = None,
 ) -> Iterator[RunningTarget]:
-    """The target's service: started from its command (and always stopped), or checked."""
+    """The target's service: started from its command (and always stopped), or checked.
+    `service_database_url`: what the service is given as {database_url}, when it is not the
+    database's own URL (racebench explore hands it its proxy's)."""
     chosen = spec.variant(variant)
     database = database_url or spec.database_url
+    given = service_database_url or database
     if spec.service.command is None:
         url = fill(spec.service.url, _values(spec, chosen, database, workers))
         if "{port}" in url:
@@ -143,7 +147,7 @@ def running(
             raise TargetUnreachable(str(error)) from None
         yield RunningTarget(spec, url, database, chosen)
         return
-    process = service_spec(spec, chosen, database, workers=workers, log_path=log_path)
+    process = service_spec(spec, chosen, given, workers=workers, log_path=log_path)
     try:
         with running_service(process) as service:
             yield RunningTarget(

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import httpx
 import psutil
 
 from racebench.harness.database import connect, parse_url
+from racebench.harness.requests import Answer, Request
 from racebench.harness.target.barrier import Barrier, RowHolder
 from racebench.harness.target.service import RunningTarget, TargetDatabase
 from racebench.harness.target.writes import Probe
@@ -42,6 +44,15 @@ STATEMENT_TIMEOUT_MS = 10_000
 TERMINATE_WAIT_MS = 5_000
 
 
+class Launcher(Protocol):
+    """Sends a launch's requests in place of the barrier (racebench explore's scheduler):
+    `send` sends one request and records its answer; the answers come back in order."""
+
+    async def launch(
+        self, send: Callable[[Request], Awaitable[Answer]], requests: Sequence[Request]
+    ) -> list[Answer]: ...
+
+
 @dataclass
 class Session:
     """A target's service, its database (racebench's own connection), the barrier, clients."""
@@ -58,6 +69,8 @@ class Session:
     # What each kind of request writes alone (the lock probe), once asked: "verify", or the
     # webhook's event type.
     probed: dict[str, Probe] = field(default_factory=dict)
+    # Set by racebench explore: its scheduler launches the races instead of the barrier.
+    launcher: Launcher | None = None
 
     @classmethod
     @asynccontextmanager
