@@ -519,41 +519,95 @@ def report(
 
 
 @_command(
-    "Relay PostgreSQL connections to the upstream server, recording each statement, until"
-    " Ctrl-C or SIGTERM (harness/explore/proxy.py); prints the URL to connect to and, at"
-    " exit, how many connections and statements went through.",
-    _nothing,
-    "0 stopped (Ctrl-C, SIGTERM); 2 a bad address, or the listen address is taken.",
+    "Explore the interleavings of a scenario's racing transactions, scheduled at the PostgreSQL"
+    " wire (racebench's proxy sits between the service and its database): every schedule with"
+    " at most --preemptions preemptions, fewest first, or PCT past --max-schedules. Prints"
+    " what was achieved; a failing schedule is shrunk, drawn as the SQL each request ran, and"
+    " saved for --replay.",
+    _scenarios_and_strategies,
+    "0 every variant expected to hold held in every schedule, and every one expected to be"
+    " caught was; 1 a violation where none was expected, a canary not caught, a broken run or"
+    " a harness artifact (a stall the scheduler caused: neither bug nor safe), or (--replay)"
+    " a run that did not end as the saved one; " + BAD_INPUT + "; 130 interrupted.",
 )
-def proxy(
-    listen: Annotated[
-        str, typer.Option(metavar="HOST:PORT", help="address to listen on (port 0: any free)")
-    ] = "127.0.0.1:6432",
-    upstream: Annotated[
-        str, typer.Option(metavar="HOST:PORT", help="the PostgreSQL server")
-    ] = "127.0.0.1:5432",
+def explore(
+    target: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="a target file whose service racebench starts (it is handed the proxy's URL"
+            " as {database_url}), or `reference`",
+        ),
+    ] = "reference",
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAMES",
+            help="the target's variants (the reference's: its strategies), a,b or all",
+            show_default=False,
+        ),
+    ] = None,
+    scenario: Annotated[
+        str, typer.Option(metavar="NAMES", help="scenarios that race captures, a,b")
+    ] = "simultaneous",
+    preemptions: Annotated[
+        int, typer.Option(min=0, metavar="K", help="the preemption bound (CHESS)")
+    ] = 2,
+    max_schedules: Annotated[
+        int,
+        typer.Option(min=1, metavar="N", help="past this many bounded schedules, PCT takes over"),
+    ] = 400,
+    pct_schedules: Annotated[
+        int, typer.Option(min=1, metavar="N", help="PCT's schedules, when it takes over")
+    ] = 200,
+    pct_depth: Annotated[int, typer.Option(min=1, metavar="D", help="PCT's bug depth")] = 2,
+    seed: Annotated[int, typer.Option(metavar="N", help="PCT's seed")] = 0,
+    canary: Annotated[
+        bool, typer.Option(help="the build is known to be bad: a violation must be found")
+    ] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="run a saved schedule again (from a failing search)"),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option(min=1, metavar="K", help="with --replay: how many times")
+    ] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
+    ] = None,
+    out: RunFolder = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
+    ] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
-    import asyncio
-
-    from racebench.harness.explore.proxy import Proxy, parse_address, serve
+    from racebench.explore import Search, run_explore, run_replay
+    from racebench.harness.explore.behind import CannotExplore
+    from racebench.harness.target.service import TargetUnreachable
 
     try:
-        listen_at, upstream_at = parse_address(listen), parse_address(upstream)
-    except ValueError as error:
+        if replay is not None:
+            code = run_replay(replay, repeat=repeat, database_url=database_url, workers=workers)
+        else:
+            code = run_explore(
+                target=target,
+                strategies=strategy,
+                scenarios=scenario,
+                search=Search(preemptions, max_schedules, pct_schedules, pct_depth, seed),
+                canary=canary,
+                database_url=database_url,
+                workers=workers,
+                out=out,
+                json_path=json_path,
+            )
+    except (DatabaseError, ValueError, TargetUnreachable, CannotExplore) as error:
         raise _fail(str(error)) from None
-
-    def started(running: Proxy) -> None:
-        url = running.url_for(f"postgresql://{upstream_at[0]}:{upstream_at[1]}")
-        typer.echo(f"racebench proxy: listening on {url} (upstream {upstream})")
-
-    try:
-        stopped = asyncio.run(serve(listen_at, upstream_at, started))
-    except OSError as error:
-        raise _fail(f"cannot listen on {listen}: {error}") from None
-    typer.echo(
-        f"racebench proxy: {stopped.connection_count} connections,"
-        f" {stopped.statement_count} statements"
-    )
+    except KeyboardInterrupt:
+        raise _fail(
+            "interrupted; the proxy, the service and its connections are stopped", 130
+        ) from None
+    raise typer.Exit(code)
 
 
 @_command(

@@ -329,6 +329,52 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class ExploreFailure(_Model):
+    """The failing schedule an explore found, shrunk: replay it with
+    `racebench explore --replay <schedule_file>`."""
+
+    schedule_id: str
+    choices: list[str]  # the actor released at each decision
+    preemptions: int
+    decisions: int
+    schedule_file: str
+    violations: dict[str, int] = Field(default_factory=dict)
+    result: str = ""  # the RESULT line, with the first piece of evidence
+    timeline: list[TimelineEntry] = Field(default_factory=list)  # the actual SQL, as it ran
+
+
+class ExploreResult(_Model):
+    """One `racebench explore` search: a scenario's racing transactions on one variant,
+    scheduled at the PostgreSQL wire, and what it guarantees."""
+
+    target: str
+    variant: str
+    scenario: str
+    search: Literal["exhaustive", "pct"]
+    preemption_bound: int
+    schedules: int
+    complete: bool  # every schedule within the bound was explored
+    held: int
+    violations: int  # schedules that broke an invariant
+    errors: int  # schedules whose run broke (an unexpected answer)
+    artifacts: int  # schedules the scheduler itself stalled: neither bug nor safe
+    expected: Expected  # "race": the variant must be caught; "safe": it must hold
+    passed: bool
+    guarantee: str  # what was achieved, in one sentence
+    seconds: float
+    pct_depth: int | None = None
+    seed: int | None = None
+    failure: ExploreFailure | None = None
+
+    @property
+    def finding(self) -> Finding:
+        return judge(
+            self.expected,
+            caught=self.violations > 0,
+            errored=self.errors > 0 or self.artifacts > 0,
+        )
+
+
 class Results(_Model):
     schema_: str = Field(default=SCHEMA, alias="schema")
     run_id: str
@@ -336,6 +382,7 @@ class Results(_Model):
     environment: dict[str, Any] = Field(default_factory=environment)
     race: list[RaceResult] = Field(default_factory=list)
     bench: list[BenchResult] = Field(default_factory=list)
+    explore: list[ExploreResult] = Field(default_factory=list)
 
     model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
 

@@ -24,6 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "racebench.cli",
         "racebench.demo",
         "racebench.race",
+        "racebench.explore",
         "racebench.serve",
         "racebench.pytest_plugin",
         "racebench.__main__",
