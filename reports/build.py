@@ -9,6 +9,12 @@ from rich.console import Console
 
 from racebench.reports import formatting as fmt
 from racebench.reports import plots
+from racebench.reports.explore import (
+    EXPLORE_FILE,
+    explore_checks,
+    explore_images,
+    explore_table,
+)
 from racebench.reports.gate import GateResult, Thresholds, compare, race_checks
 from racebench.reports.markdown import document, gate_markdown
 from racebench.reports.matrix import build_matrix
@@ -162,7 +168,8 @@ def run_report(
     matrix = build_matrix(results.race)
     perf = performance_tables(summary)
     matrix_tab = matrix_table(matrix)
-    race_gate = GateResult(race_checks(summary, matrix))
+    race_gate = GateResult(race_checks(summary, matrix) + explore_checks(results))
+    explored = explore_table(results)
 
     gate: GateResult | None = None
     if baseline is not None:
@@ -175,6 +182,10 @@ def run_report(
     (run_dir / MATRIX_FILE).write_text(
         document(f"racebench: safety matrix ({results.run_id})", [matrix_tab])
     )
+    if explored is not None:
+        (run_dir / EXPLORE_FILE).write_text(
+            document(f"racebench: explore ({results.run_id})", [explored])
+        )
     if gate is not None:
         (run_dir / COMPARISON_FILE).write_text(
             f"# racebench: {results.run_id} against {baseline}\n\n" + gate_markdown(gate)
@@ -188,6 +199,8 @@ def run_report(
         timelines=timeline_images(results),
         gate=gate,
         race_gate=race_gate if race_gate.checks else None,
+        explore=explored,
+        explore_timelines=explore_images(results),
     )
     html_path = run_dir / HTML_FILE
     html_path.write_text(render_page(page), encoding="utf-8")
@@ -195,6 +208,8 @@ def run_report(
     for table in perf:
         print_table(console, table)
     print_table(console, matrix_tab, compact=True)
+    if explored is not None:
+        print_table(console, explored)
     if race_gate.checks:
         console.print("[bold]race gate[/]")
         print_gate(console, race_gate)

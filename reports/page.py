@@ -4,7 +4,7 @@ is no script, font or stylesheet to fetch, so it opens offline exactly as it was
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 from racebench.reports.gate import GateResult
@@ -30,6 +30,8 @@ class Page:
     timelines: list[Image]
     gate: GateResult | None = None
     race_gate: GateResult | None = None
+    explore: Table | None = None
+    explore_timelines: list[Image] = field(default_factory=list)
 
 
 STYLE = """
@@ -137,5 +139,8 @@ def render_page(page: Page) -> str:
         "reported it (pg_stat_activity, wait_event_type = 'Lock').</p>"
     )
     parts += [image_html(i) for i in page.timelines]
+    if page.explore is not None:
+        parts.append(table_html(page.explore))
+        parts += [image_html(i) for i in page.explore_timelines]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
