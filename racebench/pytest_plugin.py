@@ -30,6 +30,15 @@ Fixtures (all prefixed `racebench_`):
         run = await racebench_target("examples/shop/target.toml", "simultaneous", repeat=5)
         assert run.caught == 0, run.message()
 
+- `racebench_explore`: `found = await racebench_explore("target.toml", "split_invoice")`: the
+  scenario's interleavings scheduled at the PostgreSQL wire (racebench's proxy between the
+  service and its database): every schedule within 2 preemptions. A violation fails the test
+  with the SQL of the failing schedule drawn; `expect_bug=True` asks for one instead.
+
+    async def test_no_interleaving_breaks_my_service(racebench_explore) -> None:
+        found = await racebench_explore("target.toml", "split_invoice", variant="reconciled")
+        assert found.search.complete
+
 The async fixtures follow the test's event loop, so they work under pytest-asyncio's defaults
 (a loop per test function) and under a session loop alike: the database is made once per
 session, the app and the harness connection once per test (about 0.1 s).
@@ -48,6 +57,7 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     from racebench.harness.cells import RunOutcome
+    from racebench.harness.explore.explorer import Exploration
     from racebench.harness.gateway import Gateway
     from racebench.harness.invariants import CheckResult
     from racebench.harness.locks import Monitor
@@ -59,6 +69,7 @@ AppFactory = Callable[["str | LockStrategy"], Awaitable["InProcessTarget"]]
 RaceFactory = Callable[..., Awaitable["Race"]]
 Checker = Callable[["Race"], Awaitable["CheckResult"]]
 TargetRacer = Callable[..., Awaitable["TargetRun"]]
+ExploreRunner = Callable[..., Awaitable["Exploration"]]
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,55 @@ async def racebench_target(request: pytest.FixtureRequest) -> TargetRacer:
         return run
 
     return race
+
+
+@pytest_asyncio.fixture
+async def racebench_explore(request: pytest.FixtureRequest) -> ExploreRunner:
+    """`await racebench_explore(file, scenario="simultaneous", variant=None, preemptions=2,
+    max_schedules=400, expect_bug=False)`: start the target's service behind racebench's
+    proxy and explore the scenario's interleavings (every schedule within the preemption
+    bound, or PCT past max_schedules). Returns the Exploration (`.guarantee`, `.search`,
+    `.failure`, `.drawing(title)`). With `expect_bug`, the search stops at the first violation;
+    without, a violation, a broken run or a harness artifact fails the test with the failing
+    schedule drawn."""
+    from racebench.harness.explore.explorer import explore
+    from racebench.harness.target.file import load
+    from racebench.scenarios import SCENARIOS
+
+    async def run(
+        file: str,
+        scenario: str = "simultaneous",
+        *,
+        variant: str | None = None,
+        preemptions: int = 2,
+        max_schedules: int = 400,
+        expect_bug: bool = False,
+    ) -> Exploration:
+        spec = load(file)
+        if scenario not in SCENARIOS:
+            pytest.fail(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
+        script = SCENARIOS[scenario].on_target(spec)
+        if isinstance(script, str):
+            pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
+        found = await explore(
+            spec,
+            variant,
+            script,
+            bound=preemptions,
+            max_schedules=max_schedules,
+            stop_at_first=expect_bug,
+            database_url=server_of(request) if spec.owns_database else None,
+        )
+        search = found.search
+        if not expect_bug and (search.violations or search.errors or search.artifacts):
+            title = f"{scenario} x {variant or spec.name}"
+            detail = found.drawing(title) or "; ".join(
+                search.error_examples + search.artifact_examples
+            )
+            pytest.fail(f"{found.guarantee}\n{detail}", pytrace=False)
+        return found
+
+    return run
 
 
 def server_of(request: pytest.FixtureRequest) -> str:
