@@ -146,9 +146,12 @@ async def test_an_interrupted_schedule_leaves_no_backend_and_no_lock(database_ur
     await _nothing_left(database_url, names[0])
 
 
-async def test_sigterm_stops_the_command_and_leaves_nothing(
-    tmp_path: Path, database_url: str
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_stops_the_command_and_leaves_nothing(
+    tmp_path: Path, database_url: str, sig: signal.Signals
 ) -> None:
+    """SIGTERM (a CI cancel, `timeout`) and Ctrl-C: exit 130; no backend, lock or database of
+    the run is left."""
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "racebench.cli", "explore", "--target", str(SHOP),
         "--strategy", "fixed", "--scenario", "invoice_fan_in", "--max-schedules", "100000",
@@ -161,7 +164,7 @@ async def test_sigterm_stops_the_command_and_leaves_nothing(
         line = (await asyncio.wait_for(child.stderr.readline(), WAIT_S)).decode()
         assert "behind racebench's proxy" in line, line
         database = line.split("its database ", 1)[1].split()[0]
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(sig)
         code = await asyncio.wait_for(child.wait(), WAIT_S)
         assert code == 130
         await _nothing_left(database_url, database)
