@@ -48,8 +48,9 @@ The Gate contract (for a scheduler)
       that sends Flush or Sync between its Bind and its Execute has its Bind forwarded early,
       and so do deferred messages past 256 KiB.)
     - While it is awaited, that connection's later messages wait behind it, in order (a
-      pipelined batch stays in order); answers to its earlier statements still reach the
-      client; other connections are not affected.
+      pipelined batch stays in order; they are read, so that a client hanging up is seen,
+      but not looked at); answers to its earlier statements still reach the client; other
+      connections are not affected.
     - `stmt` is the `Statement` record, with `started` None: sql, params, protocol, name,
       portal, connection_id and backend_pid are set. `conn.status` is the status of the
       connection's last ReadyForQuery (in a pipeline, earlier statements may still be running
@@ -58,6 +59,9 @@ The Gate contract (for a scheduler)
       Raising closes the connection (the exception is logged). At `Proxy.stop()` or when the
       client disconnects, the pending `before()` is cancelled (CancelledError inside it).
     - `before()` runs on the proxy's event loop: it must await, never block.
+    - A CancelRequest from the client while its statement is held goes to the server, where
+      nothing of that client is running: it does nothing, and the statement stays held
+      (`conn.cancel_requests` counts them; psycopg, for one, then waits 5 s and hangs up).
     - To learn that a released statement finished: `await stmt.wait()` (raises
       `ConnectionClosed` if the connection closed first), or the `on_statement_done` hook. A
       statement that is waiting on a lock has not finished: `conn.backend_pid` is the backend
@@ -101,7 +105,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from racebench.harness.explore import wire
@@ -115,6 +119,9 @@ STOP_TIMEOUT_S = 5.0  # stop(): how long a server may take to hang up before it 
 # Parse/Bind/Describe/Close wait for their Execute (so that a held statement holds its Bind);
 # past this many bytes they go ahead of it.
 MAX_DEFERRED_BYTES = 256 * 1024
+# While a statement is held the proxy goes on reading its client (so that it sees the client
+# hang up) and queues what comes; past this many bytes it stops reading until released.
+MAX_BACKLOG_BYTES = 1024 * 1024
 
 # Tags that end the transaction they run in.
 TRANSACTION_ENDS = frozenset({"COMMIT", "ROLLBACK", "PREPARE TRANSACTION"})
@@ -290,8 +297,8 @@ class _Upstream(asyncio.Protocol):
         self.session = session
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.session.upstream_made(transport)
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its methods)
+        self.session.upstream_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         self.session.from_server(data)
@@ -322,6 +329,7 @@ class _Session(asyncio.Protocol):
         self.reader: wire.FrontendReader | None = None  # the typed phase, once started
         self.scanner = wire.BackendScanner(_WANTED)
         self.pending: deque[tuple[int, bytes]] = deque()  # framed, not yet handled
+        self.pending_bytes = 0
         self.unit: list[bytes] = []  # deferred messages and their slots
         self.unit_slots: list[_Slot] = []
         self.unit_size = 0
@@ -342,16 +350,19 @@ class _Session(asyncio.Protocol):
     # --- the client side (asyncio.Protocol) ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.client = transport
+        self.client = cast(asyncio.Transport, transport)
         _nodelay(transport)
         self.proxy._live.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
             if self.reader is not None:
-                self.pending.extend(self.reader.feed(data))
+                framed = self.reader.feed(data)
+                self.pending.extend(framed)
+                self.pending_bytes += sum(len(raw) for _, raw in framed)
                 self.pump()
+                if self.pending_bytes > MAX_BACKLOG_BYTES:
+                    self.pause("backlog")
             else:
                 self.from_client_startup(data)
         except Exception:
@@ -419,7 +430,9 @@ class _Session(asyncio.Protocol):
         proxy.connections[self.conn.id] = self.conn
         self.startup_packet = packet.raw
         self.reader = wire.FrontendReader(self.startup.buffer)
-        self.pending.extend(self.reader.take())
+        framed = self.reader.take()
+        self.pending.extend(framed)
+        self.pending_bytes += sum(len(raw) for _, raw in framed)
         self.pause("connecting")
         proxy._spawn(self.connect())
 
@@ -477,8 +490,11 @@ class _Session(asyncio.Protocol):
         pending = self.pending
         while pending and self.hold is None and not self.closing:
             kind, raw = pending.popleft()
+            self.pending_bytes -= len(raw)
             self.from_client(kind, raw)
         self.flush()
+        if self.pending_bytes <= MAX_BACKLOG_BYTES:
+            self.resume("backlog")
 
     def from_client(self, kind: int, raw: bytes) -> None:
         if kind in _DEFERRED:
@@ -520,7 +536,6 @@ class _Session(asyncio.Protocol):
             self.release()
             return
         self.flush()  # what came before it goes now; the statement waits for the gate
-        self.pause("held")
         self.hold = self.proxy._spawn(self.held(gate, stmt))
 
     async def held(self, gate: Gate, stmt: Statement) -> None:
@@ -543,8 +558,6 @@ class _Session(asyncio.Protocol):
             return
         self.release()
         self.pump()
-        if self.hold is None:
-            self.resume("held")
 
     def statement(
         self,
