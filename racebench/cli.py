@@ -22,6 +22,8 @@ from racebench.reports.thresholds import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from racebench.loadtests.config import Order
 
 app = typer.Typer(
@@ -613,9 +615,12 @@ def explore(
 @_command(
     "Relay PostgreSQL connections to the upstream server, recording each statement, until"
     " Ctrl-C or SIGTERM (harness/explore/proxy.py); prints the URL to connect to and, at"
-    " exit, how many connections and statements went through.",
+    " exit, how many connections and statements went through. With a command after `--`"
+    " (and --upstream-url), run it with DATABASE_URL pointed at the proxy until it exits"
+    " (RACEBENCH_PROXY_BYPASS=1: straight to the database, for an A/B of the proxy's cost).",
     _nothing,
-    "0 stopped (Ctrl-C, SIGTERM); 2 a bad address, or the listen address is taken.",
+    "0 stopped (Ctrl-C, SIGTERM); with a command, the command's own; 2 a bad address, or the"
+    " listen address is taken.",
 )
 def proxy(
     listen: Annotated[
@@ -624,11 +629,34 @@ def proxy(
     upstream: Annotated[
         str, typer.Option(metavar="HOST:PORT", help="the PostgreSQL server")
     ] = "127.0.0.1:5432",
+    upstream_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="with a command: the database it uses, as postgresql://... (the proxy"
+            " listens on a free port)",
+        ),
+    ] = None,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[-- COMMAND ...]", help="run this behind the proxy"),
+    ] = None,
 ) -> None:
     import asyncio
 
     from racebench.harness.explore.proxy import Proxy, parse_address, serve
 
+    if command:
+        from racebench.harness.explore.front import run_behind
+
+        if upstream_url is None:
+            raise _fail("a command behind the proxy needs --upstream-url postgresql://...")
+        try:
+            with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+                code = runner.run(run_behind(upstream_url, command))
+        except (ValueError, DatabaseError, OSError) as error:
+            raise _fail(str(error)) from None
+        raise typer.Exit(code if code >= 0 else 128 - code)
     try:
         listen_at, upstream_at = parse_address(listen), parse_address(upstream)
     except ValueError as error:
@@ -639,13 +667,24 @@ def proxy(
         typer.echo(f"racebench proxy: listening on {url} (upstream {upstream})")
 
     try:
-        stopped = asyncio.run(serve(listen_at, upstream_at, started))
+        with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+            stopped = runner.run(serve(listen_at, upstream_at, started))
     except OSError as error:
         raise _fail(f"cannot listen on {listen}: {error}") from None
     typer.echo(
         f"racebench proxy: {stopped.connection_count} connections,"
         f" {stopped.statement_count} statements"
     )
+
+
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn[standard] brings it): the proxy
+    relays every message of every connection, and spends less CPU on uvloop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @_command(
