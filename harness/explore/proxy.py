@@ -784,7 +784,10 @@ class _Session(asyncio.Protocol):
             # A server skipping to the next Sync after an error ignores a Terminate: the end
             # of file after it reaches it anyway.
             if upstream.can_write_eof():
-                upstream.write_eof()
+                try:
+                    upstream.write_eof()
+                except OSError:  # the server has hung up already: its connection_lost follows
+                    upstream.abort()
 
     def upstream_lost(self) -> None:
         self.upstream_closed = True

@@ -57,7 +57,7 @@ def test_contention_bench_catches_none_and_clears_for_update(
             "bench", "--strategies", "none,for_update", "--profile", "contention",
             "--users", str(FEW_USERS), "--duration", SHORT_DURATION, "--rounds", "1",
             "--workers", "1", "--processes", "2", "--out", str(tmp_path),
-            "--database-url", admin_url,
+            "--database-url", admin_url, "--order", "alternate",
         ],
     )  # fmt: skip
     assert outcome.exit_code == 0, outcome.output
