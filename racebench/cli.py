@@ -22,8 +22,6 @@ from racebench.reports.thresholds import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-
     from racebench.loadtests.config import Order
 
 app = typer.Typer(
@@ -644,6 +642,7 @@ def proxy(
 ) -> None:
     import asyncio
 
+    from racebench.harness.explore.front import fast_loop
     from racebench.harness.explore.proxy import Proxy, parse_address, serve
 
     if command:
@@ -652,7 +651,7 @@ def proxy(
         if upstream_url is None:
             raise _fail("a command behind the proxy needs --upstream-url postgresql://...")
         try:
-            with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+            with asyncio.Runner(loop_factory=fast_loop()) as runner:
                 code = runner.run(run_behind(upstream_url, command))
         except (ValueError, DatabaseError, OSError) as error:
             raise _fail(str(error)) from None
@@ -667,7 +666,7 @@ def proxy(
         typer.echo(f"racebench proxy: listening on {url} (upstream {upstream})")
 
     try:
-        with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+        with asyncio.Runner(loop_factory=fast_loop()) as runner:
             stopped = runner.run(serve(listen_at, upstream_at, started))
     except OSError as error:
         raise _fail(f"cannot listen on {listen}: {error}") from None
@@ -675,16 +674,6 @@ def proxy(
         f"racebench proxy: {stopped.connection_count} connections,"
         f" {stopped.statement_count} statements"
     )
-
-
-def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (uvicorn[standard] brings it): the proxy
-    relays every message of every connection, and spends less CPU on uvloop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 @_command(

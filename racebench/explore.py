@@ -41,6 +41,7 @@ from racebench.harness.explore.explorer import (
     result_line,
     schedule_timeline,
 )
+from racebench.harness.explore.front import fast_loop
 from racebench.harness.explore.scheduler import Prefix
 from racebench.harness.target.file import TargetSpec
 from racebench.harness.target.file import load as load_target
@@ -143,7 +144,8 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
             if handled:
                 loop.remove_signal_handler(signal.SIGTERM)
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=fast_loop()) as runner:
+        return runner.run(main())
 
 
 def _scripts(spec: TargetSpec, scenarios: str) -> dict[str, TargetScript]:

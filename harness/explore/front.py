@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from racebench.harness.explore.behind import upstream_of
 from racebench.harness.explore.proxy import Proxy
@@ -21,6 +21,17 @@ BYPASS_ENV = "RACEBENCH_PROXY_BYPASS"
 PROXY_URL_ENV = "RACEBENCH_PROXY_URL"
 # How long a stopped command may take to exit before it is killed.
 STOP_WAIT_S = 20.0
+
+
+def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn[standard] brings it), for
+    asyncio.Runner: the proxy relays every message of every connection, and adds about half
+    the latency on uvloop (benchmarks/proxy_overhead.py)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def run_behind(upstream_url: str, argv: Sequence[str]) -> int:
@@ -61,4 +72,4 @@ def _pass_on(child: asyncio.subprocess.Process, signum: int) -> None:
         child.send_signal(signum)
 
 
-__all__ = ["BYPASS_ENV", "PROXY_URL_ENV", "run_behind"]
+__all__ = ["BYPASS_ENV", "PROXY_URL_ENV", "fast_loop", "run_behind"]
