@@ -122,27 +122,31 @@ async def test_an_interrupted_schedule_leaves_no_backend_and_no_lock(database_ur
     spec = load(SHOP)
     script = SCENARIOS["simultaneous"].on_target(spec)
     assert not isinstance(script, str)
-    held = asyncio.Event()
     names: list[str] = []
+    decided = asyncio.Event()
 
-    class HoldingPolicy:
+    class CancellingPolicy:
+        """At the first choice between two held statements: one is released, the other stays
+        held, and the search is cancelled there (at its next await)."""
+
         def choose(self, index: int, runnable: Sequence[str], previous: str | None) -> str:
-            if len(runnable) > 1:
-                held.set()  # the other actor's statement stays held at the proxy
+            if len(runnable) > 1 and not decided.is_set():
+                decided.set()
+                current = asyncio.current_task()
+                assert current is not None
+                current.cancel()
             return runnable[0]
 
     async def explore_until_cancelled() -> None:
         async with behind_proxy(spec, "fixed", database_url=database_url) as behind:
             names.append(str(parse_url(behind.session.database.url).database))
             explorer = Explorer(behind.session, behind.launcher, script)
-            while True:
-                await explorer.run(HoldingPolicy())
+            await explorer.run(CancellingPolicy())
 
     task = asyncio.create_task(explore_until_cancelled())
-    await asyncio.wait_for(held.wait(), WAIT_S)
-    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, WAIT_S)
+        await asyncio.wait_for(task, 2 * WAIT_S)
+    assert decided.is_set() and task.cancelled()
     await _nothing_left(database_url, names[0])
 
 
