@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from racebench.harness.invariants import CheckResult
     from racebench.harness.locks import Monitor
     from racebench.harness.runner import Race
+    from racebench.harness.target.file import TargetSpec
+    from racebench.harness.target.race import TargetScript
     from racebench.harness.white_box import InProcessTarget
     from racebench.reference_service.strategies import LockStrategy
 
@@ -202,9 +204,7 @@ async def racebench_target(request: pytest.FixtureRequest) -> TargetRacer:
     the bug left uncaptured) are part of its catch, in `run.message()`, as in `racebench race`.
     A target whose [database].url is "{database_url}" gets a fresh database on the plugin's
     server."""
-    from racebench.harness.target.file import load
     from racebench.harness.target.matrix import race_target_scenario
-    from racebench.scenarios import SCENARIOS
 
     async def race(
         file: str,
@@ -215,12 +215,7 @@ async def racebench_target(request: pytest.FixtureRequest) -> TargetRacer:
         strategy: str | None = None,  # the older name of `variant`
         barrier: bool = True,
     ) -> TargetRun:
-        spec = load(file)
-        if scenario not in SCENARIOS:
-            pytest.fail(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
-        script = SCENARIOS[scenario].on_target(spec)
-        if isinstance(script, str):
-            pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
+        spec, script = _target_script(file, scenario)
         outcomes = await race_target_scenario(
             spec,
             script,
@@ -247,8 +242,6 @@ async def racebench_explore(request: pytest.FixtureRequest) -> ExploreRunner:
     without, a violation, a broken run or a harness artifact fails the test with the failing
     schedule drawn."""
     from racebench.harness.explore.explorer import explore
-    from racebench.harness.target.file import load
-    from racebench.scenarios import SCENARIOS
 
     async def run(
         file: str,
@@ -259,12 +252,7 @@ async def racebench_explore(request: pytest.FixtureRequest) -> ExploreRunner:
         max_schedules: int = 400,
         expect_bug: bool = False,
     ) -> Exploration:
-        spec = load(file)
-        if scenario not in SCENARIOS:
-            pytest.fail(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
-        script = SCENARIOS[scenario].on_target(spec)
-        if isinstance(script, str):
-            pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
+        spec, script = _target_script(file, scenario)
         found = await explore(
             spec,
             variant,
@@ -284,6 +272,21 @@ async def racebench_explore(request: pytest.FixtureRequest) -> ExploreRunner:
         return found
 
     return run
+
+
+def _target_script(file: str, scenario: str) -> tuple[TargetSpec, TargetScript]:
+    """The target file and the scenario's script on it; the test fails on an unknown scenario
+    and is skipped when the scenario does not run on that target."""
+    from racebench.harness.target.file import load
+    from racebench.scenarios import SCENARIOS
+
+    spec = load(file)
+    if scenario not in SCENARIOS:
+        pytest.fail(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
+    script = SCENARIOS[scenario].on_target(spec)
+    if isinstance(script, str):
+        pytest.skip(f"{scenario} does not run on {spec.name}: {script}")
+    return spec, script
 
 
 def server_of(request: pytest.FixtureRequest) -> str:
