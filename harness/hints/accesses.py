@@ -1,22 +1,29 @@
 """What one statement reads and writes, by table and column, parsed with PostgreSQL's own parser
-(pglast, libpg_query): the ground a hint stands on (racebench hints, issue 18; work in progress).
+(pglast, libpg_query): the ground a hint stands on (racebench hints; the rules: rules.py).
 
 `accesses(sql)` walks the statement and every statement nested in it (CTEs, subqueries):
 - a SELECT reads the columns it names from the tables in its FROM, `locked` when it carries
   FOR UPDATE / FOR SHARE (any strength);
 - an UPDATE writes its SET columns and reads the columns of its WHERE (its guard), and of the
-  expressions it assigns;
+  expressions it assigns (`in_place`: the columns assigned from themselves, `n = n + 1`);
 - an INSERT writes its columns (`on_conflict` when it has ON CONFLICT); a DELETE writes the row.
 Column names are as written (unqualified); a `*` reads every column.
+
+`facts(sql)` adds what a transaction's guards are made of: BEGIN (and its isolation level),
+SET TRANSACTION, COMMIT and ROLLBACK, and an advisory lock taken (pg_advisory_xact_lock ...).
+It is cached by the SQL's text: a log of 100,000 lines repeats a few dozen statements.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import pglast.ast as ast
 from pglast import parse_sql
+from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
 Kind = Literal["read", "update", "insert", "delete"]
@@ -32,6 +39,8 @@ class Access:
     guard: set[str] = field(default_factory=set)  # the WHERE's columns (UPDATE, DELETE, SELECT)
     locked: bool = False  # a SELECT ... FOR UPDATE / FOR SHARE
     on_conflict: bool = False  # an INSERT ... ON CONFLICT
+    in_place: set[str] = field(default_factory=set)  # UPDATE columns set from themselves
+    constants: dict[str, str] = field(default_factory=dict)  # INSERT columns given a literal
 
 
 class _Columns(Visitor):  # type: ignore[misc]
@@ -86,24 +95,53 @@ def _walk(node: Any, out: list[Access], ctes: set[str]) -> None:
         for sub in _subqueries(node):
             _walk(sub, out, ctes)
     elif isinstance(node, ast.UpdateStmt):
-        written = {t.name for t in node.targetList or ()}
-        out.append(Access(_relname(node.relation), "update", written, _columns(node.whereClause)))
+        targets = node.targetList or ()
+        written = {t.name for t in targets}
+        in_place = {t.name for t in targets if t.name in _columns(t.val)}
+        out.append(
+            Access(
+                _relname(node.relation),
+                "update",
+                written,
+                _columns(node.whereClause),
+                in_place=in_place,
+            )
+        )
         for sub in _subqueries(node):
             _walk(sub, out, ctes)
     elif isinstance(node, ast.InsertStmt):
-        written = {c.name for c in node.cols or ()}
+        names = [c.name for c in node.cols or ()]
         out.append(
             Access(
                 _relname(node.relation),
                 "insert",
-                written,
+                set(names),
                 on_conflict=node.onConflictClause is not None,
+                constants=_constants(names, node.selectStmt),
             )
         )
         if node.selectStmt is not None:
             _walk(node.selectStmt, out, ctes)
     elif isinstance(node, ast.DeleteStmt):
         out.append(Access(_relname(node.relation), "delete", guard=_columns(node.whereClause)))
+
+
+def _constants(names: list[str], source: Any) -> dict[str, str]:
+    """The inserted columns whose value is a string literal in every row (VALUES or SELECT)."""
+    if source is None:
+        return {}
+    rows = [list(r) for r in source.valuesLists or ()]
+    if not rows and source.targetList:
+        rows = [[t.val for t in source.targetList]]
+    found: dict[str, str] = {}
+    for i, name in enumerate(names):
+        values = {
+            getattr(getattr(row[i], "val", None), "sval", None) if i < len(row) else None
+            for row in rows
+        }
+        if len(values) == 1 and isinstance(value := values.pop(), str):
+            found[name] = value
+    return found
 
 
 def _subqueries(node: Any) -> list[Any]:
@@ -128,54 +166,99 @@ def accesses(sql: str) -> list[Access]:
     return out
 
 
-# -- the first hint: an unguarded read-then-write ----------------------------------------------
+# -- a statement's facts -----------------------------------------------------------------------
+
+ADVISORY_LOCKS = frozenset(
+    {
+        "pg_advisory_lock",
+        "pg_advisory_xact_lock",
+        "pg_advisory_lock_shared",
+        "pg_advisory_xact_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_xact_lock",
+    }
+)
+Isolation = Literal["serializable", "repeatable read", "read committed", "read uncommitted"]
 
 
 @dataclass(frozen=True)
-class Hint:
-    """A read of `table` without a row lock, then a write of a column it read, whose WHERE does
-    not check that column: two transactions that read together both write."""
+class Facts:
+    """What one statement (or a Query of several) means to a transaction."""
 
-    table: str
-    columns: tuple[str, ...]  # read, then written, unchecked
-    read_sql: str
-    write_sql: str
+    accesses: tuple[Access, ...] = ()
+    begins: bool = False  # BEGIN / START TRANSACTION
+    ends: bool = False  # COMMIT / ROLLBACK / END / ABORT
+    rolls_back: bool = False
+    isolation: Isolation | None = None  # from BEGIN ... ISOLATION LEVEL or SET TRANSACTION
+    advisory_lock: bool = False  # it takes an advisory lock
+    parsed: bool = True  # False: PostgreSQL's parser could not read it
+
+    @property
+    def writes(self) -> bool:
+        return any(a.kind != "read" for a in self.accesses)
 
 
-_SERIALISING = ("SERIALIZABLE", "REPEATABLE READ")
+class _Functions(Visitor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_FuncCall(self, ancestors: Any, node: ast.FuncCall) -> None:
+        name = (node.funcname or ("",))[-1]
+        self.names.add(str(getattr(name, "sval", "")).lower())
 
 
-def read_then_write(statements: list[str]) -> list[Hint]:
-    """The unguarded read-then-writes of one transaction's statements, in order. A row lock on
-    the read, an advisory lock taken before it, a guard in the write's WHERE on what was read
-    (a conditional or version-checked write), SERIALIZABLE or REPEATABLE READ, or an INSERT
-    with ON CONFLICT each count as a guard."""
-    hints: list[Hint] = []
-    reads: list[tuple[Access, str]] = []
-    advisory = False
-    for sql in statements:
-        upper = " ".join(sql.upper().split())
-        if upper.startswith(("BEGIN", "START TRANSACTION")) and any(
-            level in upper for level in _SERIALISING
-        ):
-            return []
-        if "PG_ADVISORY_XACT_LOCK" in upper or "PG_ADVISORY_LOCK" in upper:
-            advisory = True
+def _isolation(options: Any) -> Isolation | None:
+    for option in options or ():
+        if isinstance(option, ast.DefElem) and option.defname == "transaction_isolation":
+            value = getattr(getattr(option.arg, "val", None), "sval", None)
+            if value in ("serializable", "repeatable read", "read committed", "read uncommitted"):
+                return value  # type: ignore[no-any-return]
+    return None
+
+
+@lru_cache(maxsize=65536)
+def facts(sql: str) -> Facts:
+    """The accesses of `sql`, and what it does to its transaction (see the module's doc)."""
+    try:
+        raws = parse_sql(sql)
+    except ParseError:
+        return Facts(parsed=False)
+    out: list[Access] = []
+    begins = ends = rolls_back = advisory = False
+    isolation: Isolation | None = None
+    for raw in raws:
+        stmt = raw.stmt
+        if stmt is None:
             continue
-        for access in accesses(sql):
-            if access.kind == "read":
-                if not access.locked and not advisory:
-                    reads.append((access, sql))
-                continue
-            if access.kind != "update":
-                continue
-            for read, read_sql in reads:
-                if read.table != access.table:
-                    continue
-                depends = (read.columns & access.columns) - access.guard
-                if depends and not (read.columns & access.columns & access.guard):
-                    hints.append(Hint(access.table, tuple(sorted(depends)), read_sql, sql))
-    return hints
+        if isinstance(stmt, ast.TransactionStmt):
+            kind = stmt.kind.name if stmt.kind is not None else ""
+            if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+                begins = True
+                isolation = _isolation(stmt.options) or isolation
+            elif kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"):
+                ends = True
+                rolls_back = kind == "TRANS_STMT_ROLLBACK"
+            continue
+        if isinstance(stmt, ast.VariableSetStmt):
+            if stmt.name == "TRANSACTION":
+                isolation = _isolation(stmt.args) or isolation
+            continue
+        functions = _Functions()
+        functions(stmt)
+        advisory = advisory or bool(functions.names & ADVISORY_LOCKS)
+        _walk(stmt, out, set())
+    return Facts(tuple(out), begins, ends, rolls_back, isolation, advisory)
 
 
-__all__ = ["Access", "Hint", "accesses", "read_then_write"]
+def gates(tables: Sequence[str], reads: bool = False) -> Callable[[str], bool]:
+    """Which statements touch `tables`: every one that writes them, and (`reads`) every one
+    that reads them too. racebench hints --confirm makes only these decision points."""
+    wanted = set(tables)
+
+    def picks(sql: str) -> bool:
+        return any(a.table in wanted and (reads or a.kind != "read") for a in facts(sql).accesses)
+
+    return picks
+
+
+__all__ = ["ADVISORY_LOCKS", "Access", "Facts", "Isolation", "accesses", "facts", "gates"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from racebench.harness.hints.accesses import accesses, read_then_write
+from racebench.harness.hints.accesses import accesses
+from racebench.harness.hints.rules import read_then_write
 
 READ = "SELECT id, invoice_id, amount, status FROM payments WHERE id = $1"
 WRITE = "UPDATE payments SET status = 'captured' WHERE id = $1"

@@ -1,0 +1,401 @@
+"""The hints: where two requests' transactions can interleave so that both act on what only one
+should, read off the SQL each transaction ran (transcript.py) and the unique keys of its tables.
+
+Four kinds, in the order they are ranked:
+
+- lost_update: a read of a table without FOR UPDATE / FOR SHARE, then, in a later statement of
+  the same transaction, an UPDATE of a column that was read, set from outside (not `n = n + 1`),
+  whose WHERE checks none of the columns read and written (neither `status = $read` nor
+  `version = $read`). Two transactions that both read before either writes both write. A
+  transaction that locked a row of the table before (FOR UPDATE) is taken to write that row.
+- check_then_insert: a read of a table, then an INSERT into it of the columns the read checked,
+  with no unique index (pg_index) on those columns and no ON CONFLICT. A row lock does not help
+  here: FOR UPDATE locks the rows found, and the check found none.
+- read_skew: two reads in two statements of one READ COMMITTED transaction (two snapshots),
+  without row locks, of columns that another transaction writes together, then a write that
+  checks neither read. A commit between the two reads is seen by the second and not the first.
+- claim_first: a request that inserts a claim (a row of a unique key, such as an event id) in a
+  transaction of its own, then does the work the claim guards in a later one. A failure between
+  them leaves the claim, and the retry is refused as a duplicate: the work is lost.
+
+A transaction is guarded when it runs SERIALIZABLE (the transcript shows the BEGIN), or
+REPEATABLE READ for the first and third kinds (PostgreSQL aborts the second writer of a row), or
+takes an advisory lock before its reads. A lock held inside the application is invisible to the
+database, and so is its guarantee: such a transaction is hinted, "unguarded at the database",
+which is true as soon as a second process serves requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from racebench.harness.hints.accesses import Access, facts
+from racebench.harness.hints.transcript import CAPTURES, Transaction, Transcript
+
+Kind = Literal["lost_update", "check_then_insert", "read_skew", "claim_first"]
+KINDS: tuple[Kind, ...] = ("lost_update", "check_then_insert", "read_skew", "claim_first")
+TITLES: dict[Kind, str] = {
+    "lost_update": "read, then write what was read (a lost update)",
+    "check_then_insert": "check, then insert (no unique index)",
+    "read_skew": "two reads, two snapshots (read skew)",
+    "claim_first": "claim in one transaction, work in the next",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One statement that proves a hint, and what it does in it."""
+
+    role: str  # read, write, check, insert, claim, work
+    sql: str
+    request: str
+    transaction: int  # the request's n-th transaction
+
+
+@dataclass
+class Hint:
+    """One suspected race, with the statements that prove it."""
+
+    kind: Kind
+    table: str  # the contended table (read skew: the one read first)
+    columns: tuple[str, ...]
+    tables: tuple[str, ...]  # every table it involves
+    requests: list[str]
+    evidence: list[Evidence]
+    why: str
+    fix: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{'+'.join(self.tables)}"
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind]
+
+
+@dataclass
+class _Read:
+    access: Access
+    sql: str
+    position: int  # the statement's index in its transaction
+
+
+@dataclass
+class _Scan:
+    txn: Transaction
+    hints: list[Hint] = field(default_factory=list)
+
+
+def _guarded_by_serial(isolation: str | None, kind: Kind) -> bool:
+    if isolation == "serializable":
+        return True
+    return isolation == "repeatable read" and kind in ("lost_update", "read_skew")
+
+
+def _evidence(role: str, sql: str, txn: Transaction) -> Evidence:
+    return Evidence(role, sql, txn.request, txn.index)
+
+
+def _written(transactions: Sequence[Transaction]) -> list[dict[str, set[str]]]:
+    """The updated columns by table of each transaction, each shape once."""
+    out: list[dict[str, set[str]]] = []
+    seen: set[frozenset[tuple[str, frozenset[str]]]] = set()
+    for txn in transactions:
+        columns: dict[str, set[str]] = {}
+        for sql in txn.statements:
+            for access in facts(sql).accesses:
+                if access.kind == "update":
+                    columns.setdefault(access.table, set()).update(access.columns)
+        shape = frozenset((t, frozenset(c)) for t, c in columns.items())
+        if columns and shape not in seen:
+            seen.add(shape)
+            out.append(columns)
+    return out
+
+
+def _scan(
+    txn: Transaction,
+    keys: dict[str, list[frozenset[str]]],
+    writers: list[dict[str, set[str]]],
+) -> list[Hint]:
+    hints: list[Hint] = []
+    isolation: str | None = None
+    advisory = False
+    unlocked: list[_Read] = []  # reads a concurrent write can slip behind
+    checks: list[_Read] = []  # every read (a row lock does not cover a row not found)
+    updates: list[tuple[Access, int]] = []
+    for position, sql in enumerate(txn.statements):
+        found = facts(sql)
+        isolation = found.isolation or isolation
+        if found.advisory_lock:
+            advisory = True
+        reads = [a for a in found.accesses if a.kind == "read"]
+        for access in found.accesses:
+            if access.kind == "update":
+                updates.append((access, position))
+                locked = any(r.access.locked and r.access.table == access.table for r in checks)
+                if not (locked or advisory or _guarded_by_serial(isolation, "lost_update")):
+                    hints += _lost_update(txn, access, sql, unlocked)
+            elif (
+                access.kind == "insert"
+                and not access.on_conflict
+                and not advisory
+                and not _guarded_by_serial(isolation, "check_then_insert")
+            ):
+                hints += _check_then_insert(txn, access, sql, checks, keys)
+        for access in reads:
+            read = _Read(access, sql, position)
+            checks.append(read)
+            if not access.locked and not advisory:
+                unlocked.append(read)
+    if not _guarded_by_serial(isolation, "read_skew"):
+        hints += _read_skew(txn, unlocked, updates, writers)
+    return hints
+
+
+def _lost_update(txn: Transaction, write: Access, sql: str, reads: list[_Read]) -> list[Hint]:
+    hints: list[Hint] = []
+    for read in reads:
+        if read.access.table != write.table or read.sql == sql:
+            continue
+        both = read.access.columns & write.columns
+        if both & write.guard:
+            continue  # a conditional or version-checked write
+        depends = both - write.in_place
+        if not depends:
+            continue
+        columns = tuple(sorted(depends))
+        hints.append(
+            Hint(
+                "lost_update",
+                write.table,
+                columns,
+                (write.table,),
+                [txn.request],
+                [_evidence("read", read.sql, txn), _evidence("write", sql, txn)],
+                why=(
+                    f"{write.table}.{', '.join(columns)} is read without a row lock, then "
+                    "written from what was read, and the write's WHERE does not check it: two "
+                    "transactions that both read before either writes both write. Nothing at "
+                    "the database orders them (a lock inside the application does not hold "
+                    "across processes)"
+                ),
+                fix=(
+                    "read with SELECT ... FOR UPDATE and check after the lock, or make the "
+                    f"write conditional (UPDATE {write.table} ... WHERE {columns[0]} = "
+                    "<what was read>) and check its row count"
+                ),
+            )
+        )
+        break
+    return hints
+
+
+def _check_then_insert(
+    txn: Transaction,
+    insert: Access,
+    sql: str,
+    reads: list[_Read],
+    keys: dict[str, list[frozenset[str]]],
+) -> list[Hint]:
+    for read in reads:
+        if read.access.table != insert.table or read.sql == sql:
+            continue
+        checked = read.access.guard & insert.columns
+        if not checked:
+            continue
+        if any(key <= checked for key in keys.get(insert.table, [])):
+            continue  # a unique index enforces what was checked
+        columns = tuple(sorted(checked))
+        return [
+            Hint(
+                "check_then_insert",
+                insert.table,
+                columns,
+                (insert.table,),
+                [txn.request],
+                [_evidence("check", read.sql, txn), _evidence("insert", sql, txn)],
+                why=(
+                    f"the transaction looks for a {insert.table} row by {', '.join(columns)}, "
+                    "then inserts one, and no unique index covers those columns: two that "
+                    "both find none both insert (a row lock cannot lock a row not found)"
+                ),
+                fix=(
+                    f"a unique index on {insert.table} ({', '.join(columns)}), with INSERT ... "
+                    "ON CONFLICT DO NOTHING and a check of the row count"
+                ),
+            )
+        ]
+    return []
+
+
+def _read_skew(
+    txn: Transaction,
+    unlocked: list[_Read],
+    updates: list[tuple[Access, int]],
+    writers: list[dict[str, set[str]]],
+) -> list[Hint]:
+    for i, first in enumerate(unlocked):
+        for second in unlocked[i + 1 :]:
+            if second.position == first.position:
+                continue  # one statement, one snapshot
+            together = [
+                w
+                for w in writers
+                if w.get(first.access.table, set()) & first.access.columns
+                and w.get(second.access.table, set()) & second.access.columns
+            ]
+            if not together:
+                continue
+            later = [(u, p) for u, p in updates if p > second.position]
+            if not later or any(
+                _validates(u, r, together) for u, _ in later for r in (first, second)
+            ):
+                continue
+            order = {first.access.table: 0, second.access.table: 1}
+            write, position = min(later, key=lambda up: order.get(up[0].table, 2))
+            tables = tuple(dict.fromkeys((first.access.table, second.access.table)))
+            return [
+                Hint(
+                    "read_skew",
+                    first.access.table,
+                    tuple(sorted(first.access.columns & together[0][first.access.table])),
+                    tables,
+                    [txn.request],
+                    [
+                        _evidence("read", first.sql, txn),
+                        _evidence("read", second.sql, txn),
+                        _evidence("write", txn.statements[position], txn),
+                    ],
+                    why=(
+                        f"{' and '.join(tables)} are read in two statements, two snapshots "
+                        "under READ COMMITTED, without row locks; another transaction writes "
+                        "both, and one that commits between the two reads is seen by the "
+                        f"second and not the first. The {write.table} write that follows acts "
+                        "on that mixed view"
+                    ),
+                    fix=(
+                        "read both in one statement (one snapshot), lock what the decision "
+                        "rests on (FOR UPDATE), or run the transaction REPEATABLE READ"
+                    ),
+                )
+            ]
+    return []
+
+
+def _validates(write: Access, read: _Read, writers: list[dict[str, set[str]]]) -> bool:
+    """The write's WHERE re-checks a column of the read that the other transactions write."""
+    if write.table != read.access.table:
+        return False
+    concurrent = set().union(*(w.get(write.table, set()) for w in writers))
+    return bool(write.guard & read.access.columns & concurrent)
+
+
+def _claims_first(transcript: Transcript, keys: dict[str, list[frozenset[str]]]) -> list[Hint]:
+    hints: list[Hint] = []
+    runs: dict[tuple[str, str | None], list[Transaction]] = {}
+    for txn in transcript.transactions:
+        runs.setdefault((txn.request, txn.session), []).append(txn)
+    for (request, session), txns in runs.items():
+        for n, txn in enumerate(txns):
+            claim = _claim(txn, keys)
+            if claim is None:
+                continue
+            access, sql = claim
+            # A request's later transactions; a backend's (a log), the next one only.
+            after = txns[n + 1 : n + 2] if session is not None else txns[n + 1 :]
+            work = [
+                (later, stmt)
+                for later in after
+                for stmt in later.statements
+                if any(a.kind == "update" for a in facts(stmt).accesses)
+            ]
+            if not work:
+                continue
+            later, stmt = work[0]
+            columns = tuple(sorted(next(k for k in keys[access.table] if k <= access.columns)))
+            hints.append(
+                Hint(
+                    "claim_first",
+                    access.table,
+                    columns,
+                    (access.table,),
+                    [request],
+                    [_evidence("claim", sql, txn), _evidence("work", stmt, later)],
+                    why=(
+                        f"the {access.table} row ({', '.join(columns)}) is claimed and "
+                        "committed in a transaction of its own, before the work it guards: "
+                        "when that work fails (a timeout, a killed backend, a crash), the claim "
+                        "stays, and the retry is refused as a duplicate; the work is lost"
+                    ),
+                    fix=(
+                        "claim in the same transaction as the work (INSERT ... ON CONFLICT DO "
+                        "NOTHING first, then the work, one COMMIT)"
+                    ),
+                )
+            )
+    return hints
+
+
+def _claim(txn: Transaction, keys: dict[str, list[frozenset[str]]]) -> tuple[Access, str] | None:
+    """The transaction's claim: an INSERT that writes a whole unique key, and no UPDATE."""
+    claim = None
+    for sql in txn.statements:
+        for access in facts(sql).accesses:
+            if access.kind in ("update", "delete"):
+                return None
+            if access.kind == "insert" and any(
+                key <= access.columns for key in keys.get(access.table, [])
+            ):
+                claim = (access, sql)
+    return claim
+
+
+def analyse(transcript: Transcript) -> list[Hint]:
+    """Every hint of the transcript, one per kind and table(s), ranked (see the docstring)."""
+    keys = transcript.unique_keys
+    # A log repeats a few transaction shapes thousands of times: each is read once.
+    first: dict[tuple[str, tuple[str, ...]], Transaction] = {}
+    for txn in transcript.transactions:
+        first.setdefault((txn.request, txn.statements), txn)
+    distinct = list(first.values())
+    writers = _written(distinct)
+    found: list[Hint] = []
+    for txn in distinct:
+        found += _scan(txn, keys, writers)
+    found += _claims_first(transcript, keys)
+    merged: dict[str, Hint] = {}
+    for hint in found:
+        same = merged.get(hint.id)
+        if same is None:
+            merged[hint.id] = hint
+            continue
+        same.columns = tuple(sorted(set(same.columns) | set(hint.columns)))
+        for request in hint.requests:
+            if request not in same.requests:
+                same.requests.append(request)
+    return rank(list(merged.values()), transcript.payment_table)
+
+
+def rank(hints: Sequence[Hint], payment_table: str | None = None) -> list[Hint]:
+    """Most likely to hurt first: by kind; then those both capture paths share; then the
+    payment's own table."""
+
+    def key(hint: Hint) -> tuple[int, int, int]:
+        paths = sum(request in hint.requests for request in CAPTURES)
+        return (KINDS.index(hint.kind), -paths, 0 if hint.table == payment_table else 1)
+
+    return sorted(hints, key=key)
+
+
+def read_then_write(statements: list[str]) -> list[Hint]:
+    """The lost-update hints of one transaction's statements (a shortcut for tests and for a
+    quick look at a transaction)."""
+    transcript = Transcript("statements", [Transaction("-", tuple(statements))])
+    return [h for h in analyse(transcript) if h.kind == "lost_update"]
+
+
+__all__ = ["KINDS", "TITLES", "Evidence", "Hint", "Kind", "analyse", "rank", "read_then_write"]
