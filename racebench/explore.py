@@ -115,7 +115,7 @@ class _Task:
             bar.stop()
 
 
-def _run(work: Coroutine[Any, Any, T]) -> T:
+def run_async(work: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, with SIGTERM cancelling the work at its next await (as Ctrl-C does), so
     that the proxy, the service and the database racebench made are stopped in order; then
     KeyboardInterrupt, as for Ctrl-C."""
@@ -196,7 +196,7 @@ def run_explore(
                 if canary or variant.expected(name, SCENARIOS[name].catches_races) == "race"
                 else "safe"
             )
-            result = _run(
+            result = run_async(
                 _explore_one(
                     spec,
                     variant_arg(spec, variant),
@@ -376,7 +376,7 @@ def run_replay(
     spec = load_target(saved.target)
     script = _scripts(spec, saved.scenario)[saved.scenario]
     console = make_console()
-    runs = _run(
+    runs = run_async(
         _replay(spec, saved, script, repeat=repeat, database_url=database_url, workers=workers)
     )
     same = [r for r in runs if r.verdict == saved.verdict]
@@ -404,8 +404,16 @@ async def _replay(
     async with behind_proxy(
         spec, saved.variant, database_url=database_url, workers=workers
     ) as behind:
+        behind.launcher.focus = saved.focus
         explorer = Explorer(behind.session, behind.launcher, script)
         return [await explorer.run(Prefix(saved.choices)) for _ in range(repeat)]
 
 
-__all__ = ["Search", "run_explore", "run_replay"]
+__all__ = [
+    "SCHEDULES_FOLDER",
+    "ExploreProgress",
+    "Search",
+    "run_async",
+    "run_explore",
+    "run_replay",
+]

@@ -32,12 +32,14 @@ from racebench.harness.explore.behind import Behind, CannotExplore, behind_proxy
 from racebench.harness.explore.scheduler import (
     PCT,
     Decision,
+    Focus,
     LaunchTrace,
     Policy,
     Prefix,
     SchedulerLauncher,
     preemptions,
 )
+from racebench.harness.hints.accesses import gates
 from racebench.harness.target.file import TargetSpec
 from racebench.harness.target.race import TargetScript, run_target_once
 from racebench.harness.target.session import Session
@@ -336,13 +338,15 @@ async def explore(
     workers: int | None = None,
     progress: Callable[[SearchResult], None] | None = None,
     announce: Callable[[Behind], None] | None = None,
+    focus: Focus | None = None,
 ) -> Exploration:
     """Start the target's service behind the proxy, run the bounded search (PCT when the
     bounded space is larger than `max_schedules`), shrink the first failing schedule, stop
-    everything."""
+    everything. `focus`: only the statements it picks are decision points."""
     async with behind_proxy(spec, variant, database_url=database_url, workers=workers) as b:
         if announce is not None:
             announce(b)
+        b.launcher.focus = focus
         explorer = Explorer(b.session, b.launcher, script)
         result = await bounded_search(
             explorer.run,
@@ -389,10 +393,18 @@ class SavedSchedule:
     preemptions: int
     verdict: str
     evidence: str
+    # racebench hints --confirm: only the statements that touch these tables (reads too, with
+    # gate_reads) were decision points; a replay gates the same ones.
+    gate: list[str] = field(default_factory=list)
+    gate_reads: bool = False
 
     @property
     def id(self) -> str:
         return schedule_id(self.choices)
+
+    @property
+    def focus(self) -> Focus | None:
+        return gates(self.gate, self.gate_reads) if self.gate else None
 
     def write(self, path: Path) -> Path:
         data = {"racebench_schedule": SCHEDULE_FORMAT, "id": self.id, **self.__dict__}
@@ -416,6 +428,8 @@ class SavedSchedule:
                 preemptions=int(data.get("preemptions", 0)),
                 verdict=str(data.get("verdict", "")),
                 evidence=str(data.get("evidence", "")),
+                gate=[str(t) for t in data.get("gate", [])],
+                gate_reads=bool(data.get("gate_reads", False)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: a schedule without {error}") from None

@@ -48,6 +48,8 @@ TRIVIAL = re.compile(
     r"|DEALLOCATE\s|SELECT\s+1\s*;?\s*$)",
     re.IGNORECASE,
 )
+# Which statements are decision points, by their SQL (see SchedulerLauncher.focus).
+Focus = Callable[[str], bool]
 # How often a statement that has not ended is looked up in pg_blocking_pids.
 BLOCK_POLL_S = 0.002
 # An actor that runs this long without a statement waits on something outside the database.
@@ -169,12 +171,18 @@ class ScheduledLaunch:
     """The proxy's gate for one launch; `run()` sends the requests and drives the decisions."""
 
     def __init__(
-        self, proxy: Proxy, monitor: asyncpg.Connection, policy: Policy, trace: LaunchTrace
+        self,
+        proxy: Proxy,
+        monitor: asyncpg.Connection,
+        policy: Policy,
+        trace: LaunchTrace,
+        focus: Focus | None = None,
     ) -> None:
         self.proxy = proxy
         self.monitor = monitor
         self.policy = policy
         self.trace = trace
+        self.focus = focus
         self._actors = {name: _Actor(name) for name in trace.actors}
         self._by_connection: dict[int, str] = {}  # connection id -> actor of its transaction
         self._changed = asyncio.Event()
@@ -192,7 +200,7 @@ class ScheduledLaunch:
         state = self._actors[actor]
         state.last_connection = conn.id
         self._by_connection[conn.id] = actor
-        if TRIVIAL.match(stmt.sql):
+        if TRIVIAL.match(stmt.sql) or (self.focus is not None and not self.focus(stmt.sql)):
             self._started(state, stmt, None)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -412,6 +420,9 @@ class SchedulerLauncher:
         self.monitor = monitor
         self.policy: Policy = policy or Prefix([])
         self.traces: list[LaunchTrace] = []
+        # Only the statements `focus` picks are decision points (None: every one but the
+        # trivial); racebench hints --confirm gates the contended table this way.
+        self.focus: Focus | None = None
 
     def reset(self, policy: Policy) -> None:
         self.policy = policy
@@ -422,7 +433,9 @@ class SchedulerLauncher:
     ) -> list[Answer]:
         trace = LaunchTrace([r.actor for r in requests])
         self.traces.append(trace)
-        launch = ScheduledLaunch(self.proxy, self.monitor, _Offset(self.policy, self), trace)
+        launch = ScheduledLaunch(
+            self.proxy, self.monitor, _Offset(self.policy, self), trace, self.focus
+        )
         proxy = self.proxy
         proxy.gate = launch
         proxy.on_statement_done = launch.statement_done
@@ -452,6 +465,7 @@ class _Offset:
 __all__ = [
     "PCT",
     "Decision",
+    "Focus",
     "LaunchTrace",
     "Policy",
     "Prefix",
