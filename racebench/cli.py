@@ -611,6 +611,108 @@ def explore(
 
 
 @_command(
+    "Read the service's own SQL and point at the unguarded read-then-write, before any race is"
+    " run: its service started behind racebench's proxy, each request type sent once (verify,"
+    " the capture event, the failure event), every transaction's read and write sets read with"
+    " PostgreSQL's own parser; or a PostgreSQL statement log (--log). The hints come ranked,"
+    " each with the statements that prove it, with the barrier tables and draft invariants the"
+    " writes suggest. --confirm forces each hint with racebench explore (its tables gated) and"
+    " marks it confirmed (with the failing schedule), refuted or unsettled.",
+    _strategies,
+    "0 every variant as expected (a canary shows a hint, with --confirm a confirmed one in its"
+    " top 3; any other shows none, with --confirm none that is not refuted); 1 otherwise; "
+    + BAD_INPUT
+    + "; 130 interrupted.",
+)
+def hints(
+    target: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="a target file whose service racebench starts, or `reference`",
+        ),
+    ] = "reference",
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAMES",
+            help="the target's variants (the reference's: its strategies), a,b or all",
+            show_default=False,
+        ),
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="a PostgreSQL log written with log_statement = 'all' (instead of a target)",
+        ),
+    ] = None,
+    log_prefix: Annotated[
+        str,
+        typer.Option(metavar="PREFIX", help="the server's log_line_prefix (SHOW log_line_prefix)"),
+    ] = "%m [%p] ",
+    schema_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="with --log: the database whose unique indexes and keys to read",
+            show_default=False,
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool, typer.Option(help="force each hint (racebench explore) and say what it showed")
+    ] = False,
+    budget: Annotated[
+        int,
+        typer.Option(min=1, metavar="N", help="--confirm: schedules (or runs) per hint"),
+    ] = 60,
+    preemptions: Annotated[
+        int, typer.Option(min=0, metavar="K", help="--confirm: the preemption bound")
+    ] = 2,
+    canary: Annotated[
+        bool, typer.Option(help="the build is known to be bad: a hint must be found")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
+    ] = None,
+    out: RunFolder = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.harness.explore.behind import CannotExplore
+    from racebench.harness.hints.statement_log import LogFormatError
+    from racebench.harness.target.service import TargetUnreachable
+    from racebench.hints import Confirming, run_hints
+
+    try:
+        code = run_hints(
+            target=target,
+            strategies=strategy,
+            log=log,
+            log_prefix=log_prefix,
+            schema_url=schema_url,
+            confirming=Confirming(budget, preemptions) if confirm else None,
+            canary=canary,
+            database_url=database_url,
+            workers=workers,
+            out=out,
+            json_path=json_path,
+        )
+    except (DatabaseError, ValueError, TargetUnreachable, CannotExplore, LogFormatError) as error:
+        raise _fail(str(error)) from None
+    except OSError as error:
+        raise _fail(f"{log}: {error.strerror or error}") from None
+    except KeyboardInterrupt:
+        raise _fail(
+            "interrupted; the proxy, the service and its connections are stopped", 130
+        ) from None
+    raise typer.Exit(code)
+
+
+@_command(
     "Relay PostgreSQL connections to the upstream server, recording each statement, until"
     " Ctrl-C or SIGTERM (harness/explore/proxy.py); prints the URL to connect to and, at"
     " exit, how many connections and statements went through. With a command after `--`"
@@ -736,6 +838,47 @@ def target_check(
     if not reachable:
         raise typer.Exit(2)
     raise typer.Exit(0 if all(s.ok for s in steps) else 1)
+
+
+@target_app.command(
+    "init",
+    help="A first target file from a running service's transcript: the skeleton FILE's"
+    " service, payment and requests (barrier_tables and [[invariants]] may be left out),"
+    " driven once through racebench's proxy; the barrier tables (what the captures write after"
+    " their first read) and draft invariants (what the writes imply) written in. Exit codes: 0"
+    " written; 2 a bad skeleton, or the service or its database unreachable; 130 interrupted.",
+)
+def target_init(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="a target file (a skeleton)")],
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="the build to read, when the service takes {variant}",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="where to write it (default: FILE's stem.init.toml)"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="the service's workers (default: the file's)"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    from racebench.harness.explore.behind import CannotExplore
+    from racebench.harness.target.service import TargetUnreachable
+    from racebench.hints import run_init
+
+    try:
+        code = run_init(file, variant=strategy, out=out, database_url=database_url, workers=workers)
+    except (DatabaseError, ValueError, TargetUnreachable, CannotExplore) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the service is stopped", 130) from None
+    raise typer.Exit(code)
 
 
 @target_app.command(

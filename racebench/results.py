@@ -375,6 +375,74 @@ class ExploreResult(_Model):
         )
 
 
+class HintEvidence(_Model):
+    """One statement that proves a hint: its role (read, write, check, insert, claim, work),
+    its SQL, and the request type (or, from a log, the backend) that ran it."""
+
+    role: str
+    sql: str
+    request: str
+    transaction: int
+
+
+class HintConfirmation(_Model):
+    """A hint forced: explored (racebench explore, the hint's tables gated) or, for a fault,
+    raced; confirmed (an invariant broke), refuted (the whole bound explored, or every run
+    raced, and nothing broke) or unsettled (the budget ran out, or an artifact)."""
+
+    verdict: Literal["confirmed", "refuted", "unsettled"]
+    scenario: str
+    method: Literal["explore", "race"]
+    said: str  # the guarantee, in one sentence
+    schedules: int  # schedules explored, or runs raced
+    seconds: float
+    violations: dict[str, int] = Field(default_factory=dict)
+    schedule_file: str | None = None  # the failing schedule (racebench explore --replay)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+class Hint(_Model):
+    """One suspected race, read off the service's own SQL (racebench hints)."""
+
+    rank: int  # 1 is the most likely to hurt
+    kind: Literal["lost_update", "check_then_insert", "read_skew", "claim_first"]
+    title: str
+    table: str
+    tables: list[str]
+    columns: list[str]
+    requests: list[str]  # the request types (or backends) whose transactions show it
+    evidence: list[HintEvidence]
+    why: str
+    fix: str
+    confirmation: HintConfirmation | None = None
+
+
+class DraftInvariant(_Model):
+    code: str
+    name: str
+    sql: str
+    why: str
+
+
+class HintsResult(_Model):
+    """`racebench hints` on one variant (or one statement log): its hints, ranked, with the
+    barrier tables and invariants its writes suggest."""
+
+    target: str
+    variant: str
+    source: Literal["proxy", "log"]
+    transactions: int
+    statements: int
+    unparsed: int  # statements PostgreSQL's parser could not read (left out)
+    hints: list[Hint]
+    barrier_tables: list[str]
+    invariants: list[DraftInvariant]
+    expected: Expected  # "race": hints must be found (and confirmed); "safe": none may stand
+    passed: bool
+    seconds: float
+    log_lines: int | None = None  # a log: the lines read
+
+
 class Results(_Model):
     schema_: str = Field(default=SCHEMA, alias="schema")
     run_id: str
@@ -383,6 +451,7 @@ class Results(_Model):
     race: list[RaceResult] = Field(default_factory=list)
     bench: list[BenchResult] = Field(default_factory=list)
     explore: list[ExploreResult] = Field(default_factory=list)
+    hints: list[HintsResult] = Field(default_factory=list)
 
     model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
 

@@ -25,6 +25,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "racebench.demo",
         "racebench.race",
         "racebench.explore",
+        "racebench.hints",
         "racebench.serve",
         "racebench.pytest_plugin",
         "racebench.__main__",

@@ -202,8 +202,10 @@ def resolve(name_or_path: str) -> Path:
     return Path(name_or_path)
 
 
-def load(name_or_path: str | Path) -> TargetSpec:
-    """Read and check a target file; TargetFileError names the field that is wrong."""
+def load(name_or_path: str | Path, *, skeleton: bool = False) -> TargetSpec:
+    """Read and check a target file; TargetFileError names the field that is wrong.
+    `skeleton`: a first file for `racebench target init`, which may leave out
+    [database].barrier_tables and [[invariants]] (init drafts them)."""
     path = resolve(str(name_or_path))
     where = str(path)
     try:
@@ -215,7 +217,7 @@ def load(name_or_path: str | Path) -> TargetSpec:
         raise TargetFileError(where, "file", str(error)) from None
     except tomllib.TOMLDecodeError as error:
         raise TargetFileError(where, "file", f"not valid TOML: {error}") from None
-    return _parse(raw, path.resolve(), where)
+    return _parse(raw, path.resolve(), where, skeleton=skeleton)
 
 
 class _Reader:
@@ -341,7 +343,7 @@ class _Reader:
                 self._templates(v, f"{label}[{i}]")
 
 
-def _parse(raw: dict[str, Any], path: Path, where: str) -> TargetSpec:
+def _parse(raw: dict[str, Any], path: Path, where: str, *, skeleton: bool = False) -> TargetSpec:
     r = _Reader(where)
     r.keys(raw, "", TOP_LEVEL_KEYS)
     name = r.string(raw, "name", "name", required=False) or path.stem
@@ -358,8 +360,10 @@ def _parse(raw: dict[str, Any], path: Path, where: str) -> TargetSpec:
             "[database].url",
             'must be a postgresql:// URL, or "{database_url}" for one that racebench makes',
         )
-    tables = database.get("barrier_tables")
-    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
+    tables = database.get("barrier_tables", [] if skeleton else None)
+    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        raise r.fail("[database].barrier_tables", "must be a non-empty list of table names")
+    if not tables and not skeleton:
         raise r.fail("[database].barrier_tables", "must be a non-empty list of table names")
     for table in tables:
         if not _TABLE.match(table):
@@ -393,7 +397,7 @@ def _parse(raw: dict[str, Any], path: Path, where: str) -> TargetSpec:
         payment=payment,
         verify=verify,
         webhook=webhook,
-        invariants=_invariants(r, raw, payment),
+        invariants=_invariants(r, raw, payment, skeleton=skeleton),
         variants=_variants(r, raw.get("variants")),
     )
 
@@ -468,7 +472,9 @@ def _payment(r: _Reader, raw: dict[str, Any]) -> PaymentSpec:
     return PaymentSpec(sql, http, returns, invoice_sql, shares, captured_sql, lock_sql)
 
 
-def _invariants(r: _Reader, raw: dict[str, Any], payment: PaymentSpec) -> tuple[Invariant, ...]:
+def _invariants(
+    r: _Reader, raw: dict[str, Any], payment: PaymentSpec, *, skeleton: bool = False
+) -> tuple[Invariant, ...]:
     """racebench's own (builtin_invariants: on the contract's tables), the file's own, and the
     client ledger's check when the file says how to see a payment captured."""
     invariants: list[Invariant] = []
@@ -512,7 +518,7 @@ def _invariants(r: _Reader, raw: dict[str, Any], payment: PaymentSpec) -> tuple[
             "[[invariants]]",
             f"{LEDGER_CODE} is the client ledger's check, made from [payment].captured_sql",
         )
-    if not invariants:
+    if not invariants and not skeleton:
         raise r.fail(
             "[[invariants]]",
             "at least one is required (a query returning violations), or builtin_invariants",
