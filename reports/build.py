@@ -16,6 +16,13 @@ from racebench.reports.explore import (
     explore_table,
 )
 from racebench.reports.gate import GateResult, Thresholds, compare, race_checks
+from racebench.reports.hints import (
+    HINTS_FILE,
+    hints_checks,
+    hints_markdown,
+    hints_sql_html,
+    hints_table,
+)
 from racebench.reports.markdown import document, gate_markdown
 from racebench.reports.matrix import build_matrix
 from racebench.reports.page import Image, Page, render_page
@@ -168,8 +175,11 @@ def run_report(
     matrix = build_matrix(results.race)
     perf = performance_tables(summary)
     matrix_tab = matrix_table(matrix)
-    race_gate = GateResult(race_checks(summary, matrix) + explore_checks(results))
+    race_gate = GateResult(
+        race_checks(summary, matrix) + explore_checks(results) + hints_checks(results)
+    )
     explored = explore_table(results)
+    hinted = hints_table(results)
 
     gate: GateResult | None = None
     if baseline is not None:
@@ -186,6 +196,8 @@ def run_report(
         (run_dir / EXPLORE_FILE).write_text(
             document(f"racebench: explore ({results.run_id})", [explored])
         )
+    if hinted is not None:
+        (run_dir / HINTS_FILE).write_text(hints_markdown(results))
     if gate is not None:
         (run_dir / COMPARISON_FILE).write_text(
             f"# racebench: {results.run_id} against {baseline}\n\n" + gate_markdown(gate)
@@ -201,6 +213,8 @@ def run_report(
         race_gate=race_gate if race_gate.checks else None,
         explore=explored,
         explore_timelines=explore_images(results),
+        hints=hinted,
+        hints_sql=hints_sql_html(results),
     )
     html_path = run_dir / HTML_FILE
     html_path.write_text(render_page(page), encoding="utf-8")
@@ -210,6 +224,8 @@ def run_report(
     print_table(console, matrix_tab, compact=True)
     if explored is not None:
         print_table(console, explored)
+    if hinted is not None:
+        print_table(console, hinted)
     if race_gate.checks:
         console.print("[bold]race gate[/]")
         print_gate(console, race_gate)

@@ -32,7 +32,11 @@ class Page:
     race_gate: GateResult | None = None
     explore: Table | None = None
     explore_timelines: list[Image] = field(default_factory=list)
+    hints: Table | None = None
+    hints_sql: str = ""  # HTML, already escaped (reports/hints.py)
 
+
+HINTS_HEADING = "Hints: the service's own SQL, read for the unguarded read-then-write"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -42,7 +46,7 @@ table { border-collapse: collapse; margin: .6rem 0; }
 th, td { border: 1px solid #d5d8dc; padding: .35rem .6rem; text-align: left; vertical-align: top; }
 th { background: #eef2f7; }
 td .delta { color: #1f618d; }
-td .note { color: #7f8c8d; font-size: .82rem; }
+.note { color: #7f8c8d; font-size: .82rem; }
 .good { color: #1e8449; } .bad { color: #c0392b; font-weight: 600; } .warn { color: #b9770e; }
 .notes { color: #566573; font-size: .85rem; margin: .2rem 0; }
 figure { margin: 1.2rem 0; } figcaption { color: #566573; font-size: .85rem; }
@@ -51,6 +55,9 @@ img { max-width: 100%; border: 1px solid #eaecee; }
 .facts td:first-child { color: #566573; }
 pre { background: #f8f9f9; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 .verdict-ok { color: #1e8449; } .verdict-fail { color: #c0392b; }
+.hint { border-left: 3px solid #d5d8dc; padding-left: .8rem; margin: 1rem 0; }
+.hint .role { margin: .5rem 0 0; } pre.sql { white-space: pre-wrap; margin-top: .2rem; }
+pre.sql b { color: #1f618d; } mark { background: #fcf3cf; padding: 0 .1em; }
 """
 
 
@@ -142,5 +149,11 @@ def render_page(page: Page) -> str:
     if page.explore is not None:
         parts.append(table_html(page.explore))
         parts += [image_html(i) for i in page.explore_timelines]
+    if page.hints is not None or page.hints_sql:
+        parts.append(f"<h2>{escape(HINTS_HEADING)}</h2>")
+        if page.hints is not None:
+            parts.append(table_html(page.hints, level=3))
+        if page.hints_sql:
+            parts.append(page.hints_sql)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
