@@ -75,15 +75,21 @@ class LineCounter:
         return self.lines
 
 
-async def capture(conn: asyncpg.Connection, rng: random.Random) -> None:
+async def capture(conn: asyncpg.Connection, rng: random.Random, literals: bool = False) -> None:
     payment = rng.randint(1, PAYMENTS)
     async with conn.transaction():
+        if literals:  # the simple protocol, values in the text: every statement's text differs
+            await conn.execute(READ.replace("$1", str(payment)))
+            await conn.execute(CAPTURE.replace("$1", str(payment)))
+            amount = str(rng.randint(1, 10**9))
+            await conn.execute(RECEIPT.replace("$1", str(payment)).replace("$2", amount))
+            return
         row = await conn.fetchrow(READ, payment)
         await conn.execute(CAPTURE, payment)
         await conn.execute(RECEIPT, payment, row["amount"])
 
 
-async def generate(url: str, log: Path, lines: int, workers: int) -> int:
+async def generate(url: str, log: Path, lines: int, workers: int, literals: bool = False) -> int:
     """Capture-like transactions on `workers` connections until `log` has `lines` lines; the
     number of transactions run."""
     counter = LineCounter(log)
@@ -97,7 +103,7 @@ async def generate(url: str, log: Path, lines: int, workers: int) -> int:
         conn = await asyncpg.connect(url, server_settings={"application_name": f"capture-{n}"})
         try:
             while not done.is_set():
-                await capture(conn, rng)
+                await capture(conn, rng, literals)
                 transactions += 1
         finally:
             await conn.close()
@@ -130,6 +136,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="concurrent connections")
     parser.add_argument("--repeat", type=int, default=5, help="times read_log_file is timed")
     parser.add_argument("--durations", action="store_true", help="log_min_duration_statement=0")
+    parser.add_argument(
+        "--literals",
+        action="store_true",
+        help="values written into the SQL (simple protocol): no two statements alike",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="copy the log to this path")
     args = parser.parse_args()
 
@@ -140,7 +151,7 @@ def main() -> None:
         server.restart()  # the settings, for every connection from here on
         log = Path(server._server.log)  # pgserver's `pg_ctl -l` file: every backend's stderr
         started = time.perf_counter()
-        ran = asyncio.run(generate(db.url, log, args.lines, args.workers))
+        ran = asyncio.run(generate(db.url, log, args.lines, args.workers, args.literals))
         generating = time.perf_counter() - started
         if args.keep is not None:
             shutil.copyfile(log, args.keep)

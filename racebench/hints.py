@@ -28,6 +28,7 @@ from racebench.console import console as make_console
 from racebench.explore import SCHEDULES_FOLDER, ExploreProgress, run_async
 from racebench.harness.database import connect, parse_url
 from racebench.harness.explore.explorer import SavedSchedule, schedule_timeline
+from racebench.harness.hints.accesses import facts
 from racebench.harness.hints.confirm import (
     DEFAULT_BOUND,
     DEFAULT_BUDGET,
@@ -231,8 +232,6 @@ def _entry(
     run_dir: Path | None,
     spec: TargetSpec | None,
 ) -> HintsResult:
-    from racebench.harness.hints.accesses import facts
-
     statements = [s for t in transcript.transactions for s in t.statements]
     entries = [
         HintEntry(
@@ -250,7 +249,8 @@ def _entry(
         )
         for n, (hint, found) in enumerate(zip(hints, confirmations, strict=True), start=1)
     ]
-    passed = _passed(entries, expected)
+    problems = _problems(transcript)
+    passed = _passed(entries, expected) and not problems
     return HintsResult(
         target=target,
         variant=variant,
@@ -264,7 +264,27 @@ def _entry(
         expected="race" if expected == "race" else "safe",
         passed=passed,
         seconds=round(seconds, 3),
+        answers=dict(transcript.answers),
+        problems=problems,
     )
+
+
+def _problems(transcript: Transcript) -> list[str]:
+    """Why the transcript may be missing transactions: a request that did not answer 2xx, or
+    no statement that wrote anything."""
+    problems = [
+        f"{request} answered {status}: its transactions may be missing or cut short"
+        for request, status in transcript.answers.items()
+        if not 200 <= status < 300
+    ]
+    writes = any(facts(s).writes for t in transcript.transactions for s in t.statements)
+    if not writes:
+        where = "in the log" if transcript.source == "log" else "through racebench's proxy"
+        problems.append(
+            f"no statement {where} wrote anything: nothing to read hints from (is the service "
+            "handed its database URL from {database_url}?)"
+        )
+    return problems
 
 
 def _passed(hints: Sequence[HintEntry], expected: str) -> bool:
@@ -371,6 +391,8 @@ def show(console: Console, entry: HintsResult) -> None:
         )
     for inv in entry.invariants:
         console.print(f" draft invariant {inv.code}: {escape(inv.name)}", highlight=False)
+    for problem in entry.problems:
+        console.print(f" [bold red]problem:[/] {escape(problem)}", highlight=False)
     must = (
         f"must show a hint{f' confirmed in its top {TOP}' if _confirmed_asked(entry) else ''}"
         if entry.expected == "race"

@@ -441,6 +441,9 @@ class HintsResult(_Model):
     passed: bool
     seconds: float
     log_lines: int | None = None  # a log: the lines read
+    answers: dict[str, int] = Field(default_factory=dict)  # request type -> its HTTP status
+    # what makes the reading incomplete (a request that failed, nothing seen): never a pass
+    problems: list[str] = Field(default_factory=list)
 
 
 class Results(_Model):

@@ -55,8 +55,9 @@ async def behind_proxy(
     made) at the end, however it ends."""
     if spec.service.command is None:
         raise CannotExplore(
-            f"{spec.path}: [service].command is not set. racebench explore starts the service "
-            "itself, behind its proxy, and hands it the proxy's URL as {database_url}"
+            f"{spec.path}: [service].command is not set. racebench explore and racebench hints "
+            "start the service themselves, behind racebench's proxy, and hand it the proxy's "
+            "URL as {database_url}"
         )
     with target_database(spec, database_url) as database:
         host, port = upstream_of(database.url)

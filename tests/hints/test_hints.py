@@ -182,3 +182,21 @@ def test_a_statement_log_is_read_for_hints(database_url: str, tmp_path: Path) ->
     assert bad.exit_code == 2 and "%p" in bad.output
     missing = runner.invoke(app, ["hints", "--log", str(tmp_path / "nope.log")])
     assert missing.exit_code == 2
+
+
+def test_a_request_that_fails_makes_the_reading_incomplete_never_a_pass(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The shop signs with its own secret; racebench signs with another: verify answers 400.
+    text = SHOP.read_text().replace("shop_key_secret}", "not_the_shop_s_secret}")
+    text = text.replace(
+        'url = "http://127.0.0.1:{port}"',
+        f'url = "http://127.0.0.1:{{port}}"\ncwd = "{SHOP.parent}"',
+    )
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(text)
+    code = run_hints(target=str(wrong), strategies="fixed", database_url=database_url, out=tmp_path)
+    [entry] = Results.read(tmp_path).hints
+    assert code == 1 and not entry.passed and entry.hints == []
+    assert entry.answers["verify"] == 400
+    assert entry.problems == ["verify answered 400: its transactions may be missing or cut short"]
