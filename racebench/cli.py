@@ -703,8 +703,8 @@ def hints(
         )
     except (DatabaseError, ValueError, TargetUnreachable, CannotExplore, LogFormatError) as error:
         raise _fail(str(error)) from None
-    except OSError as error:
-        raise _fail(f"{log}: {error.strerror or error}") from None
+    except OSError as error:  # --out or --json
+        raise _fail(f"{error.filename or ''}: {error.strerror or error}") from None
     except KeyboardInterrupt:
         raise _fail(
             "interrupted; the proxy, the service and its connections are stopped", 130
@@ -876,6 +876,8 @@ def target_init(
         code = run_init(file, variant=strategy, out=out, database_url=database_url, workers=workers)
     except (DatabaseError, ValueError, TargetUnreachable, CannotExplore) as error:
         raise _fail(str(error)) from None
+    except OSError as error:  # --out
+        raise _fail(f"{error.filename or out}: {error.strerror or error}") from None
     except KeyboardInterrupt:
         raise _fail("interrupted; the service is stopped", 130) from None
     raise typer.Exit(code)

@@ -12,7 +12,6 @@ it ran, with the invariant's evidence), saved beside results.json, and replays w
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import threading
 import time
@@ -215,10 +214,7 @@ def run_explore(
             _show(out_console, entry, result.failure, spec)
     results = Results(run_id=run_id, explore=found)
     results.environment["target"] = {"name": spec.name, "path": str(spec.path)}
-    path = results.write(run_dir)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, json_path)
+    path = results.write(run_dir, copy_to=json_path)
     failed = [e for e in found if not e.passed]
     out_console.print(
         f"{len(found) - len(failed)}/{len(found)} explorations as expected in "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 import tomllib
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from racebench.harness.hints.confirm import (
     DEFAULT_BOUND,
     DEFAULT_BUDGET,
     Confirmation,
+    cannot,
     confirm,
     scenario_for,
 )
@@ -116,10 +116,7 @@ def run_hints(
         environment = {"target": {"name": spec.name, "path": str(spec.path)}}
     results = Results(run_id=run_id, hints=entries)
     results.environment.update(environment)
-    path = results.write(run_dir)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, json_path)
+    path = results.write(run_dir, copy_to=json_path)
     failed = [e for e in entries if not e.passed]
     console.print(
         f"{len(entries) - len(failed)}/{len(entries)} as expected in "
@@ -158,7 +155,8 @@ async def _variant(
             scenario = scenario_for(hint, spec, transcript.payment_table)
             script = SCENARIOS[scenario].on_target(spec)
             if isinstance(script, str):
-                raise ValueError(f"{scenario} does not run on {spec.name}: {script}")
+                confirmations[i] = cannot(scenario, f"{scenario} does not run here: {script}")
+                continue
             try:
                 confirmations[i] = await confirm(
                     hint,
@@ -193,7 +191,12 @@ def _from_log(
 ) -> HintsResult:
     started = time.perf_counter()
     schema = asyncio.run(_schema(schema_url)) if schema_url is not None else None
-    transcript, lines = from_log(log, prefix, schema)
+    try:
+        transcript, lines = from_log(log, prefix, schema)
+    except OSError as error:
+        raise ValueError(f"--log {log}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--log {log}: not a text log ({error.reason})") from None
     hints = analyse(transcript)
     entry = _entry(
         log.name,
@@ -278,11 +281,15 @@ def _problems(transcript: Transcript) -> list[str]:
         if not 200 <= status < 300
     ]
     writes = any(facts(s).writes for t in transcript.transactions for s in t.statements)
-    if not writes:
-        where = "in the log" if transcript.source == "log" else "through racebench's proxy"
+    if not writes and transcript.source == "log":
         problems.append(
-            f"no statement {where} wrote anything: nothing to read hints from (is the service "
-            "handed its database URL from {database_url}?)"
+            "no statement in the log wrote anything: nothing to read hints from (is the server "
+            "set to log_statement = 'all', and --log-prefix its log_line_prefix?)"
+        )
+    elif not writes:
+        problems.append(
+            "no statement through racebench's proxy wrote anything: nothing to read hints from "
+            "(is the service handed its database URL from {database_url}?)"
         )
     return problems
 

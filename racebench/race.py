@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,10 +139,7 @@ def _finish(
     """Write the run's results (and the copies asked for), show them; 1 if a cell failed."""
     results = Results(run_id=run_id, race=[c.result() for c in cell_runs])
     results.environment.update(environment or {})
-    path = results.write(out or DEFAULT_RUNS_DIR / run_id)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, json_path)
+    path = results.write(out or DEFAULT_RUNS_DIR / run_id, copy_to=json_path)
     if junit is not None:
         display.write_junit(cell_runs, junit)
     failed = display.show(

@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -405,7 +406,7 @@ class Hint(_Model):
     """One suspected race, read off the service's own SQL (racebench hints)."""
 
     rank: int  # 1 is the most likely to hurt
-    kind: Literal["lost_update", "check_then_insert", "read_skew", "claim_first"]
+    kind: Literal["lost_update", "split_check", "check_then_insert", "read_skew", "claim_first"]
     title: str
     table: str
     tables: list[str]
@@ -463,10 +464,14 @@ class Results(_Model):
         data["schema"] = SCHEMA  # written by this racebench: this schema, whatever was read
         return data
 
-    def write(self, run_dir: Path) -> Path:
+    def write(self, run_dir: Path, copy_to: Path | None = None) -> Path:
+        """results.json in `run_dir` (made if need be), and a copy at `copy_to` (--json)."""
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / RESULTS_FILE
         path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+        if copy_to is not None:
+            copy_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy_to)
         return path
 
     @classmethod

@@ -138,17 +138,18 @@ def _found(entry: HintsResult) -> str:
 
 
 def _names(names: Collection[str]) -> set[str]:
-    """The names to mark, folded as PostgreSQL folds an unquoted identifier, each also without
-    its schema (`public.shop_invoice` marks `shop_invoice`)."""
-    folded = {n.lower() for n in names if n}
-    return folded | {n.rsplit(".", 1)[-1] for n in folded}
+    """The names to mark, as PostgreSQL holds them (harness/hints/accesses.py: an unquoted name
+    folded to lower case, a quoted one as written), each also without its schema
+    (`public.shop_invoice` marks `shop_invoice`)."""
+    given = {n for n in names if n}
+    return given | {n.rsplit(".", 1)[-1] for n in given}
 
 
 def _identifier(text: str) -> str:
-    """A token's text as the name it stands for: a quoted identifier unquoted; folded to lower
-    case, as the hints' own names are (harness/hints/accesses.py)."""
+    """A token's text as the name it stands for: a quoted identifier unquoted, as written; an
+    unquoted one folded to lower case, as PostgreSQL folds it."""
     if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
-        text = text[1:-1].replace('""', '"')
+        return text[1:-1].replace('""', '"')
     return text.lower()
 
 

@@ -1,9 +1,10 @@
 """A hint confirmed or refuted by forcing the race it suspects (racebench hints --confirm).
 
 A hint becomes a scenario and a gate:
-- lost_update on the payment's own table: `simultaneous` (the checkout callback against the
-  webhook, on one payment); on any other table (the invoice), `split_invoice` (two payments of
-  one invoice), when the target can make an invoice that payments share;
+- lost_update (or split_check) on the payment's own table: `simultaneous` (the checkout
+  callback against the webhook, on one payment); on any other table (the invoice),
+  `split_invoice` (two payments of one invoice), when the target can make an invoice that
+  payments share;
 - read_skew: `split_invoice` (another payment's capture must commit between the two reads);
 - check_then_insert: `simultaneous`;
   each explored (racebench explore) with only the statements that touch the hint's tables as
@@ -65,9 +66,22 @@ def scenario_for(hint: Hint, spec: TargetSpec, payment_table: str | None) -> str
     shared = spec.can_share_invoice()
     if hint.kind == "read_skew" and shared:
         return "split_invoice"
-    if hint.kind == "lost_update" and shared and payment_table not in (None, hint.table):
+    if (
+        hint.kind in ("lost_update", "split_check")
+        and shared
+        and payment_table
+        not in (
+            None,
+            hint.table,
+        )
+    ):
         return "split_invoice"
     return "simultaneous"
+
+
+def cannot(scenario: str, why: str) -> Confirmation:
+    """A hint whose scenario does not run on the target: unsettled, and why."""
+    return Confirmation("unsettled", scenario, "explore", f"not forced: {why}", 0, 0.0)
 
 
 async def confirm(
@@ -161,6 +175,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "Confirmation",
     "Verdict",
+    "cannot",
     "confirm",
     "scenario_for",
 ]

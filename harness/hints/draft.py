@@ -23,10 +23,9 @@ init` writes them into a file that `racebench race --target` runs as it is.
 
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from racebench.harness.hints.accesses import Access, facts
@@ -246,6 +245,8 @@ def _value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()  # TOML's own date and time values
     if isinstance(value, str):
         if "\n" in value and "'''" not in value:
             return "'''\n" + value + "'''"
@@ -300,22 +301,11 @@ def target_file(raw: dict[str, Any], drafts: Drafts, source: str, how: str) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_target_file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def codes(invariants: Iterable[DraftInvariant]) -> list[str]:
-    return [inv.code for inv in invariants]
-
-
 __all__ = [
     "DraftInvariant",
     "Drafts",
     "barrier_tables",
-    "codes",
     "draft_invariants",
     "drafts_of",
     "target_file",
-    "write_target_file",
 ]

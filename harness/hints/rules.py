@@ -1,16 +1,21 @@
 """The hints: where two requests' transactions can interleave so that both act on what only one
 should, read off the SQL each transaction ran (transcript.py) and the unique keys of its tables.
 
-Four kinds, in the order they are ranked:
+Five kinds, in the order they are ranked:
 
 - lost_update: a read of a table without FOR UPDATE / FOR SHARE, then, in a later statement of
   the same transaction, an UPDATE of a column that was read, set from outside (not `n = n + 1`),
-  whose WHERE checks none of the columns read and written (neither `status = $read` nor
-  `version = $read`). Two transactions that both read before either writes both write. A
-  transaction that locked a row of the table before (FOR UPDATE) is taken to write that row.
+  whose WHERE does not turn a second writer away: no `c = <value>` (`status = $read`,
+  `version = $read`), `c <> <the value it writes>` or `c IS NULL` on a column it writes. Two
+  transactions that both read before either writes both write. A transaction that locked a
+  row of the table before (FOR UPDATE) is taken to write that row.
+- split_check: the same, across transactions of one request (or, in a log, one backend's next
+  transaction): what one transaction read, a later one writes without reading it again (an ORM
+  in autocommit, a read outside the transaction that saves). ACIDRain's scope-based anomaly.
 - check_then_insert: a read of a table, then an INSERT into it of the columns the read checked,
-  with no unique index (pg_index) on those columns and no ON CONFLICT. A row lock does not help
-  here: FOR UPDATE locks the rows found, and the check found none.
+  with no unique index on those columns (pg_index, or the ON CONFLICT target). FOR UPDATE on
+  the check does not help (it locks the rows found, and it found none); a row lock taken before
+  it, on another row every such transaction locks (the payment), does.
 - read_skew: two reads in two statements of one READ COMMITTED transaction (two snapshots),
   without row locks, of columns that another transaction writes together, then a write that
   checks neither read. A commit between the two reads is seen by the second and not the first.
@@ -18,26 +23,37 @@ Four kinds, in the order they are ranked:
   transaction of its own, then does the work the claim guards in a later one. A failure between
   them leaves the claim, and the retry is refused as a duplicate: the work is lost.
 
-A transaction is guarded when it runs SERIALIZABLE (the transcript shows the BEGIN), or
-REPEATABLE READ for the first and third kinds (PostgreSQL aborts the second writer of a row), or
-takes an advisory lock before its reads. A lock held inside the application is invisible to the
-database, and so is its guarantee: such a transaction is hinted, "unguarded at the database",
-which is true as soon as a second process serves requests.
+A transaction is guarded when it runs SERIALIZABLE (the transcript shows the BEGIN, SET
+TRANSACTION, or the connection's SET SESSION CHARACTERISTICS), or REPEATABLE READ for the lost
+update and the read skew (PostgreSQL aborts the second writer of a row); a read is guarded by
+an advisory lock (pg_advisory_lock, pg_advisory_xact_lock) taken before it. A row lock is any
+but FOR KEY SHARE (which does not block an UPDATE of other columns), on the tables its OF
+names. A simple Query of several statements is read statement by statement. A lock held
+inside the application is invisible to the database, and so is its guarantee: such a
+transaction is hinted, "unguarded at the database", which is true as soon as a second process
+serves requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from racebench.harness.hints.accesses import Access, facts
+from racebench.harness.hints.accesses import Access, facts, parts
 from racebench.harness.hints.transcript import CAPTURES, Transaction, Transcript
 
-Kind = Literal["lost_update", "check_then_insert", "read_skew", "claim_first"]
-KINDS: tuple[Kind, ...] = ("lost_update", "check_then_insert", "read_skew", "claim_first")
+Kind = Literal["lost_update", "split_check", "check_then_insert", "read_skew", "claim_first"]
+KINDS: tuple[Kind, ...] = (
+    "lost_update",
+    "split_check",
+    "check_then_insert",
+    "read_skew",
+    "claim_first",
+)
 TITLES: dict[Kind, str] = {
     "lost_update": "read, then write what was read (a lost update)",
+    "split_check": "read in one transaction, written in the next",
     "check_then_insert": "check, then insert (no unique index)",
     "read_skew": "two reads, two snapshots (read skew)",
     "claim_first": "claim in one transaction, work in the next",
@@ -81,12 +97,17 @@ class _Read:
     access: Access
     sql: str
     position: int  # the statement's index in its transaction
+    guarded: bool = False  # an advisory lock or another row's lock was taken before it
 
 
-@dataclass
-class _Scan:
-    txn: Transaction
-    hints: list[Hint] = field(default_factory=list)
+def _overlap(read: set[str], columns: set[str]) -> set[str]:
+    """The columns of `columns` that a read of `read` saw (all of them after a `*`)."""
+    return set(columns) if "*" in read else read & columns
+
+
+def _statements(txn: Transaction) -> list[str]:
+    """The transaction's statements, a simple Query of several split into each."""
+    return [part for sql in txn.statements for part in parts(sql)]
 
 
 def _guarded_by_serial(isolation: str | None, kind: Kind) -> bool:
@@ -105,7 +126,7 @@ def _written(transactions: Sequence[Transaction]) -> list[dict[str, set[str]]]:
     seen: set[frozenset[tuple[str, frozenset[str]]]] = set()
     for txn in transactions:
         columns: dict[str, set[str]] = {}
-        for sql in txn.statements:
+        for sql in _statements(txn):
             for access in facts(sql).accesses:
                 if access.kind == "update":
                     columns.setdefault(access.table, set()).update(access.columns)
@@ -120,37 +141,33 @@ def _scan(
     txn: Transaction,
     keys: dict[str, list[frozenset[str]]],
     writers: list[dict[str, set[str]]],
+    isolation: str | None = None,
 ) -> list[Hint]:
+    """The hints inside one transaction. `isolation`: its connection's default."""
     hints: list[Hint] = []
-    isolation: str | None = None
-    advisory = False
+    advisory = locked_any = False
     unlocked: list[_Read] = []  # reads a concurrent write can slip behind
     checks: list[_Read] = []  # every read (a row lock does not cover a row not found)
     updates: list[tuple[Access, int]] = []
-    for position, sql in enumerate(txn.statements):
+    for position, sql in enumerate(_statements(txn)):
         found = facts(sql)
         isolation = found.isolation or isolation
-        if found.advisory_lock:
-            advisory = True
         reads = [a for a in found.accesses if a.kind == "read"]
         for access in found.accesses:
             if access.kind == "update":
                 updates.append((access, position))
                 locked = any(r.access.locked and r.access.table == access.table for r in checks)
-                if not (locked or advisory or _guarded_by_serial(isolation, "lost_update")):
+                if not (locked or _guarded_by_serial(isolation, "lost_update")):
                     hints += _lost_update(txn, access, sql, unlocked)
-            elif (
-                access.kind == "insert"
-                and not access.on_conflict
-                and not advisory
-                and not _guarded_by_serial(isolation, "check_then_insert")
-            ):
+            elif access.kind == "insert" and not _guarded_by_serial(isolation, "check_then_insert"):
                 hints += _check_then_insert(txn, access, sql, checks, keys)
         for access in reads:
-            read = _Read(access, sql, position)
+            read = _Read(access, sql, position, guarded=advisory or locked_any)
             checks.append(read)
             if not access.locked and not advisory:
                 unlocked.append(read)
+        advisory = advisory or found.advisory_lock
+        locked_any = locked_any or any(a.locked for a in reads)
     if not _guarded_by_serial(isolation, "read_skew"):
         hints += _read_skew(txn, unlocked, updates, writers)
     return hints
@@ -161,9 +178,9 @@ def _lost_update(txn: Transaction, write: Access, sql: str, reads: list[_Read]) 
     for read in reads:
         if read.access.table != write.table or read.sql == sql:
             continue
-        both = read.access.columns & write.columns
-        if both & write.guard:
-            continue  # a conditional or version-checked write
+        if write.guard & write.columns:
+            continue  # a conditional or version-checked write: the second writer finds no row
+        both = _overlap(read.access.columns, write.columns)
         depends = both - write.in_place
         if not depends:
             continue
@@ -201,14 +218,19 @@ def _check_then_insert(
     reads: list[_Read],
     keys: dict[str, list[frozenset[str]]],
 ) -> list[Hint]:
+    unique = [*keys.get(insert.table, [])]
+    if insert.conflict_key:
+        unique.append(insert.conflict_key)  # ON CONFLICT (these) needs a unique index on them
     for read in reads:
-        if read.access.table != insert.table or read.sql == sql:
+        if read.access.table != insert.table or read.sql == sql or read.guarded:
             continue
         checked = read.access.guard & insert.columns
         if not checked:
             continue
-        if any(key <= checked for key in keys.get(insert.table, [])):
+        if any(key <= checked for key in unique):
             continue  # a unique index enforces what was checked
+        if insert.on_conflict and insert.conflict_key is None and not keys:
+            continue  # ON CONFLICT on any unique index, and the indexes are not known
         columns = tuple(sorted(checked))
         return [
             Hint(
@@ -245,8 +267,8 @@ def _read_skew(
             together = [
                 w
                 for w in writers
-                if w.get(first.access.table, set()) & first.access.columns
-                and w.get(second.access.table, set()) & second.access.columns
+                if _overlap(first.access.columns, w.get(first.access.table, set()))
+                and _overlap(second.access.columns, w.get(second.access.table, set()))
             ]
             if not together:
                 continue
@@ -262,7 +284,7 @@ def _read_skew(
                 Hint(
                     "read_skew",
                     first.access.table,
-                    tuple(sorted(first.access.columns & together[0][first.access.table])),
+                    tuple(sorted(_overlap(first.access.columns, together[0][first.access.table]))),
                     tables,
                     [txn.request],
                     [
@@ -291,82 +313,167 @@ def _validates(write: Access, read: _Read, writers: list[dict[str, set[str]]]) -
     if write.table != read.access.table:
         return False
     concurrent = set().union(*(w.get(write.table, set()) for w in writers))
-    return bool(write.guard & read.access.columns & concurrent)
+    return bool(write.guard & _overlap(read.access.columns, concurrent))
 
 
-def _claims_first(transcript: Transcript, keys: dict[str, list[frozenset[str]]]) -> list[Hint]:
-    hints: list[Hint] = []
+def _runs(transcript: Transcript) -> list[tuple[str, bool, list[Transaction]]]:
+    """Each request's transactions in order (a log: each backend's), and whether only the
+    next one counts as its continuation (a log: the next request may be someone else's)."""
     runs: dict[tuple[str, str | None], list[Transaction]] = {}
     for txn in transcript.transactions:
         runs.setdefault((txn.request, txn.session), []).append(txn)
-    for (request, session), txns in runs.items():
+    return [(request, session is not None, txns) for (request, session), txns in runs.items()]
+
+
+def _across(transcript: Transcript, keys: dict[str, list[frozenset[str]]]) -> list[Hint]:
+    """The hints across a request's transactions: split_check and claim_first."""
+    hints: list[Hint] = []
+    for request, next_only, txns in _runs(transcript):
         for n, txn in enumerate(txns):
+            after = txns[n + 1 : n + 2] if next_only else txns[n + 1 :]
+            hints += _split_check(txn, after)
             claim = _claim(txn, keys)
-            if claim is None:
-                continue
-            access, sql = claim
-            # A request's later transactions; a backend's (a log), the next one only.
-            after = txns[n + 1 : n + 2] if session is not None else txns[n + 1 :]
-            work = [
-                (later, stmt)
-                for later in after
-                for stmt in later.statements
-                if any(a.kind == "update" for a in facts(stmt).accesses)
-            ]
-            if not work:
-                continue
-            later, stmt = work[0]
-            columns = tuple(sorted(next(k for k in keys[access.table] if k <= access.columns)))
-            hints.append(
-                Hint(
-                    "claim_first",
-                    access.table,
-                    columns,
-                    (access.table,),
-                    [request],
-                    [_evidence("claim", sql, txn), _evidence("work", stmt, later)],
-                    why=(
-                        f"the {access.table} row ({', '.join(columns)}) is claimed and "
-                        "committed in a transaction of its own, before the work it guards: "
-                        "when that work fails (a timeout, a killed backend, a crash), the claim "
-                        "stays, and the retry is refused as a duplicate; the work is lost"
-                    ),
-                    fix=(
-                        "claim in the same transaction as the work (INSERT ... ON CONFLICT DO "
-                        "NOTHING first, then the work, one COMMIT)"
-                    ),
-                )
-            )
+            if claim is not None:
+                hints += _claim_first(request, txn, claim, after, keys)
     return hints
+
+
+def _split_check(txn: Transaction, after: Sequence[Transaction]) -> list[Hint]:
+    reads = [(a, sql) for sql in _statements(txn) for a in facts(sql).accesses if a.kind == "read"]
+    for later in after:
+        seen: set[str] = set()  # tables the later transaction reads before it writes them
+        for sql in _statements(later):
+            for access in facts(sql).accesses:
+                if access.kind == "read":
+                    seen.add(access.table)
+                    continue
+                if access.kind != "update" or access.table in seen:
+                    continue
+                for read, read_sql in reads:
+                    if read.table != access.table:
+                        continue
+                    depends = _overlap(read.columns, access.columns) - access.in_place
+                    if not depends or access.guard & access.columns:
+                        continue
+                    columns = tuple(sorted(depends))
+                    return [
+                        Hint(
+                            "split_check",
+                            access.table,
+                            columns,
+                            (access.table,),
+                            [txn.request],
+                            [_evidence("read", read_sql, txn), _evidence("write", sql, later)],
+                            why=(
+                                f"{access.table}.{', '.join(columns)} is read in one "
+                                "transaction and written in a later one, whose WHERE does not "
+                                "check it again: the check is stale by the time of the write, "
+                                "and two requests that both read before either writes both "
+                                "write"
+                            ),
+                            fix=(
+                                "read and write in one transaction, the read with SELECT ... "
+                                "FOR UPDATE, or make the write conditional (UPDATE "
+                                f"{access.table} ... WHERE {columns[0]} = <what was read>) "
+                                "and check its row count"
+                            ),
+                        )
+                    ]
+    return []
+
+
+def _claim_first(
+    request: str,
+    txn: Transaction,
+    claim: tuple[Access, str],
+    after: Sequence[Transaction],
+    keys: dict[str, list[frozenset[str]]],
+) -> list[Hint]:
+    access, sql = claim
+    work = [
+        (later, stmt)
+        for later in after
+        for stmt in _statements(later)
+        if any(a.kind == "update" for a in facts(stmt).accesses)
+    ]
+    if not work:
+        return []
+    later, stmt = work[0]
+    columns = tuple(sorted(next(k for k in _claim_keys(access, keys) if k <= access.columns)))
+    return [
+        Hint(
+            "claim_first",
+            access.table,
+            columns,
+            (access.table,),
+            [request],
+            [_evidence("claim", sql, txn), _evidence("work", stmt, later)],
+            why=(
+                f"the {access.table} row ({', '.join(columns)}) is claimed and committed in a "
+                "transaction of its own, before the work it guards: when that work fails (a "
+                "timeout, a killed backend, a crash), the claim stays, and the retry is refused "
+                "as a duplicate; the work is lost"
+            ),
+            fix=(
+                "claim in the same transaction as the work (INSERT ... ON CONFLICT DO NOTHING "
+                "first, then the work, one COMMIT)"
+            ),
+        )
+    ]
+
+
+def _claim_keys(access: Access, keys: dict[str, list[frozenset[str]]]) -> list[frozenset[str]]:
+    """The unique keys an INSERT claims: not a bare `id` (a generated or random row id claims
+    nothing another request would also try)."""
+    found = [*keys.get(access.table, [])]
+    if access.conflict_key:
+        found.append(access.conflict_key)
+    return [k for k in found if k != frozenset({"id"})]
 
 
 def _claim(txn: Transaction, keys: dict[str, list[frozenset[str]]]) -> tuple[Access, str] | None:
     """The transaction's claim: an INSERT that writes a whole unique key, and no UPDATE."""
     claim = None
-    for sql in txn.statements:
+    for sql in _statements(txn):
         for access in facts(sql).accesses:
             if access.kind in ("update", "delete"):
                 return None
             if access.kind == "insert" and any(
-                key <= access.columns for key in keys.get(access.table, [])
+                key <= access.columns for key in _claim_keys(access, keys)
             ):
                 claim = (access, sql)
     return claim
+
+
+def _isolations(transcript: Transcript) -> dict[int, str | None]:
+    """Each transaction's isolation before its own BEGIN says otherwise: its connection's
+    default, as SET SESSION CHARACTERISTICS or default_transaction_isolation left it."""
+    defaults: dict[str | None, str | None] = {}
+    found: dict[int, str | None] = {}
+    for n, txn in enumerate(transcript.transactions):
+        where = txn.connection
+        found[n] = defaults.get(where) if where is not None else None
+        for sql in _statements(txn):
+            level = facts(sql).session_isolation
+            if level is not None and where is not None:
+                defaults[where] = level
+    return found
 
 
 def analyse(transcript: Transcript) -> list[Hint]:
     """Every hint of the transcript, one per kind and table(s), ranked (see the docstring)."""
     keys = transcript.unique_keys
     # A log repeats a few transaction shapes thousands of times: each is read once.
-    first: dict[tuple[str, tuple[str, ...]], Transaction] = {}
-    for txn in transcript.transactions:
-        first.setdefault((txn.request, txn.statements), txn)
+    levels = _isolations(transcript)
+    first: dict[tuple[str, tuple[str, ...], str | None], tuple[Transaction, str | None]] = {}
+    for n, txn in enumerate(transcript.transactions):
+        first.setdefault((txn.request, txn.statements, levels[n]), (txn, levels[n]))
     distinct = list(first.values())
-    writers = _written(distinct)
+    writers = _written([txn for txn, _ in distinct])
     found: list[Hint] = []
-    for txn in distinct:
-        found += _scan(txn, keys, writers)
-    found += _claims_first(transcript, keys)
+    for txn, level in distinct:
+        found += _scan(txn, keys, writers, level)
+    found += _across(transcript, keys)
     merged: dict[str, Hint] = {}
     for hint in found:
         same = merged.get(hint.id)

@@ -53,6 +53,7 @@ class Transaction:
     index: int = 0  # the n-th transaction of that request (a log: the line it starts on)
     failed: bool = False  # it ended in an error or a ROLLBACK
     session: str | None = None  # a log: the backend ("pid 4242") that ran it
+    connection: str | None = None  # the connection (proxy) or backend (log) it ran on
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,9 @@ def transactions_of(request: str, statements: Iterable[Statement]) -> list[Trans
         failed = any(s.error is not None for s in stmts) or any(
             (s.tag or "").upper() == "ROLLBACK" for s in stmts
         )
-        found.append(Transaction(request, tuple(s.sql for s in stmts), n, failed))
+        connection = str(stmts[0].connection_id)
+        sqls = tuple(s.sql for s in stmts if s.part == 0)  # a Query of several: its whole text
+        found.append(Transaction(request, sqls, n, failed, connection=connection))
     return found
 
 
@@ -251,7 +254,14 @@ def from_log(
     read. Without `schema` the unique keys are unknown, and every check-then-insert is hinted."""
     logged = read_log_file(path, prefix)
     transactions = [
-        Transaction(t.application or "backend", t.statements, t.line, t.failed, f"pid {t.pid}")
+        Transaction(
+            t.application or "backend",
+            t.statements,
+            t.line,
+            t.failed,
+            session=f"pid {t.pid}",
+            connection=f"pid {t.pid}",
+        )
         for t in logged
     ]
     with path.open("rb") as lines:

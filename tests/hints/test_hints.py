@@ -162,7 +162,7 @@ LOG = (
 )
 
 
-def test_a_statement_log_is_read_for_hints(database_url: str, tmp_path: Path) -> None:
+def test_a_statement_log_is_read_for_hints(tmp_path: Path) -> None:
     log = tmp_path / "postgresql.log"
     log.write_text(LOG)
     prefix = "%m [%p] %q%a "
@@ -181,7 +181,13 @@ def test_a_statement_log_is_read_for_hints(database_url: str, tmp_path: Path) ->
     bad = runner.invoke(app, ["hints", "--log", str(log), "--log-prefix", "%m "])
     assert bad.exit_code == 2 and "%p" in bad.output
     missing = runner.invoke(app, ["hints", "--log", str(tmp_path / "nope.log")])
-    assert missing.exit_code == 2
+    assert missing.exit_code == 2 and "nope.log: No such file" in missing.output
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    out = runner.invoke(
+        app, ["hints", "--log", str(log), "--log-prefix", prefix, "--out", str(taken)]
+    )
+    assert out.exit_code == 2 and str(taken) in out.output and "nope.log" not in out.output
 
 
 def test_a_request_that_fails_makes_the_reading_incomplete_never_a_pass(

@@ -54,6 +54,83 @@ def test_a_read_then_write_is_a_lost_update_and_each_guard_clears_it() -> None:
     assert read_then_write([READ_INVOICE, WRITE_INVOICE])[0].columns == ("amount_paid",)
 
 
+def test_what_a_read_covers_and_what_a_lock_covers() -> None:
+    save = "UPDATE payments SET status = 'captured' WHERE id = $1"
+    assert read_then_write(["SELECT * FROM payments WHERE id = $1", save]) != []  # * reads all
+    assert read_then_write(['SELECT "payments".* FROM "payments" WHERE id = $1', save]) != []
+    # FOR KEY SHARE does not block an UPDATE of a non-key column; FOR UPDATE OF o locks orders.
+    assert read_then_write([READ + " FOR KEY SHARE", save]) != []
+    join = "SELECT p.status, o.id FROM payments p JOIN orders o ON o.id = p.order_id"
+    assert read_then_write([join + " FOR UPDATE OF o", save]) != []
+    assert read_then_write([join + " FOR UPDATE OF p", save]) == []
+    # A column of another table is not this one's: orders.status is neither read nor checked.
+    assert read_then_write([join, "UPDATE orders SET status = 'paid' WHERE id = $1"]) == []
+    other = "UPDATE payments p SET status = 'captured' FROM orders o WHERE o.status = 'open'"
+    assert read_then_write([READ, other]) != []
+
+
+def test_a_guard_must_turn_the_second_writer_away() -> None:
+    def guarded(where: str) -> bool:
+        write = f"UPDATE payments SET status = 'captured', captured_at = now() WHERE {where}"
+        return read_then_write([READ, write]) == []
+
+    assert guarded("id = $1 AND status = $2")
+    assert guarded("id = $1 AND status IN ('pending', 'authorized')")
+    assert guarded("id = $1 AND status <> 'captured'")  # the value it writes
+    assert guarded("id = $1 AND captured_at IS NULL")  # it writes one
+    assert not guarded("id = $1 AND status <> 'refunded'")  # both writers pass that
+    assert not guarded("id = $1 AND status IS NOT NULL")
+
+
+def test_an_advisory_lock_guards_the_reads_after_it_only() -> None:
+    lock = "SELECT pg_advisory_xact_lock($1)"
+    assert read_then_write([lock, READ, WRITE]) == []
+    assert read_then_write([READ, lock, WRITE]) != []  # the read came first
+
+
+def test_a_query_of_several_statements_is_read_one_by_one() -> None:
+    multi = f"BEGIN; {READ}; {WRITE}; COMMIT"
+    assert [h.table for h in read_then_write([multi])] == ["payments"]
+    assert read_then_write([f"BEGIN; {READ} FOR UPDATE; {WRITE}; COMMIT"]) == []
+
+
+def test_an_upsert_that_overwrites_what_was_read_is_a_write() -> None:
+    upsert = (
+        "INSERT INTO balances (account, amount) VALUES ($1, $2) "
+        "ON CONFLICT (account) DO UPDATE SET amount = EXCLUDED.amount"
+    )
+    read = "SELECT amount FROM balances WHERE account = $1"
+    assert [h.table for h in read_then_write([read, upsert])] == ["balances"]
+    add = upsert.replace("EXCLUDED.amount", "balances.amount + EXCLUDED.amount")
+    assert read_then_write([read, add]) == []
+
+
+def test_a_read_in_one_transaction_written_in_the_next_is_a_split_check() -> None:
+    save = "UPDATE payments SET status = 'captured' WHERE id = $1"
+    autocommit = transcript((VERIFY, [READ]), (VERIFY, [save]))  # an ORM in autocommit
+    [hint] = analyse(autocommit)
+    assert (hint.id, hint.columns) == ("split_check:payments", ("status",))
+    conditional = "UPDATE payments SET status = 'captured' WHERE id = $1 AND status = $2"
+    assert analyse(transcript((VERIFY, [READ]), (VERIFY, [conditional]))) == []
+    reread = ["BEGIN", READ + " FOR UPDATE", save, "COMMIT"]  # read again, under a lock
+    assert analyse(transcript((VERIFY, [READ]), (VERIFY, reread))) == []
+
+
+def test_session_isolation_carries_over_to_the_connection_s_transactions() -> None:
+    session = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    capture = ("BEGIN", READ, WRITE, "COMMIT")
+    found = Transcript(
+        "proxy",
+        [
+            Transaction(VERIFY, (session,), 0, connection="1"),
+            Transaction(VERIFY, capture, 1, connection="1"),
+            Transaction(WEBHOOK_CAPTURED, capture, 0, connection="2"),
+        ],
+    )
+    [hint] = analyse(found)
+    assert hint.requests == [WEBHOOK_CAPTURED]  # connection 2 runs READ COMMITTED
+
+
 def test_a_row_locked_first_is_the_row_written_not_the_rows_summed_after() -> None:
     # The shop's `reconciled`: lock the payment, sum the invoice's other payments, write it.
     total = "SELECT coalesce(sum(amount), 0) FROM payments WHERE invoice_id = $1 AND status = $2"
@@ -107,6 +184,15 @@ def test_check_then_insert_stands_unless_a_unique_index_covers_the_check() -> No
     assert kinds(transcript((VERIFY, ["BEGIN", check, upsert, "COMMIT"]))) == []
     locked = check + " FOR UPDATE"  # locks the rows found, and it found none
     assert kinds(transcript((VERIFY, ["BEGIN", locked, insert, "COMMIT"]))) != []
+    parent = READ + " FOR UPDATE"  # the payment's row, which every refund locks first
+    assert kinds(transcript((VERIFY, ["BEGIN", parent, check, insert, "COMMIT"]))) == []
+    targeted = insert + " ON CONFLICT (payment_id, kind) DO NOTHING"  # a unique index on them
+    assert kinds(transcript((VERIFY, ["BEGIN", check, targeted, "COMMIT"]))) == []
+    elsewhere = insert.replace("(payment_id, kind, amount)", "(id, payment_id, kind, amount)")
+    elsewhere = elsewhere.replace(
+        "($1, 'full', $2)", "($3, $1, 'full', $2) ON CONFLICT (id) DO NOTHING"
+    )
+    assert kinds(transcript((VERIFY, ["BEGIN", check, elsewhere, "COMMIT"]))) != []
 
 
 def test_a_claim_committed_before_its_work_is_hinted() -> None:
@@ -124,12 +210,25 @@ def test_a_claim_committed_before_its_work_is_hinted() -> None:
         (WEBHOOK_CAPTURED, ["BEGIN", claim, READ + " FOR UPDATE", WRITE, "COMMIT"]), schema=keys
     )
     assert analyse(together) == []
+    # A row id claims nothing another request would also try.
+    audit = "INSERT INTO audit (id, what) VALUES ($1, $2)"
+    ids = Schema(unique_keys={"audit": [frozenset({"id"})]})
+    logged = transcript(
+        (VERIFY, ["BEGIN", audit, "COMMIT"]),
+        (VERIFY, ["BEGIN", READ + " FOR UPDATE", WRITE, "COMMIT"]),
+        schema=ids,
+    )
+    assert analyse(logged) == []
 
 
 def test_a_statement_s_facts() -> None:
     assert facts("BEGIN ISOLATION LEVEL SERIALIZABLE;").isolation == "serializable"
     assert facts("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").isolation == "repeatable read"
-    assert facts("SELECT pg_try_advisory_xact_lock(7)").advisory_lock
+    assert facts("SELECT pg_advisory_xact_lock(7)").advisory_lock
+    assert not facts("SELECT pg_try_advisory_xact_lock(7)").advisory_lock  # maybe not granted
+    assert not facts("SELECT pg_advisory_xact_lock_shared(7)").advisory_lock  # sharers pass
+    session = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    assert facts(session).session_isolation == "serializable"
     assert facts("ROLLBACK").rolls_back and facts("COMMIT").ends
     assert not facts("SELEC nothing").parsed
     [insert] = facts("INSERT INTO e (a, b, c) VALUES ($1, 'captured', 3)").accesses

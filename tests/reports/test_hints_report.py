@@ -153,7 +153,11 @@ def test_a_variant_not_as_expected_fails_the_gate(tmp_path: Path) -> None:
 def test_keywords_are_the_scanners_and_only_names_are_marked() -> None:
     sql = "SELECT \"Shop_Invoice\".version, 'shop_invoice' FROM shop_invoice -- shop_invoice"
     html = highlight_sql(sql, ["shop_invoice", "version"])
-    assert html.startswith("<b>SELECT</b> <mark>&quot;Shop_Invoice&quot;</mark>.")
+    # A quoted name keeps its case in PostgreSQL: "Shop_Invoice" is another table.
+    assert html.startswith("<b>SELECT</b> &quot;Shop_Invoice&quot;.")
+    quoted = highlight_sql(sql, ["Shop_Invoice"])
+    assert quoted.startswith("<b>SELECT</b> <mark>&quot;Shop_Invoice&quot;</mark>.")
+    assert "<mark>shop_invoice</mark>" not in quoted
     assert ".<mark>version</mark>" in html  # an unreserved keyword used as a column
     assert "&#x27;shop_invoice&#x27;" in html  # a string literal is not a name
     assert "<b>FROM</b> <mark>shop_invoice</mark> -- shop_invoice" in html  # nor a comment
