@@ -672,6 +672,9 @@ def hints(
     canary: Annotated[
         bool, typer.Option(help="the build is known to be bad: a hint must be found")
     ] = False,
+    sets: Annotated[
+        bool, typer.Option(help="also print each transaction's read and write sets")
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
@@ -700,6 +703,7 @@ def hints(
             workers=workers,
             out=out,
             json_path=json_path,
+            show_sets=sets,
         )
     except (DatabaseError, ValueError, TargetUnreachable, CannotExplore, LogFormatError) as error:
         raise _fail(str(error)) from None

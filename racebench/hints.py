@@ -37,7 +37,7 @@ from racebench.harness.hints.confirm import (
     scenario_for,
 )
 from racebench.harness.hints.draft import Drafts, drafts_of, target_file
-from racebench.harness.hints.rules import Hint, analyse
+from racebench.harness.hints.rules import Hint, analyse, read_write_sets
 from racebench.harness.hints.statement_log import DEFAULT_PREFIX
 from racebench.harness.hints.transcript import Schema, Transcript, drive, from_log, read_schema
 from racebench.harness.target.file import TargetSpec, Variant
@@ -50,6 +50,7 @@ from racebench.results import (
     HintEvidence,
     HintsResult,
     Results,
+    TransactionSets,
     new_run_id,
 )
 from racebench.results import Hint as HintEntry
@@ -80,6 +81,7 @@ def run_hints(
     workers: int | None = None,
     out: Path | None = None,
     json_path: Path | None = None,
+    show_sets: bool = False,
 ) -> int:
     """Hints for each variant (or one log); results.json; 0 iff every variant is as expected:
     a canary has a hint (with --confirm, a confirmed one in its top 3); any other has none
@@ -92,7 +94,7 @@ def run_hints(
     if log is not None:
         if confirming is not None:
             raise ValueError("--confirm needs a service to race (--target), not a --log")
-        entries.append(_from_log(log, log_prefix, schema_url, canary, console))
+        entries.append(_from_log(log, log_prefix, schema_url, canary, console, show_sets))
         environment: dict[str, Any] = {"log": str(log), "log_prefix": log_prefix}
     else:
         spec = load_target(target)
@@ -112,7 +114,7 @@ def run_hints(
                 )
             )
             entries.append(entry)
-            show(console, entry)
+            show(console, entry, sets=show_sets)
         environment = {"target": {"name": spec.name, "path": str(spec.path)}}
     results = Results(run_id=run_id, hints=entries)
     results.environment.update(environment)
@@ -187,7 +189,12 @@ async def _variant(
 
 
 def _from_log(
-    log: Path, prefix: str, schema_url: str | None, canary: bool, console: Console
+    log: Path,
+    prefix: str,
+    schema_url: str | None,
+    canary: bool,
+    console: Console,
+    show_sets: bool,
 ) -> HintsResult:
     started = time.perf_counter()
     schema = asyncio.run(_schema(schema_url)) if schema_url is not None else None
@@ -211,7 +218,7 @@ def _from_log(
         None,
     )
     entry.log_lines = lines
-    show(console, entry)
+    show(console, entry, sets=show_sets)
     return entry
 
 
@@ -269,6 +276,19 @@ def _entry(
         seconds=round(seconds, 3),
         answers=dict(transcript.answers),
         problems=problems,
+        sets=[
+            TransactionSets(
+                request=x.request,
+                transaction=x.transaction,
+                statements=x.statements,
+                isolation=x.isolation,
+                reads={t: list(c) for t, c in x.reads.items()},
+                locked=list(x.locked),
+                writes={t: list(c) for t, c in x.writes.items()},
+                count=x.count,
+            )
+            for x in read_write_sets(transcript)
+        ],
     )
 
 
@@ -352,8 +372,17 @@ def _one_line(sql: str, width: int = SQL_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def show(console: Console, entry: HintsResult) -> None:
-    """The hints of one variant, ranked, each with its statements, on the terminal."""
+def _columns(by_table: dict[str, list[str]], locked: Sequence[str] = ()) -> str:
+    parts = []
+    for table, columns in by_table.items():
+        lock = " FOR UPDATE" if table in locked else ""
+        parts.append(f"{table}({', '.join(c for c in columns if c)}){lock}")
+    return ", ".join(parts) or "-"
+
+
+def show(console: Console, entry: HintsResult, *, sets: bool = False) -> None:
+    """The hints of one variant, ranked, each with its statements, on the terminal; `sets`:
+    each transaction's read and write sets first."""
     where = f"{entry.target} x {entry.variant}" if entry.source == "proxy" else entry.target
     source = (
         f"{entry.log_lines} log lines" if entry.source == "log" else "each request once, proxied"
@@ -363,6 +392,14 @@ def show(console: Console, entry: HintsResult) -> None:
         f"transaction(s), {entry.statements} statement(s) ({source}, {entry.seconds:.1f} s)",
         highlight=False,
     )
+    for txn in entry.sets if sets else ():
+        times = f" x{txn.count}" if txn.count > 1 else ""
+        level = f" {txn.isolation.upper()}" if txn.isolation else ""
+        console.print(
+            f"   {escape(txn.request)} #{txn.transaction}{times}{level}: reads "
+            f"{escape(_columns(txn.reads, txn.locked))}; writes {escape(_columns(txn.writes))}",
+            highlight=False,
+        )
     for hint in entry.hints:
         columns = ", ".join(hint.columns)
         requests = ", ".join(hint.requests[:4]) + (" ..." if len(hint.requests) > 4 else "")

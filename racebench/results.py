@@ -425,6 +425,19 @@ class DraftInvariant(_Model):
     why: str
 
 
+class TransactionSets(_Model):
+    """One transaction's read and write sets, by table and column (each shape once)."""
+
+    request: str
+    transaction: int
+    statements: int
+    isolation: str | None
+    reads: dict[str, list[str]]
+    locked: list[str]  # the tables it read under a row lock
+    writes: dict[str, list[str]]
+    count: int = 1  # the transactions of this shape
+
+
 class HintsResult(_Model):
     """`racebench hints` on one variant (or one statement log): its hints, ranked, with the
     barrier tables and invariants its writes suggest."""
@@ -443,6 +456,7 @@ class HintsResult(_Model):
     seconds: float
     log_lines: int | None = None  # a log: the lines read
     answers: dict[str, int] = Field(default_factory=dict)  # request type -> its HTTP status
+    sets: list[TransactionSets] = Field(default_factory=list)  # what each transaction touched
     # what makes the reading incomplete (a request that failed, nothing seen): never a pass
     problems: list[str] = Field(default_factory=list)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
@@ -16,6 +17,12 @@ from racebench.reference_service.service import Service
 from racebench.reference_service.strategies import STRATEGY_NAMES
 
 ClientFactory = Callable[[str], Awaitable[httpx.AsyncClient]]
+
+# A suite started in the background of a non-interactive shell (`.ci/run &`, nohup) inherits
+# SIGINT ignored, and so would every command it starts: the tests that Ctrl-C a command would
+# wait for nothing. Handled here, SIGINT is back to its default in every child (exec resets a
+# handled signal, not an ignored one).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

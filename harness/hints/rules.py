@@ -196,9 +196,9 @@ def _lost_update(txn: Transaction, write: Access, sql: str, reads: list[_Read]) 
                 why=(
                     f"{write.table}.{', '.join(columns)} is read without a row lock, then "
                     "written from what was read, and the write's WHERE does not check it: two "
-                    "transactions that both read before either writes both write. Nothing at "
-                    "the database orders them (a lock inside the application does not hold "
-                    "across processes)"
+                    "transactions that both read before either writes both write. Unguarded at "
+                    "the database: nothing there orders them (a lock inside the application "
+                    "does not hold across processes)"
                 ),
                 fix=(
                     "read with SELECT ... FOR UPDATE and check after the lock, or make the "
@@ -460,6 +460,57 @@ def _isolations(transcript: Transcript) -> dict[int, str | None]:
     return found
 
 
+@dataclass(frozen=True)
+class Sets:
+    """One transaction's read and write sets, by table and column."""
+
+    request: str
+    transaction: int
+    statements: int
+    isolation: str | None
+    reads: dict[str, tuple[str, ...]]
+    locked: tuple[str, ...]  # the tables it read under a row lock
+    writes: dict[str, tuple[str, ...]]  # table -> columns ("" for a DELETE's row)
+    count: int = 1  # the transactions of this shape (a log repeats a few)
+
+
+def read_write_sets(transcript: Transcript, limit: int = 200) -> list[Sets]:
+    """Each transaction's read and write sets, each shape once (at most `limit` shapes)."""
+    shapes: dict[tuple[object, ...], Sets] = {}
+    for txn in transcript.transactions:
+        reads: dict[str, set[str]] = {}
+        writes: dict[str, set[str]] = {}
+        locked: set[str] = set()
+        isolation = None
+        statements = _statements(txn)
+        for sql in statements:
+            found = facts(sql)
+            isolation = found.isolation or isolation
+            for access in found.accesses:
+                if access.kind == "read":
+                    reads.setdefault(access.table, set()).update(access.columns)
+                    if access.locked:
+                        locked.add(access.table)
+                else:
+                    writes.setdefault(access.table, set()).update(access.columns or {""})
+        shape = Sets(
+            txn.request,
+            txn.index,
+            len(statements),
+            isolation,
+            {t: tuple(sorted(c)) for t, c in reads.items()},
+            tuple(sorted(locked)),
+            {t: tuple(sorted(c)) for t, c in writes.items()},
+        )
+        key = (txn.request, isolation, repr(shape.reads), shape.locked, repr(shape.writes))
+        if key in shapes:
+            same = shapes[key]
+            shapes[key] = Sets(**{**vars(same), "count": same.count + 1})
+        elif len(shapes) < limit:
+            shapes[key] = shape
+    return list(shapes.values())
+
+
 def analyse(transcript: Transcript) -> list[Hint]:
     """Every hint of the transcript, one per kind and table(s), ranked (see the docstring)."""
     keys = transcript.unique_keys
@@ -505,4 +556,15 @@ def read_then_write(statements: list[str]) -> list[Hint]:
     return [h for h in analyse(transcript) if h.kind == "lost_update"]
 
 
-__all__ = ["KINDS", "TITLES", "Evidence", "Hint", "Kind", "analyse", "rank", "read_then_write"]
+__all__ = [
+    "KINDS",
+    "TITLES",
+    "Evidence",
+    "Hint",
+    "Kind",
+    "Sets",
+    "analyse",
+    "rank",
+    "read_then_write",
+    "read_write_sets",
+]

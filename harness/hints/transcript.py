@@ -3,8 +3,9 @@ the tables they touch.
 
 Two sources:
 - `drive(spec, variant)`: the target's service started behind racebench's proxy, and each
-  request type sent once, one at a time: the checkout callback (verify), the webhook's capture
-  event, and its failure event, each about a payment of its own on one shared invoice (when
+  request type sent once, one at a time: making the payments (when the service makes them,
+  `[payment.http]`), the checkout callback (verify), the webhook's capture event, and its
+  failure event, each about a payment of its own on one shared invoice (when
   the target can make one). The proxy's transcript attributes every statement to the request
   that was in flight when it ran.
 - `from_log(...)`: a PostgreSQL statement log (`log_statement = 'all'`) from a real
@@ -34,7 +35,9 @@ from racebench.harness.requests import Request
 from racebench.harness.target.file import TargetSpec, UnknownValue, render_sql
 from racebench.harness.target.race import TargetPayment, TargetRace
 
-# The request types a capture path has, in the order they are driven.
+# The request types a capture path has, in the order they are driven (the payment is made first:
+# by the service when the target makes it over HTTP, else straight into the database).
+MAKE_PAYMENT = "make a payment"
 VERIFY = "verify"
 WEBHOOK_CAPTURED = "webhook payment.captured"
 WEBHOOK_FAILED = "webhook payment.failed"
@@ -201,12 +204,16 @@ async def drive(
         session, proxy = behind.session, behind.proxy
         session.launcher = None
         race = TargetRace(session)
+        await _quiet(proxy)
+        start = len(proxy.statements)
         if spec.can_share_invoice():
             payments = await race.payments_of_one_invoice(3 * AMOUNT, 3)
         else:
             payments = [await race.payment(AMOUNT) for _ in range(3)]
         await _quiet(proxy)
         transactions: list[Transaction] = []
+        if spec.payment.http is not None:  # made by the service: its transactions count too
+            transactions += transactions_of(MAKE_PAYMENT, proxy.statements[start:])
         answers: dict[str, int] = {}
         for name, request in _requests(race, payments):
             start = len(proxy.statements)
@@ -286,6 +293,7 @@ def payment_table(spec: TargetSpec) -> str | None:
 
 __all__ = [
     "CAPTURES",
+    "MAKE_PAYMENT",
     "REQUEST_TYPES",
     "VERIFY",
     "WEBHOOK_CAPTURED",

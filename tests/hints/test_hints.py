@@ -54,6 +54,12 @@ def test_reference_hints_none_and_app_lock_and_nothing_else(
         assert found[safe].hints == [], [h.title for h in found[safe].hints]
         assert found[safe].expected == "safe" and found[safe].passed
     assert found["none"].barrier_tables[:2] == ["payments", "invoices"]
+    # What each transaction touched: for_update reads the payment under its row lock.
+    [capture] = [t for t in found["for_update"].sets if t.request == "verify" and t.writes]
+    assert "payments" in capture.locked and "status" in capture.reads["payments"]
+    assert "status" in capture.writes["payments"]
+    made = [t for t in found["none"].sets if t.request == "make a payment"]
+    assert made and all("payments" in t.writes for t in made)  # POST /payments, proxied too
 
 
 def test_reference_hints_are_confirmed_by_exploring_them(database_url: str, tmp_path: Path) -> None:
@@ -168,8 +174,9 @@ def test_a_statement_log_is_read_for_hints(tmp_path: Path) -> None:
     prefix = "%m [%p] %q%a "
     runner = CliRunner()
     args = ["hints", "--log", str(log), "--log-prefix", prefix, "--out", str(tmp_path / "r")]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--sets"])
     assert result.exit_code == 1, result.output  # hints stand: not as expected of a service
+    assert "capture #" in result.output and "writes payments(status)" in result.output
     [entry] = Results.read(tmp_path / "r").hints
     assert (entry.source, entry.log_lines, entry.transactions) == ("log", 11, 2)
     assert [h.title for h in entry.hints] == [
