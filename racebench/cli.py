@@ -49,6 +49,14 @@ RunFolder = Annotated[
     Path | None,
     typer.Option(metavar="DIR", help="run folder (default ./reports/runs/<id>)"),
 ]
+JsonCopy = Annotated[
+    Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
+]
+# A target's service, started by racebench (explore, hints, target init).
+TargetWorkers = Annotated[
+    int | None,
+    typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
+]
 
 # The performance gate's thresholds (bench --gate, report --baseline).
 MaxThroughputDrop = Annotated[
@@ -194,9 +202,7 @@ def race(
     seed: Annotated[
         int | None, typer.Option(metavar="N", help="seed for the race-point jitter")
     ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
-    ] = None,
+    json_path: JsonCopy = None,
     out: RunFolder = None,
     junit: Annotated[Path | None, typer.Option(metavar="PATH", help="write JUnit XML here")] = None,
     timeline: Annotated[bool, typer.Option(help="print each run's timeline")] = False,
@@ -572,14 +578,9 @@ def explore(
     repeat: Annotated[
         int, typer.Option(min=1, metavar="K", help="with --replay: how many times")
     ] = 1,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
-    ] = None,
+    workers: TargetWorkers = None,
     out: RunFolder = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
-    ] = None,
+    json_path: JsonCopy = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     from racebench.explore import Search, run_explore, run_replay
@@ -675,14 +676,9 @@ def hints(
     sets: Annotated[
         bool, typer.Option(help="also print each transaction's read and write sets")
     ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="the service's workers (default: the target file's)"),
-    ] = None,
+    workers: TargetWorkers = None,
     out: RunFolder = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", metavar="PATH", help="also write results here")
-    ] = None,
+    json_path: JsonCopy = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     from racebench.harness.explore.behind import CannotExplore
@@ -866,10 +862,7 @@ def target_init(
         Path | None,
         typer.Option(metavar="PATH", help="where to write it (default: FILE's stem.init.toml)"),
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=1, metavar="N", help="the service's workers (default: the file's)"),
-    ] = None,
+    workers: TargetWorkers = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     from racebench.harness.explore.behind import CannotExplore
