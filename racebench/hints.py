@@ -37,7 +37,7 @@ from racebench.harness.hints.confirm import (
     scenario_for,
 )
 from racebench.harness.hints.draft import Drafts, drafts_of, target_file
-from racebench.harness.hints.rules import Hint, analyse, read_write_sets
+from racebench.harness.hints.rules import TOP, Hint, analyse, read_write_sets
 from racebench.harness.hints.statement_log import DEFAULT_PREFIX
 from racebench.harness.hints.transcript import Schema, Transcript, drive, from_log, read_schema
 from racebench.harness.target.file import TargetSpec, Variant
@@ -56,7 +56,6 @@ from racebench.results import (
 from racebench.results import Hint as HintEntry
 from racebench.scenarios import SCENARIOS
 
-TOP = 3  # a canary's confirmed hint must rank this high
 SQL_WIDTH = 150  # the terminal shows this much of each statement (results.json: all of it)
 
 

@@ -13,6 +13,7 @@ from html import escape
 
 from pglast.parser import ParseError, scan
 
+from racebench.harness.hints.rules import TOP
 from racebench.reports.gate import Check
 from racebench.reports.markdown import document
 from racebench.reports.page import HINTS_HEADING, Image, image_html
@@ -42,7 +43,7 @@ def _must(entry: HintsResult) -> str:
     if entry.expected == "safe":
         return "must show none that stands"
     forced = any(h.confirmation is not None for h in entry.hints)
-    return "must show a confirmed hint" if forced else "must show a hint"
+    return f"must show a confirmed hint in its top {TOP}" if forced else "must show a hint"
 
 
 def _expectation(entry: HintsResult) -> TableCell:

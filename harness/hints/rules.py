@@ -51,6 +51,7 @@ KINDS: tuple[Kind, ...] = (
     "read_skew",
     "claim_first",
 )
+TOP = 3  # a build with a bug must have a confirmed hint this high (racebench hints' gate)
 TITLES: dict[Kind, str] = {
     "lost_update": "read, then write what was read (a lost update)",
     "split_check": "read in one transaction, written in the next",
@@ -559,6 +560,7 @@ def read_then_write(statements: list[str]) -> list[Hint]:
 __all__ = [
     "KINDS",
     "TITLES",
+    "TOP",
     "Evidence",
     "Hint",
     "Kind",
