@@ -265,7 +265,7 @@ async def _explore_one(
         task.close()
     saved = None
     if found.failure is not None:
-        saved = _save(spec, variant, scenario, found.failure, run_dir)
+        saved = save_schedule(spec, variant, scenario, found.failure, run_dir)
     return _Explored(found.search, found.failure, saved)
 
 
@@ -278,9 +278,20 @@ def _where(scenario: str, variant: str | None, spec: TargetSpec, behind: Behind)
     )
 
 
-def _save(
-    spec: TargetSpec, variant: str | None, scenario: str, run: ScheduleRun, run_dir: Path
+def save_schedule(
+    spec: TargetSpec,
+    variant: str | None,
+    scenario: str,
+    run: ScheduleRun,
+    run_dir: Path,
+    *,
+    evidence: str | None = None,
+    gate: Sequence[str] = (),
+    gate_reads: bool = False,
+    prefix: str = "",
 ) -> Path:
+    """A failing schedule, under schedules/ in the run folder, for --replay. `gate`: the only
+    tables whose statements were decision points (racebench hints --confirm)."""
     folder = run_dir / SCHEDULES_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     saved = SavedSchedule(
@@ -290,9 +301,12 @@ def _save(
         choices=run.choices,
         preemptions=run.preemptions,
         verdict=run.verdict,
-        evidence=result_line(run),
+        evidence=evidence or result_line(run),
+        gate=list(gate),
+        gate_reads=gate_reads,
     )
-    return saved.write(folder / f"{scenario}-{variant or spec.name}-{saved.id}.json")
+    name = f"{prefix}{scenario}-{variant or spec.name}-{saved.id}.json"
+    return saved.write(folder / name)
 
 
 def _entry(
@@ -412,4 +426,5 @@ __all__ = [
     "run_async",
     "run_explore",
     "run_replay",
+    "save_schedule",
 ]

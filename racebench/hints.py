@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from racebench.console import console as make_console
-from racebench.explore import SCHEDULES_FOLDER, ExploreProgress, run_async
+from racebench.explore import ExploreProgress, run_async, save_schedule
 from racebench.harness.database import connect, parse_url
-from racebench.harness.explore.explorer import SavedSchedule, schedule_timeline
+from racebench.harness.explore.explorer import one_line, schedule_timeline
 from racebench.harness.hints.accesses import facts
 from racebench.harness.hints.confirm import (
     DEFAULT_BOUND,
@@ -147,7 +147,7 @@ async def _variant(
     err.print(f"hints {spec.name} x {variant.name}: each request once, through the proxy")
     transcript = await drive(spec, arg, database_url=database_url, workers=workers)
     hints = analyse(transcript)
-    confirmations: list[Confirmation | None] = [None] * len(hints)
+    confirmations: list[HintConfirmation | None] = [None] * len(hints)
     if confirming is not None:
         for i, hint in enumerate(hints):
             task = progress.search(
@@ -156,10 +156,11 @@ async def _variant(
             scenario = scenario_for(hint, spec, transcript.payment_table)
             script = SCENARIOS[scenario].on_target(spec)
             if isinstance(script, str):
-                confirmations[i] = cannot(scenario, f"{scenario} does not run here: {script}")
+                found = cannot(scenario, f"{scenario} does not run here: {script}")
+                confirmations[i] = _confirmation(found, None)
                 continue
             try:
-                confirmations[i] = await confirm(
+                found = await confirm(
                     hint,
                     spec,
                     arg,
@@ -172,6 +173,20 @@ async def _variant(
                 )
             finally:
                 task.close()
+            saved = None
+            if found.failure is not None:
+                saved = save_schedule(
+                    spec,
+                    arg,
+                    scenario,
+                    found.failure,
+                    run_dir,
+                    evidence=found.said,
+                    gate=hint.tables,
+                    gate_reads=hint.kind == "read_skew",
+                    prefix=f"hint-{hint.kind}-",
+                )
+            confirmations[i] = _confirmation(found, saved)
     drafts = drafts_of(transcript, spec.payment.captured_sql)
     return _entry(
         spec.name,
@@ -182,8 +197,6 @@ async def _variant(
         drafts,
         _expected(variant, canary),
         time.perf_counter() - started,
-        run_dir,
-        spec,
     )
 
 
@@ -213,8 +226,6 @@ def _from_log(
         drafts_of(transcript),
         "race" if canary else "safe",
         time.perf_counter() - started,
-        None,
-        None,
     )
     entry.log_lines = lines
     show(console, entry, sets=show_sets)
@@ -234,12 +245,10 @@ def _entry(
     variant: str,
     transcript: Transcript,
     hints: Sequence[Hint],
-    confirmations: Sequence[Confirmation | None],
+    confirmations: Sequence[HintConfirmation | None],
     drafts: Drafts,
     expected: str,
     seconds: float,
-    run_dir: Path | None,
-    spec: TargetSpec | None,
 ) -> HintsResult:
     statements = [s for t in transcript.transactions for s in t.statements]
     entries = [
@@ -254,7 +263,7 @@ def _entry(
             evidence=[HintEvidence(**vars(e)) for e in hint.evidence],
             why=hint.why,
             fix=hint.fix,
-            confirmation=_confirmation(found, hint, variant, run_dir, spec),
+            confirmation=found,
         )
         for n, (hint, found) in enumerate(zip(hints, confirmations, strict=True), start=1)
     ]
@@ -325,34 +334,7 @@ def _passed(hints: Sequence[HintEntry], expected: str) -> bool:
     return all(h.confirmation is not None and h.confirmation.verdict == "refuted" for h in hints)
 
 
-def _confirmation(
-    found: Confirmation | None,
-    hint: Hint,
-    variant: str,
-    run_dir: Path | None,
-    spec: TargetSpec | None,
-) -> HintConfirmation | None:
-    if found is None:
-        return None
-    schedule_file = None
-    timeline = []
-    if found.failure is not None and run_dir is not None and spec is not None:
-        folder = run_dir / SCHEDULES_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        saved = SavedSchedule(
-            target=str(spec.path),
-            variant=variant if spec.takes_variant else None,
-            scenario=found.scenario,
-            choices=found.failure.choices,
-            preemptions=found.failure.preemptions,
-            verdict=found.failure.verdict,
-            evidence=found.said,
-            gate=list(hint.tables),
-            gate_reads=hint.kind == "read_skew",
-        )
-        path = folder / f"hint-{hint.kind}-{found.scenario}-{variant}-{saved.id}.json"
-        schedule_file = str(saved.write(path))
-        timeline = schedule_timeline(found.failure)
+def _confirmation(found: Confirmation, schedule_file: Path | None) -> HintConfirmation:
     return HintConfirmation(
         verdict=found.verdict,
         scenario=found.scenario,
@@ -361,14 +343,9 @@ def _confirmation(
         schedules=found.schedules,
         seconds=round(found.seconds, 3),
         violations=found.violations,
-        schedule_file=schedule_file,
-        timeline=timeline,
+        schedule_file=str(schedule_file) if schedule_file is not None else None,
+        timeline=schedule_timeline(found.failure) if found.failure is not None else [],
     )
-
-
-def _one_line(sql: str, width: int = SQL_WIDTH) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _columns(by_table: dict[str, list[str]], locked: Sequence[str] = ()) -> str:
@@ -409,7 +386,8 @@ def show(console: Console, entry: HintsResult, *, sets: bool = False) -> None:
         )
         for evidence in hint.evidence:
             console.print(
-                f"      {evidence.role:>6}: {escape(_one_line(evidence.sql))}", highlight=False
+                f"      {evidence.role:>6}: {escape(one_line(evidence.sql, SQL_WIDTH))}",
+                highlight=False,
             )
         console.print(f"      [dim]why: {escape(hint.why)}[/]", highlight=False)
         console.print(f"      [dim]fix: {escape(hint.fix)}[/]", highlight=False)

@@ -438,9 +438,10 @@ class SavedSchedule:
 # -- the failing schedule, drawn ----------------------------------------------------------
 
 
-def _one_line(sql: str) -> str:
+def one_line(sql: str, width: int = SQL_PREVIEW_CHARS) -> str:
+    """`sql` on one line, cut to `width` characters."""
     flat = " ".join(sql.split())
-    return flat if len(flat) <= SQL_PREVIEW_CHARS else flat[: SQL_PREVIEW_CHARS - 4] + " ..."
+    return flat if len(flat) <= width else flat[: width - 4] + " ..."
 
 
 def schedule_timeline(run: ScheduleRun) -> list[TimelineEntry]:
@@ -486,7 +487,7 @@ def schedule_timeline(run: ScheduleRun) -> list[TimelineEntry]:
                     kind=kind,
                     actor=ran.actor,
                     t_ms=round((stmt.started - zero) * 1000.0, 3),
-                    what=f"{_one_line(stmt.sql)} -> {result}",
+                    what=f"{one_line(stmt.sql)} -> {result}",
                     label=label,
                 )
             )
@@ -520,6 +521,7 @@ __all__ = [
     "bounded_search",
     "draw",
     "explore",
+    "one_line",
     "pct_search",
     "schedule_id",
     "schedule_timeline",

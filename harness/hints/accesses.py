@@ -339,7 +339,6 @@ class Facts:
     """What one statement (or a Query of several) means to a transaction."""
 
     accesses: tuple[Access, ...] = ()
-    begins: bool = False  # BEGIN / START TRANSACTION
     ends: bool = False  # COMMIT / ROLLBACK / END / ABORT
     rolls_back: bool = False
     isolation: Isolation | None = None  # from BEGIN ... ISOLATION LEVEL or SET TRANSACTION
@@ -390,7 +389,7 @@ def facts(sql: str) -> Facts:
     except (ParseError, RecursionError):
         return Facts(parsed=False)
     out: list[Access] = []
-    begins = ends = rolls_back = advisory = False
+    ends = rolls_back = advisory = False
     isolation: Isolation | None = None
     session: Isolation | None = None
     for raw in raws:
@@ -400,7 +399,6 @@ def facts(sql: str) -> Facts:
         if isinstance(stmt, ast.TransactionStmt):
             kind = stmt.kind.name if stmt.kind is not None else ""
             if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
-                begins = True
                 isolation = _isolation(stmt.options) or isolation
             elif kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"):
                 ends = True
@@ -422,7 +420,14 @@ def facts(sql: str) -> Facts:
             _walk(stmt, out, set())
         except RecursionError:
             return Facts(parsed=False)
-    return Facts(tuple(out), begins, ends, rolls_back, isolation, session, advisory)
+    return Facts(
+        tuple(out),
+        ends=ends,
+        rolls_back=rolls_back,
+        isolation=isolation,
+        session_isolation=session,
+        advisory_lock=advisory,
+    )
 
 
 @lru_cache(maxsize=65536)

@@ -28,7 +28,6 @@ from typing import Literal
 from racebench.harness.explore.explorer import (
     ScheduleRun,
     SearchResult,
-    draw,
     explore,
     result_line,
 )
@@ -55,7 +54,6 @@ class Confirmation:
     schedules: int  # schedules explored, or runs raced
     seconds: float
     violations: dict[str, int] = field(default_factory=dict)  # invariant code -> rows
-    drawing: str | None = None  # the failing schedule, drawn
     failure: ScheduleRun | None = None
 
 
@@ -129,7 +127,6 @@ async def confirm(
         search.schedules,
         search.seconds,
         dict(failure.outcome.check.counts) if failure is not None else {},
-        draw(failure, f"{hint.id} x {variant or spec.name}") if failure is not None else None,
         failure,
     )
 

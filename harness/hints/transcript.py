@@ -41,7 +41,6 @@ MAKE_PAYMENT = "make a payment"
 VERIFY = "verify"
 WEBHOOK_CAPTURED = "webhook payment.captured"
 WEBHOOK_FAILED = "webhook payment.failed"
-REQUEST_TYPES = (VERIFY, WEBHOOK_CAPTURED, WEBHOOK_FAILED)
 # The request types that capture (the ones a double capture is made of).
 CAPTURES = (VERIFY, WEBHOOK_CAPTURED)
 AMOUNT = 100_000
@@ -76,7 +75,6 @@ class Schema:
     primary_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     foreign_keys: list[ForeignKey] = field(default_factory=list)  # single-column ones
     types: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> column -> type
-    known: bool = True  # False: no database was read (a log analysed on its own)
 
     def references(self, table: str, to: str) -> list[ForeignKey]:
         return [k for k in self.foreign_keys if k.table == table and k.references == to]
@@ -99,13 +97,6 @@ class Transcript:
     @property
     def unique_keys(self) -> dict[str, list[frozenset[str]]]:
         return self.schema.unique_keys
-
-    def of(self, request: str) -> list[Transaction]:
-        return [t for t in self.transactions if t.request == request]
-
-    @property
-    def requests(self) -> list[str]:
-        return list(dict.fromkeys(t.request for t in self.transactions))
 
 
 UNIQUE_KEYS_SQL = """
@@ -273,7 +264,7 @@ def from_log(
     ]
     with path.open("rb") as lines:
         count = sum(1 for _ in lines)
-    return Transcript("log", transactions, schema or Schema(known=False)), count
+    return Transcript("log", transactions, schema or Schema()), count
 
 
 def payment_table(spec: TargetSpec) -> str | None:
@@ -294,7 +285,6 @@ def payment_table(spec: TargetSpec) -> str | None:
 __all__ = [
     "CAPTURES",
     "MAKE_PAYMENT",
-    "REQUEST_TYPES",
     "VERIFY",
     "WEBHOOK_CAPTURED",
     "WEBHOOK_FAILED",
