@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,7 @@ from racebench.results import (
     DEFAULT_RUNS_DIR,
     ExploreFailure,
     ExploreResult,
+    Invariant,
     Results,
     new_run_id,
 )
@@ -288,6 +289,7 @@ def save_schedule(
     evidence: str | None = None,
     gate: Sequence[str] = (),
     gate_reads: bool = False,
+    invariants: Sequence[Invariant] = (),
     prefix: str = "",
 ) -> Path:
     """A failing schedule, under schedules/ in the run folder, for --replay. `gate`: the only
@@ -304,6 +306,7 @@ def save_schedule(
         evidence=evidence or result_line(run),
         gate=list(gate),
         gate_reads=gate_reads,
+        invariants=[{"code": i.code, "name": i.name, "sql": i.sql} for i in invariants],
     )
     name = f"{prefix}{scenario}-{variant or spec.name}-{saved.id}.json"
     return saved.write(folder / name)
@@ -383,7 +386,12 @@ def run_replay(
 ) -> int:
     """Run a saved schedule `repeat` times; 0 iff every run ended as the saved one did."""
     saved = SavedSchedule.read(schedule)
-    spec = load_target(saved.target)
+    spec = load_target(saved.target, skeleton=bool(saved.invariants))
+    if saved.invariants:  # checked with racebench hints' drafts: the file has none
+        drafted = [
+            Invariant(code=i["code"], name=i["name"], sql=i["sql"]) for i in saved.invariants
+        ]
+        spec = replace(spec, invariants=(*spec.invariants, *drafted))
     script = _scripts(spec, saved.scenario)[saved.scenario]
     console = make_console()
     runs = run_async(

@@ -16,7 +16,7 @@ import os
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from racebench.results import (
     HintConfirmation,
     HintEvidence,
     HintsResult,
+    Invariant,
     Results,
     TransactionSets,
     new_run_id,
@@ -96,7 +97,7 @@ def run_hints(
         entries.append(_from_log(log, log_prefix, schema_url, canary, console, show_sets))
         environment: dict[str, Any] = {"log": str(log), "log_prefix": log_prefix}
     else:
-        spec = load_target(target)
+        spec = load_target(target, skeleton=True)  # barrier tables, invariants: drafted here
         progress = ExploreProgress(err)
         for variant in choose_variants(spec, strategies or "all"):
             entry = run_async(
@@ -147,22 +148,24 @@ async def _variant(
     err.print(f"hints {spec.name} x {variant.name}: each request once, through the proxy")
     transcript = await drive(spec, arg, database_url=database_url, workers=workers)
     hints = analyse(transcript)
+    drafts = drafts_of(transcript, spec.payment.captured_sql)
     confirmations: list[HintConfirmation | None] = [None] * len(hints)
     if confirming is not None:
+        forcing, drafted = _with_drafts(spec, drafts, err)
         for i, hint in enumerate(hints):
-            task = progress.search(
-                f"confirm #{i + 1} {hint.id} x {variant.name}", confirming.budget
-            )
-            scenario = scenario_for(hint, spec, transcript.payment_table)
-            script = SCENARIOS[scenario].on_target(spec)
+            scenario = scenario_for(hint, forcing, transcript.payment_table)
+            script = SCENARIOS[scenario].on_target(forcing)
             if isinstance(script, str):
                 found = cannot(scenario, f"{scenario} does not run here: {script}")
                 confirmations[i] = _confirmation(found, None)
                 continue
+            task = progress.search(
+                f"confirm #{i + 1} {hint.id} x {variant.name}", confirming.budget
+            )
             try:
                 found = await confirm(
                     hint,
-                    spec,
+                    forcing,
                     arg,
                     scenario,
                     script,
@@ -184,10 +187,10 @@ async def _variant(
                     evidence=found.said,
                     gate=hint.tables,
                     gate_reads=hint.kind == "read_skew",
+                    invariants=drafted,
                     prefix=f"hint-{hint.kind}-",
                 )
             confirmations[i] = _confirmation(found, saved)
-    drafts = drafts_of(transcript, spec.payment.captured_sql)
     return _entry(
         spec.name,
         variant.name,
@@ -198,6 +201,23 @@ async def _variant(
         _expected(variant, canary),
         time.perf_counter() - started,
     )
+
+
+def _with_drafts(
+    spec: TargetSpec, drafts: Drafts, err: Console
+) -> tuple[TargetSpec, tuple[Invariant, ...]]:
+    """The target to force hints on: a file without invariants of its own (a skeleton, as
+    target init takes) is checked with the drafted ones, and held at the drafted barrier
+    tables when it names none; with the invariants it was given."""
+    drafted: tuple[Invariant, ...] = ()
+    if not any(not i.ledger for i in spec.invariants):
+        drafted = tuple(Invariant(code=d.code, name=d.name, sql=d.sql) for d in drafts.invariants)
+        codes = ", ".join(i.code for i in drafted) or "none"
+        err.print(f"{spec.path} has no invariants of its own: forcing with the drafted ({codes})")
+        spec = replace(spec, invariants=(*spec.invariants, *drafted))
+    if not spec.barrier_tables:
+        spec = replace(spec, barrier_tables=drafts.barrier_tables)
+    return spec, drafted
 
 
 def _from_log(

@@ -397,6 +397,9 @@ class SavedSchedule:
     # gate_reads) were decision points; a replay gates the same ones.
     gate: list[str] = field(default_factory=list)
     gate_reads: bool = False
+    # The invariants it was checked with when the target file has none of its own (racebench
+    # hints --confirm on a skeleton checks with its drafts): [{code, name, sql}, ...].
+    invariants: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -430,6 +433,9 @@ class SavedSchedule:
                 evidence=str(data.get("evidence", "")),
                 gate=[str(t) for t in data.get("gate", [])],
                 gate_reads=bool(data.get("gate_reads", False)),
+                invariants=[
+                    {k: str(v) for k, v in dict(i).items()} for i in data.get("invariants", [])
+                ],
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: a schedule without {error}") from None

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from racebench.cli import app
+from racebench.explore import run_replay
 from racebench.harness.target.file import load
 from racebench.harness.target.matrix import race_target_scenario
 from racebench.hints import Confirming, run_hints, run_init
@@ -213,3 +214,31 @@ def test_a_request_that_fails_makes_the_reading_incomplete_never_a_pass(
     assert code == 1 and not entry.passed and entry.hints == []
     assert entry.answers["verify"] == 400
     assert entry.problems == ["verify answered 400: its transactions may be missing or cut short"]
+
+
+def test_a_skeleton_is_hinted_and_forced_with_the_drafted_invariants(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The shop's file without its barrier tables and invariants: what target init starts from.
+    text = SHOP.read_text().split("# Each returns the rows that break it", 1)[0]
+    text = text.replace('barrier_tables = ["shop_payment", "shop_invoice"]', "")
+    text = text.replace(
+        'url = "http://127.0.0.1:{port}"',
+        f'url = "http://127.0.0.1:{{port}}"\ncwd = "{SHOP.parent}"',
+        1,
+    )
+    skeleton = tmp_path / "skeleton.toml"
+    skeleton.write_text(text)
+    code = run_hints(
+        target=str(skeleton),
+        strategies="buggy",
+        confirming=Confirming(budget=10),
+        database_url=database_url,
+        out=tmp_path / "run",
+    )
+    [entry] = Results.read(tmp_path / "run").hints
+    assert code == 0 and entry.barrier_tables == ["shop_invoice", "shop_payment", "shop_receipt"]
+    top = entry.hints[0].confirmation
+    assert top is not None and top.violations == {"ONE_SHOP_RECEIPT_PER_PAYMENT": 1}
+    assert top.schedule_file is not None
+    assert run_replay(Path(top.schedule_file), database_url=database_url) == 0  # drafts kept
