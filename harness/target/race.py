@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import asyncpg
 import httpx
+import psutil
 
 from racebench.harness.cells import RUN_TIMEOUT_S, RunOutcome, verdict_line
 from racebench.harness.gateway import Gateway, WebhookDelivery, hmac_sha256_hex, razorpay_id
@@ -40,6 +41,7 @@ from racebench.harness.target.barrier import (
     WaitLog,
 )
 from racebench.harness.target.file import UnknownValue, render_json, render_sql, render_text
+from racebench.harness.target.service import log_path_of
 from racebench.harness.target.session import Session
 from racebench.harness.timeline import Timeline
 from racebench.razorpay import SETTLED_EVENTS, RazorpayEvent
@@ -513,6 +515,16 @@ class TargetRace:
                 return
             await asyncio.sleep(POLL_INTERVAL_S)  # the actors' answers, polled with the lock
 
+    def _service_exited(self) -> str:
+        """Why no answer came, when it is that the service racebench started has exited (a
+        crash the run provoked: a backend it terminated, say); else nothing."""
+        pid = self.session.target.pid
+        if pid is None or _alive(pid):
+            return ""
+        return (
+            f" (the service's process {pid} has exited: its output is in {log_path_of(self.spec)})"
+        )
+
     def _first_launch(self) -> None:
         self._launches += 1
         if self._launches == 1:
@@ -530,7 +542,10 @@ class TargetRace:
             )
         except httpx.HTTPError as error:
             self._answered_at[request.actor] = self.timeline.now_ms()
-            self.fail(f"{request.actor} {request.words}: {type(error).__name__}: {error}")
+            self.fail(
+                f"{request.actor} {request.words}: {type(error).__name__}: {error}"
+                f"{self._service_exited()}"
+            )
             return Answer(request.actor, 0, str(error))
         self._answered_at[request.actor] = self.timeline.now_ms()
         try:
@@ -581,6 +596,13 @@ class TargetRace:
             self.fail(f"an invariant's query failed: {error}")
             return CheckResult(True, [])
         return self._ledger.merge(result)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _names(actors: Sequence[str]) -> str:

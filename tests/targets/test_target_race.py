@@ -78,3 +78,47 @@ def test_target_check_walks_one_payment() -> None:
     assert result.exit_code == 0, result.output
     for step in ("barrier", "payment", "verify", "webhook"):
         assert f"ok   {step}" in result.output
+
+
+CRASHES = """
+import http.server, os, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self):  # the service dies on its first request, as an unhandled error would
+        os._exit(3)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+async def test_a_service_that_exits_is_named_with_its_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "crashes.py").write_text(CRASHES)
+    text = (
+        'name = "crashes"\n'
+        '[service]\nurl = "http://127.0.0.1:{port}"\ncommand = "{python} crashes.py {port}"\n'
+        '[database]\nurl = "{database_url}"\nbarrier_tables = ["nothing"]\n'
+        '[razorpay]\nkey_secret = "k"\nwebhook_secret = "w"\n'
+        "[payment]\nsql = \"SELECT {n} AS payment_id, 'order_{n}' AS order_id\"\n"
+        '[verify]\nmethod = "POST"\npath = "/verify"\njson = { order = "{order_id}" }\n'
+        '[webhook]\npath = "/hook"\n'
+        '[[invariants]]\ncode = "NONE"\nsql = "SELECT 1 WHERE false AND $1::bigint[] IS NULL"\n'
+    )
+    path = tmp_path / "crashes.toml"
+    path.write_text(text)
+    spec = target_file.load(path)
+    script = SCENARIOS["client_first"].on_target(spec)
+    assert not isinstance(script, str)
+    [outcome] = await race_target_scenario(
+        spec, script, use_barrier=False, database_url=database_url
+    )
+    log = tmp_path / ".racebench-crashes.log"
+    assert any(f"has exited: its output is in {log}" in e for e in outcome.errors), outcome.errors
